@@ -1,0 +1,1 @@
+"""Typer command groups; each module has ``register(app)``."""

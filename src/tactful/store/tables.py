@@ -1,0 +1,199 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations under ``store/migrations`` create them.
+
+Provenance: every row records the ``import_id`` of the import batch or API call that last wrote it
+(the ``imports`` table says which command, which file or endpoint, which source label and when) and
+``written_at``. Facts and orders also carry their own ``source``, ``context`` and time of collection.
+
+Keep this file and the migrations in step: a test compares the migrated schema with these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(200)
+KEY = String(200)
+
+
+def _provenance() -> list[Column[object]]:
+    return [
+        Column("import_id", BigInteger, ForeignKey("imports.id"), nullable=True),
+        Column("written_at", DateTime(timezone=True), nullable=True),
+    ]
+
+
+imports = Table(
+    "imports",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),  # customers, orders, ..., sample, api
+    Column("origin", Text, nullable=False),  # a file path, "sample:completejourney", "api:/v1/consents"
+    Column("source_label", String(200), nullable=True),  # the user's name for the export (--source)
+    Column("format", String(20), nullable=True),  # csv, jsonl, parquet
+    Column("mapping", JSON, nullable=True),  # the column mapping used
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("rows_read", BigInteger, nullable=False, default=0),
+    Column("rows_imported", BigInteger, nullable=False, default=0),
+    Column("rows_quarantined", BigInteger, nullable=False, default=0),
+    Column("quarantine_file", Text, nullable=True),
+    Column("tool_version", String(40), nullable=True),
+)
+
+households = Table(
+    "households",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("size", Integer),
+    Column("composition", String(100)),
+    Column("kids_count", Integer),
+    Column("income", String(40)),
+    Column("home_ownership", String(40)),
+    *_provenance(),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("household_id", ID, ForeignKey("households.id"), index=True),
+    Column("first_name", String(200)),
+    Column("last_name", String(200)),
+    Column("birth_date", Date),
+    Column("age_range", String(40)),
+    Column("openness", String(20)),  # closed | reserved | balanced | open | NULL (policy default)
+    Column("deceased", Boolean, nullable=False, default=False),
+    *_provenance(),
+)
+
+contact_points = Table(
+    "contact_points",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),  # email | phone | postal
+    Column("value", Text, nullable=False),
+    Column("shared_with", String(20)),  # private | household | others | NULL (unknown)
+    Column("verified_at", DateTime(timezone=True)),
+    Column("bounced", Boolean, nullable=False, default=False),
+    *_provenance(),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("purpose", KEY, nullable=False),  # a fideslang data use
+    Column("channel", String(30)),  # NULL = every channel
+    Column("status", String(20), nullable=False),  # granted | denied | withdrawn
+    Column("source", String(20), nullable=False),  # form | portal | tcf | gpc | import | advisor | other
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("evidence", Text),
+    *_provenance(),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", Text),
+    Column("department", String(200), index=True),
+    Column("category", String(200), index=True),
+    Column("subcategory", String(200)),
+    Column("brand", String(200)),
+    Column("implies", JSON, nullable=False, default=list),  # data categories a purchase reveals
+    *_provenance(),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("source", String(100), nullable=False, default="pos"),
+    Column("context", String(100), nullable=False, default="checkout"),
+    Column("store_id", String(100)),
+    Column("total", Float),
+    *_provenance(),
+)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("product_id", ID, ForeignKey("products.id"), nullable=False, index=True),
+    Column("quantity", Float, nullable=False, default=1),
+    Column("amount", Float),
+    *_provenance(),
+)
+
+facts = Table(
+    "facts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("category", KEY, nullable=False),
+    Column("implies", JSON, nullable=False, default=list),
+    Column("label", Text),
+    Column("value", Text),
+    Column("origin", String(20), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("context", String(100), nullable=False),
+    Column("at", DateTime(timezone=True)),
+    *_provenance(),
+)
+
+touches = Table(
+    "touches",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("purpose", KEY, nullable=False),
+    Column("channel", String(30), nullable=False),
+    Column("contact_point_id", ID),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("campaign", String(200)),
+    *_provenance(),
+    Index("ix_touches_customer_id_at", "customer_id", "at"),
+)
+
+personas = Table(
+    "personas",
+    metadata,
+    Column("key", String(100), primary_key=True),  # e.g. adult-shop-postcard
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("seed", String(20), nullable=False),  # the seed story, e.g. "001"
+    Column("description", Text, nullable=False),
+    UniqueConstraint("customer_id", "key"),
+)

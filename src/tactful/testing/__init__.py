@@ -1,0 +1,1 @@
+"""Public test helpers: a throwaway PostgreSQL server, an in-memory store, a CLI runner."""
