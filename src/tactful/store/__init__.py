@@ -1,0 +1,1 @@
+"""The customer data store: SQLAlchemy tables, Alembic migrations, bulk writes with provenance."""
