@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/system-deps.sh
 echo "==> ruff"
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check .
 echo "==> mypy"
 .venv/bin/mypy
 pgdir=$(mktemp -d /tmp/tactful-test-pg.XXXXXX)

@@ -7,20 +7,27 @@ directory) or ``postgresql+psycopg://user@host/db``. ``--db`` or ``TACTFUL_DB`` 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from tactful import __version__
 from tactful.errors import StoreError
 from tactful.store import tables
 
 DEFAULT_URL = "sqlite:///tactful.db"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+URL_FORMS = "sqlite:///path.db (a file), or postgresql+psycopg://user:password@host:port/dbname"
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: fail in seconds, not minutes, when the host does not answer
+
+_PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -31,6 +38,37 @@ def resolve_url(url: str | None = None) -> str:
     if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
         chosen = "postgresql+psycopg://" + chosen.split("://", 1)[1]
     return chosen
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL as text with its password replaced by ``***`` (safe to print and to log)."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return _PASSWORD_RE.sub(r"\1***@", url)
+
+
+def parse_url(url: str | None = None) -> URL:
+    """The resolved store URL, checked: a supported backend, a database name, a valid port."""
+    resolved = resolve_url(url)
+    shown = redact_url(resolved)
+    try:
+        parsed = sa.engine.make_url(resolved)
+        port = parsed.port
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise StoreError(f"malformed store URL {shown!r}: {exc}", hint=f"use {URL_FORMS}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise StoreError(f"unsupported store backend {backend!r} in {shown!r}: Tactful stores live in "
+                         "SQLite or PostgreSQL", hint=f"use {URL_FORMS}")
+    if port is not None and not 0 < port < 65536:
+        raise StoreError(f"malformed store URL {shown!r}: port {port} is not between 1 and 65535",
+                         hint=f"use {URL_FORMS}")
+    if not parsed.database:
+        raise StoreError(f"store URL {shown!r} names no database", hint=f"use {URL_FORMS}")
+    return parsed
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -44,15 +82,38 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def make_engine(url: str | None = None) -> Engine:
     """An engine for the store at ``url`` (see :func:`resolve_url`). Does not create anything."""
-    resolved = resolve_url(url)
+    parsed = parse_url(url)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     try:
-        engine = sa.create_engine(resolved, future=True)
+        engine = sa.create_engine(parsed, future=True, connect_args=connect_args)
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
-        raise StoreError(f"cannot open store {resolved!r}: {exc}",
-                         hint="use sqlite:///path.db or postgresql+psycopg://user@host:port/db") from exc
+        raise StoreError(f"cannot open store {redact_url(parsed)!r}: {exc}",
+                         hint=f"use {URL_FORMS} (the PostgreSQL driver is psycopg 3: +psycopg)") from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _unreachable(engine: Engine, exc: sa.exc.DBAPIError) -> StoreError:
+    """A StoreError for a failed connection that names the URL and says what to do."""
+    shown = redact_url(engine.url)
+    detail = " ".join(str(exc.orig).split())
+    url = engine.url
+    if engine.dialect.name == "sqlite":
+        hint = "check that the directory exists and is writable, and that the file is a SQLite database"
+    elif "does not exist" in detail and "database" in detail:
+        hint = (f"create the database first: createdb -h {url.host or 'localhost'} -p {url.port or 5432} "
+                f"-U {url.username or 'postgres'} {url.database}   (or CREATE DATABASE \"{url.database}\"), "
+                "then run `tactful init`")
+    elif "password" in detail or "authentication" in detail:
+        hint = "check the user and password in the URL and the server's pg_hba.conf"
+    else:
+        hint = (f"check that PostgreSQL is running and accepts TCP connections on "
+                f"{url.host or 'localhost'}:{url.port or 5432}, and that the URL has the form "
+                "postgresql+psycopg://user:password@host:port/dbname")
+    return StoreError(f"cannot reach store {shown}: {detail}", hint=hint)
 
 
 def _alembic_config(engine: Engine) -> Any:
@@ -60,25 +121,103 @@ def _alembic_config(engine: Engine) -> Any:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("tactful.store") / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # Alembic's config is an ini parser: a literal % in the URL (an escaped password) must be doubled.
+    cfg.set_main_option("sqlalchemy.url",
+                        engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     cfg.attributes["engine"] = engine
     return cfg
 
 
-def init_store(url: str | None = None) -> Engine:
-    """Create the store, or upgrade it to the newest schema (Alembic ``upgrade head``)."""
+def head_revision() -> str:
+    """The newest schema revision this version of Tactful knows."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("tactful.store") / "migrations"))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None, "the store has no migrations"
+    return head
+
+
+def _known_revisions() -> set[str]:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("tactful.store") / "migrations"))
+    return {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
+
+
+def _check_known(engine: Engine, current: str | None) -> None:
+    if current is not None and current not in _known_revisions():
+        raise StoreError(
+            f"store {redact_url(engine.url)} is at schema {current}, which this version of Tactful "
+            f"({__version__}) does not know: it was created or upgraded by a newer version",
+            hint="upgrade Tactful (pip install -U tactful), or point --db at another store",
+        )
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What :func:`initialise` did: ``created``, ``upgraded`` or ``up_to_date``."""
+
+    engine: Engine
+    action: Literal["created", "upgraded", "up_to_date"]
+    from_revision: str | None
+    to_revision: str
+
+    @property
+    def url(self) -> str:
+        """The store URL with its password hidden."""
+        return redact_url(self.engine.url)
+
+    def describe(self) -> str:
+        if self.action == "created":
+            return f"created store {self.url} (schema {self.to_revision})"
+        if self.action == "upgraded":
+            return f"upgraded store {self.url} from schema {self.from_revision} to {self.to_revision}"
+        return f"store {self.url} is already up to date (schema {self.to_revision})"
+
+
+def initialise(url: str | None = None) -> InitResult:
+    """Create the store, or upgrade it to the newest schema (Alembic ``upgrade head``); say which."""
     from alembic import command
+    from alembic.util import CommandError
 
     engine = make_engine(url)
     if engine.dialect.name == "sqlite":
         path = engine.url.database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the directory for store {redact_url(engine.url)}: {exc}",
+                                 hint="choose a path in a writable directory") from exc
     try:
-        command.upgrade(_alembic_config(engine), "head")
-    except sa.exc.OperationalError as exc:
-        raise StoreError(f"cannot reach store {engine.url.render_as_string()}: {exc.orig}") from exc
-    return engine
+        before = schema_revision(engine)
+        _check_known(engine, before)
+        head = head_revision()
+        if before != head:
+            command.upgrade(_alembic_config(engine), "head")
+        after = schema_revision(engine)
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        raise _unreachable(engine, exc) from exc
+    except CommandError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot upgrade store {redact_url(engine.url)}: {exc}",
+                         hint="see docs/operations-postgresql.md, section Upgrades") from exc
+    if after != head:  # pragma: no cover - Alembic reported success but the stamp disagrees
+        raise StoreError(f"store {redact_url(engine.url)} is at schema {after} after upgrading to {head}")
+    action: Literal["created", "upgraded", "up_to_date"] = (
+        "created" if before is None else "upgraded" if before != head else "up_to_date")
+    return InitResult(engine=engine, action=action, from_revision=before, to_revision=head)
+
+
+def init_store(url: str | None = None) -> Engine:
+    """Create the store, or upgrade it to the newest schema; returns its engine."""
+    return initialise(url).engine
 
 
 def schema_revision(engine: Engine) -> str | None:
@@ -91,17 +230,25 @@ def schema_revision(engine: Engine) -> str | None:
 
 def open_store(url: str | None = None) -> Engine:
     """An engine for an existing, up-to-date store; a clear error when it needs ``tactful init``."""
-    from alembic.script import ScriptDirectory
-
     engine = make_engine(url)
+    shown = redact_url(engine.url)
+    database = engine.url.database
+    if (engine.dialect.name == "sqlite" and database and database != ":memory:"
+            and not database.startswith("file:") and not Path(database).exists()):
+        # Connecting would create an empty file: say that the store is missing instead.
+        raise StoreError(f"store {shown} does not exist",
+                         hint="run `tactful init` (with the same --db) to create it, or check the path")
     try:
         current = schema_revision(engine)
-    except sa.exc.OperationalError as exc:
-        raise StoreError(f"cannot reach store {engine.url.render_as_string()}: {exc.orig}") from exc
-    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        raise _unreachable(engine, exc) from exc
+    _check_known(engine, current)
+    head = head_revision()
     if current != head:
+        engine.dispose()
         state = "is not initialised" if current is None else f"is at schema {current}, not {head}"
-        raise StoreError(f"store {engine.url.render_as_string()} {state}",
+        raise StoreError(f"store {shown} {state}",
                          hint="run `tactful init` (with the same --db) to create or upgrade it")
     return engine
 
