@@ -91,3 +91,10 @@ class QuarantineWarning(TactfulError):
 
 class SampleError(TactfulError):
     """The sample world could not be built."""
+
+
+class NotFoundError(StoreError):
+    """A record the caller named (a customer, an order, a product) is not in the store."""
+
+    exit_code = 2
+    http_status = 404

@@ -1,9 +1,198 @@
-"""CLI commands: store (being written)."""
+"""CLI commands over the store: ``tactful init`` and ``tactful customer show``."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tactful.commands.common import DbOption
+from tactful.store.db import initialise, open_store
+from tactful.store.repo import CustomerView, Provenance, customer_ids, read_customer
+
+
+class OutputFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+customer_app = typer.Typer(name="customer", help="Read what the store holds about a customer.",
+                           no_args_is_help=True)
+
+
+def init(db: DbOption = None) -> None:
+    """Create the store, or upgrade it to the newest schema. Says which, and the URL (password hidden).
+
+    SQLite by default (tactful.db in the working directory); PostgreSQL with
+    --db postgresql+psycopg://user:password@host:port/dbname (the database must exist).
+    """
+    result = initialise(db)
+    try:
+        typer.echo(result.describe())
+    finally:
+        result.engine.dispose()
+
+
+@customer_app.command("show")
+def show(
+    customer_id: Annotated[str, typer.Argument(help="The customer's id, as stored.", show_default=False)],
+    db: DbOption = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="text (tables) or json.")] = OutputFormat.TEXT,
+    orders: Annotated[int, typer.Option("--orders", min=0,
+                                        help="Show the newest N orders; 0 shows all.")] = 20,
+) -> None:
+    """Everything the store knows about a customer, and where each piece came from.
+
+    Customer, household, contact points, consents, orders with their lines and products (with the
+    categories a product implies), facts and touches; each row with the import batch that wrote it
+    (kind, origin, source label, format, start) and when. Exit 2 when there is no such customer.
+    """
+    engine = open_store(db)
+    try:
+        with engine.connect() as conn:
+            view = read_customer(conn, customer_id, max_orders=orders or None)
+    finally:
+        engine.dispose()
+    if fmt is OutputFormat.JSON:
+        typer.echo(json.dumps(view.to_json_dict(), indent=2, ensure_ascii=False))
+    else:
+        print_customer(view)
+
+
+@customer_app.command("list")
+def list_customers(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many ids.")] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many ids first.")] = 0,
+) -> None:
+    """Customer ids in the store, in id order, one per line (page with --limit and --offset)."""
+    engine = open_store(db)
+    try:
+        with engine.connect() as conn:
+            ids = customer_ids(conn, limit=limit, offset=offset)
+    finally:
+        engine.dispose()
+    for customer_id in ids:
+        typer.echo(customer_id)
+
+
+# --------------------------------------------------------------------------- text rendering
+
+
+def _cell(value: Any) -> Text:
+    """A table cell as plain text (never Rich markup: stored values may hold brackets)."""
+    if value is None:
+        return Text("-", style="dim")
+    if isinstance(value, datetime):
+        return Text(value.strftime("%Y-%m-%d %H:%M:%S") if value.time() != datetime.min.time()
+                    else value.strftime("%Y-%m-%d"))
+    if isinstance(value, bool):
+        return Text("yes" if value else "no")
+    if isinstance(value, StrEnum):
+        return Text(value.value)
+    if isinstance(value, tuple | list):
+        return Text(", ".join(str(v) for v in value)) if value else Text("-", style="dim")
+    return Text(str(value))
+
+
+def _prov(p: Provenance) -> list[Text]:
+    return [_cell(f"#{p.import_id}" if p.import_id is not None else None), _cell(p.written_at)]
+
+
+def _table(title: str, columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", show_lines=False, expand=False)
+    for name in [*columns, "import", "written"]:
+        table.add_column(name, overflow="fold")
+    return table
+
+
+def print_customer(view: CustomerView, console: Console | None = None) -> None:
+    """The customer view as Rich tables: one per kind of record, then the import batches they cite."""
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=200)
+    c = view.customer.record
+    head = _table(f"Customer {c.id}", ["id", "household", "first name", "last name", "birth date",
+                                        "age range", "openness", "deceased"])
+    head.add_row(*[_cell(v) for v in (c.id, c.household_id, c.first_name, c.last_name, c.birth_date,
+                                      c.age_range, c.openness, c.deceased)], *_prov(view.customer.provenance))
+    console.print(head)
+
+    if view.household is not None:
+        h = view.household.record
+        table = _table("Household", ["id", "size", "composition", "kids", "income", "home ownership"])
+        table.add_row(*[_cell(v) for v in (h.id, h.size, h.composition, h.kids_count, h.income,
+                                           h.home_ownership)], *_prov(view.household.provenance))
+        console.print(table)
+
+    table = _table(f"Contact points ({len(view.contact_points)})",
+                   ["id", "kind", "value", "shared with", "verified", "bounced"])
+    for scp in view.contact_points:
+        cp = scp.record
+        table.add_row(*[_cell(v) for v in (cp.id, cp.kind, cp.value, cp.shared_with, cp.verified_at,
+                                           cp.bounced)], *_prov(scp.provenance))
+    console.print(table)
+
+    table = _table(f"Consents ({len(view.consents)})",
+                   ["id", "purpose", "channel", "status", "source", "at", "evidence"])
+    for sk in view.consents:
+        k = sk.record
+        table.add_row(*[_cell(v) for v in (k.id, k.purpose, k.channel or "every channel", k.status,
+                                           k.source, k.at, k.evidence)], *_prov(sk.provenance))
+    console.print(table)
+
+    shown = len(view.orders)
+    title = f"Orders ({shown} of {view.orders_total}, newest first)" if shown < view.orders_total \
+        else f"Orders ({shown}, newest first)"
+    table = _table(title, ["id", "at", "source", "context", "store", "total", "lines"])
+    lines = _table("Order lines", ["order", "line", "product", "name", "category", "quantity", "amount",
+                                   "implies"])
+    for so in view.orders:
+        o = so.order.record
+        table.add_row(*[_cell(v) for v in (o.id, o.at, o.source, o.context, o.store_id, o.total,
+                                           len(so.lines))], *_prov(so.order.provenance))
+        for sl in so.lines:
+            ln, p = sl.line.record, sl.product.record
+            lines.add_row(*[_cell(v) for v in (o.id, ln.line_no, p.id, p.name, p.category, ln.quantity,
+                                               ln.amount, p.implies)], *_prov(sl.line.provenance))
+    console.print(table)
+    if any(so.lines for so in view.orders):
+        console.print(lines)
+
+    table = _table(f"Facts ({len(view.facts)})", ["id", "kind", "category", "implies", "label", "value",
+                                                  "origin", "source", "context", "at"])
+    for sf in view.facts:
+        f = sf.record
+        table.add_row(*[_cell(v) for v in (f.id, f.kind, f.category, f.implies, f.label, f.value, f.origin,
+                                           f.source, f.context, f.at)], *_prov(sf.provenance))
+    console.print(table)
+
+    table = _table(f"Touches ({len(view.touches)}, newest first)",
+                   ["id", "at", "kind", "purpose", "channel", "contact point", "campaign"])
+    for st in view.touches:
+        t = st.record
+        table.add_row(*[_cell(v) for v in (t.id, t.at, t.kind, t.purpose, t.channel, t.contact_point_id,
+                                           t.campaign)], *_prov(st.provenance))
+    console.print(table)
+
+    imports = Table(title="Imports these rows came from", title_justify="left", title_style="bold")
+    for name in ("import", "kind", "origin", "source label", "format", "started", "finished"):
+        imports.add_column(name, overflow="fold")
+    for i in sorted(view.imports):
+        b = view.imports[i]
+        imports.add_row(*[_cell(v) for v in (f"#{b.id}", b.kind, b.origin, b.source_label, b.format,
+                                             b.started_at, b.finished_at)])
+    console.print(imports)
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.command("init")(init)
+    app.add_typer(customer_app)

@@ -25,6 +25,8 @@ from tactful.store import tables
 DEFAULT_URL = "sqlite:///tactful.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 URL_FORMS = "sqlite:///path.db (a file), or postgresql+psycopg://user:password@host:port/dbname"
+# The Alembic scripts (tests point this at a copy with an extra revision to exercise upgrades).
+MIGRATIONS_LOCATION = str(resources.files("tactful.store") / "migrations")
 CONNECT_TIMEOUT_S = 10  # PostgreSQL: fail in seconds, not minutes, when the host does not answer
 
 _PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@/]*@")
@@ -116,11 +118,16 @@ def _unreachable(engine: Engine, exc: sa.exc.DBAPIError) -> StoreError:
     return StoreError(f"cannot reach store {shown}: {detail}", hint=hint)
 
 
-def _alembic_config(engine: Engine) -> Any:
+def _script_config() -> Any:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("tactful.store") / "migrations"))
+    cfg.set_main_option("script_location", MIGRATIONS_LOCATION)
+    return cfg
+
+
+def _alembic_config(engine: Engine) -> Any:
+    cfg = _script_config()
     # Alembic's config is an ini parser: a literal % in the URL (an escaped password) must be doubled.
     cfg.set_main_option("sqlalchemy.url",
                         engine.url.render_as_string(hide_password=False).replace("%", "%%"))
@@ -130,23 +137,17 @@ def _alembic_config(engine: Engine) -> Any:
 
 def head_revision() -> str:
     """The newest schema revision this version of Tactful knows."""
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("tactful.store") / "migrations"))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    head = ScriptDirectory.from_config(_script_config()).get_current_head()
     assert head is not None, "the store has no migrations"
     return head
 
 
 def _known_revisions() -> set[str]:
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("tactful.store") / "migrations"))
-    return {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
+    return {rev.revision for rev in ScriptDirectory.from_config(_script_config()).walk_revisions()}
 
 
 def _check_known(engine: Engine, current: str | None) -> None:
