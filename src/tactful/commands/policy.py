@@ -1,9 +1,176 @@
-"""CLI commands: policy (being written)."""
+"""CLI commands: ``tactful decide`` and the ``tactful policy`` group (test, lint, explain)."""
 
 from __future__ import annotations
 
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+import yaml
+
+from tactful.errors import ScenarioError
+from tactful.model import Decision, Scenario, parse_scenario
+
+SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class Format(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+PolicyOption = Annotated[
+    str | None,
+    typer.Option("--policy", "-p", help="A policy pack file (default: the packaged default pack).",
+                 show_default=False),
+]
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    """Read and validate a scenario file (YAML or JSON). Errors exit 2 naming the file, line and
+    column (syntax) or the field path (contract)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror or exc}", source=str(path)) from exc
+    data: Any
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScenarioError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}",
+                                source=str(path)) from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            raise ScenarioError(f"{where}: not valid YAML: {exc.problem}", source=str(path)) from None
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{path}: not valid YAML: {exc}", source=str(path)) from None
+    return parse_scenario(data, source=str(path))
+
+
+def format_decision(decision: Decision) -> str:
+    """The decision as plain text for a person."""
+    lines = [f"verdict: {decision.verdict.value}"]
+    if decision.verdict.value in ("allow", "soften"):
+        lines.append(f"may use: depth {decision.max_depth.value}, "
+                     f"{'greeting by name' if decision.named else 'no name'}")
+    if decision.reasons:
+        lines.append("reasons:")
+        for r in decision.reasons:
+            facts = f" [facts: {', '.join(r.facts)}]" if r.facts else ""
+            lines.append(f"  - {r.verdict.value:6} {r.rule}: {r.message}{facts}")
+    else:
+        lines.append("reasons: none (no rule fired)")
+    if decision.remedies:
+        lines.append("remedies:")
+        lines.extend(f"  - {m}" for m in decision.remedies)
+    lines.append(f"policy: {decision.policy.name} {decision.policy.version}")
+    return "\n".join(lines)
+
+
+def compare_expectation(scenario: Scenario, decision: Decision) -> list[str]:
+    """What differs between ``scenario.expect`` and the decision (empty: it matches)."""
+    exp = scenario.expect
+    if exp is None:
+        return []
+    diffs: list[str] = []
+    if decision.verdict is not exp.verdict:
+        diffs.append(f"verdict {decision.verdict.value}, expected {exp.verdict.value}")
+    if exp.max_depth is not None and decision.max_depth is not exp.max_depth:
+        diffs.append(f"max_depth {decision.max_depth.value}, expected {exp.max_depth.value}")
+    if exp.named is not None and decision.named is not exp.named:
+        diffs.append(f"named {str(decision.named).lower()}, expected {str(exp.named).lower()}")
+    if exp.rules is not None:
+        got = sorted(r.rule for r in decision.reasons)
+        if got != sorted(exp.rules):
+            diffs.append(f"rules [{', '.join(got)}], expected [{', '.join(sorted(exp.rules))}]")
+    return diffs
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the root app."""
+    """Add ``decide`` and the ``policy`` group to the root app."""
+    from tactful.policy import evaluate, load_pack
+    from tactful.policy.explain import explain_pack
+    from tactful.policy.lint import lint_pack
+
+    @app.command("decide")
+    def decide(
+        scenario: Annotated[Path, typer.Argument(help="A scenario file (YAML or JSON).")],
+        policy: PolicyOption = None,
+        fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TEXT,
+    ) -> None:
+        """Decide one scenario: allow, soften, ask or block, with every reason. Exits 0 whatever the
+        verdict; 2 for an invalid scenario or pack."""
+        pack = load_pack(policy)
+        doc = load_scenario_file(scenario)
+        decision = evaluate(doc, pack)
+        if fmt is Format.JSON:
+            typer.echo(json.dumps(decision.to_json_dict(), indent=2, ensure_ascii=False))
+        else:
+            typer.echo(format_decision(decision))
+
+    group = typer.Typer(help="Test, lint and explain policy packs.", no_args_is_help=True)
+    app.add_typer(group, name="policy")
+
+    @group.command("test")
+    def test(
+        directory: Annotated[Path, typer.Argument(help="A directory of scenario files with expect.")],
+        policy: PolicyOption = None,
+    ) -> None:
+        """Decide every scenario in DIRECTORY that has `expect`; one line per file; exit 1 on any
+        mismatch (verdict, and max_depth / named / rules when the expectation gives them)."""
+        if not directory.is_dir():
+            raise ScenarioError(f"{directory}: not a directory")
+        pack = load_pack(policy)
+        files = sorted(p for p in directory.iterdir() if p.suffix in SCENARIO_SUFFIXES and p.is_file())
+        passed = failed = skipped = 0
+        for path in files:
+            try:
+                doc = load_scenario_file(path)
+            except ScenarioError as exc:
+                failed += 1
+                typer.echo(f"ERROR {path.name}: {exc}")
+                continue
+            if doc.expect is None:
+                skipped += 1
+                continue
+            decision = evaluate(doc, pack)
+            diffs = compare_expectation(doc, decision)
+            fired = ", ".join(r.rule for r in decision.reasons) or "no rule"
+            if diffs:
+                failed += 1
+                typer.echo(f"FAIL  {path.name}: {'; '.join(diffs)} (fired: {fired})")
+            else:
+                passed += 1
+                typer.echo(f"ok    {path.name}: {decision.verdict.value} ({fired})")
+        typer.echo(f"{passed} passed, {failed} failed, {skipped} without expect "
+                   f"(policy {pack.name} {pack.version})")
+        if failed:
+            raise typer.Exit(1)
+
+    @group.command("lint")
+    def lint(
+        pack_file: Annotated[Path, typer.Argument(help="A policy pack file.")],
+        strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when there are warnings.")] = False,
+    ) -> None:
+        """Check a pack: syntax and types (file:line:col, the bad value, what was expected), then
+        warnings. Exit 2 on an error; 0 otherwise (1 on warnings with --strict)."""
+        warnings = lint_pack(pack_file)
+        for w in warnings:
+            typer.echo(f"{pack_file}: warning: {w}")
+        typer.echo(f"{pack_file}: ok ({len(warnings)} warning(s))" if warnings else f"{pack_file}: ok")
+        if warnings and strict:
+            raise typer.Exit(1)
+
+    @group.command("explain")
+    def explain(pack_file: Annotated[str | None, typer.Argument(
+            help="A policy pack file (default: the packaged default pack).", show_default=False)] = None,
+    ) -> None:
+        """Print each rule of a pack with its rationale, in plain language."""
+        typer.echo(explain_pack(load_pack(pack_file)))

@@ -1,0 +1,622 @@
+"""The feature vocabulary: what policy rules can speak about, and how a scenario becomes it.
+
+This module is the one place that turns a :class:`~tactful.model.Scenario` into *features*: flat
+scalars per (customer, touch) — booleans, integers, enum values — that a rule condition compares.
+The Python evaluator (:mod:`tactful.policy.evaluate`) reads them from :func:`derive`; the batch
+evaluator computes the same columns over a features frame. Keep every feature something a dataframe
+can hold in one column per row.
+
+It also holds the *settings* schema: the thresholds and lists a pack sets (which categories count as
+sensitive, the default openness, frequency caps...). Values live in the pack, never in code; this
+module only knows their names, types and meaning.
+
+For the Python evaluator only, :class:`Features` also carries *evidence*: for a boolean feature that
+is true, the ids of the facts that made it true and the keys (categories, purposes) involved, so that
+a reason can name them.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+from tactful import vocab
+from tactful.model import Scenario, ScenarioConsent, ScenarioFact
+from tactful.vocab import (
+    CHANNEL_CONTACT_KIND,
+    Channel,
+    ConsentSource,
+    ConsentStatus,
+    Depth,
+    FactKind,
+    Granularity,
+    Openness,
+    Origin,
+    SharedWith,
+    TouchKind,
+    Trigger,
+)
+
+# --------------------------------------------------------------------------- feature types
+
+
+class FType(Enum):
+    """The type of a feature, which decides what a condition may do with it."""
+
+    BOOL = "boolean"  # used bare as a condition, or compared with eq/ne to true/false
+    INT = "integer"  # eq ne lt le gt ge against an integer, an integer setting or another integer feature
+    ORDERED = "ordered enum"  # eq ne lt le gt ge by rank (depth, openness, shared_with); in / not_in
+    CATEGORY = "enum"  # eq ne in not_in (channel, touch kind, trigger, granularity)
+    TEXT = "text"  # eq ne in not_in against strings (purpose, sender)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """One feature of the vocabulary."""
+
+    name: str
+    type: FType
+    doc: str
+    enum: builtins.type[StrEnum] | None = None
+    evidence: bool = False  # carries the fact ids that made it true (Python evaluator only)
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(m.value for m in self.enum) if self.enum is not None else ()
+
+    @property
+    def type_name(self) -> str:
+        base: str = self.type.value
+        return f"{base} {self.enum.__name__}" if self.enum is not None else base
+
+
+def _f(name: str, type_: FType, doc: str, enum: type[StrEnum] | None = None,
+       evidence: bool = False) -> FeatureSpec:
+    return FeatureSpec(name, type_, doc, enum, evidence)
+
+
+B, N, R, C, T = FType.BOOL, FType.INT, FType.ORDERED, FType.CATEGORY, FType.TEXT
+
+#: Every feature a rule may name, in documentation order.
+FEATURE_LIST: tuple[FeatureSpec, ...] = (
+    # the customer
+    _f("openness", R, "The customer's openness (closed < reserved < balanced < open); absent in the "
+       "scenario = the setting default_openness.", Openness),
+    _f("openness_declared", B, "The scenario states the customer's openness (not the pack default)."),
+    _f("customer_deceased", B, "The customer is recorded as deceased."),
+    _f("openness_depth_cap", R, "The highest depth this customer's openness allows "
+       "(setting openness_max_depth looked up with openness).", Depth),
+    # the touch
+    _f("touch_kind", C, "The touch's kind (offer, greeting, recommendation, reminder, survey, service, "
+       "share, advisor_prompt).", TouchKind),
+    _f("channel", C, "The touch's channel.", Channel),
+    _f("purpose", T, "The touch's purpose (a data use key) as written in the scenario."),
+    _f("sender", T, "The touch's sender: first_party or partner:<name>."),
+    _f("trigger", C, "What triggers the touch (scheduled, realtime_browse, event, customer_request).",
+       Trigger),
+    _f("depth", R, "How much the touch shows (none < segment < category < item < history < "
+       "detailed_history); its evidence is the shown facts.", Depth, evidence=True),
+    _f("named", B, "The touch greets the customer by name."),
+    _f("granularity", C, "For a share: individual or aggregate; a share that does not say is "
+       "individual (fail closed). Other touches: individual.", Granularity),
+    _f("group_size", N, "For an aggregate share: the smallest group in the export (0 when absent)."),
+    _f("touch_is_marketing", B, "The purpose is under one of the setting marketing_purposes, or the kind "
+       "is one of marketing_kinds."),
+    _f("sender_is_partner", B, "The sender is a partner (partner:<name>), not the first party."),
+    _f("is_partner_share", B, "The touch hands data to another party (kind share or channel "
+       "partner_export)."),
+    # the recipient contact point
+    _f("needs_contact_point", B, "The channel delivers to a contact point (email, sms, phone, postal)."),
+    _f("contact_point_missing", B, "The channel needs a contact point and the touch names none, names "
+       "an unknown one, or one of the wrong kind (an email to a postal address)."),
+    _f("contact_point_bounced", B, "The recipient contact point bounces."),
+    _f("contact_point_age_days", N, "Days since the recipient contact point was last verified; -1 when "
+       "it was never verified or there is none."),
+    _f("seen_by", R, "Who else can see what this touch delivers: the contact point's shared_with "
+       "(absent = household), raised to the channel's floor from the setting channel_visibility "
+       "(a postcard is seen by others whatever the address).", SharedWith),
+    # consent
+    _f("consent_granted", B, "A granted consent covers the touch's purpose on this channel and no "
+       "refusal applies (see consent_refused)."),
+    _f("consent_refused", B, "A denied or withdrawn consent, or any record from a Global Privacy "
+       "Control signal (source gpc), overlaps the touch's purpose on this channel.", evidence=True),
+    _f("share_consent_granted", B, "A granted consent (not refused) for one of the setting "
+       "share_consent_purposes: the customer agreed that individual data goes to third parties."),
+    # what the touch uses and shows
+    _f("uses_facts", B, "The touch uses or shows at least one fact.", evidence=True),
+    _f("shows_sensitive", B, "A shown fact's category or implied category is sensitive (setting "
+       "sensitive_categories), or the touch's shows_implies names a sensitive category.", evidence=True),
+    _f("uses_sensitive", B, "A fact the touch uses or shows has a sensitive category or implied "
+       "category.", evidence=True),
+    _f("sender_sensitive", B, "Receiving anything from this sender reveals a sensitive category "
+       "(touch.sender_implies).", evidence=True),
+    _f("uses_inferred_sensitive", B, "A used or shown fact that is an inference (origin inferred or "
+       "kind inference) has a sensitive category or implied category that the customer has not "
+       "declared (see declared_covers) and no profiling opt-in covers.", evidence=True),
+    _f("shows_undeclared_sensitive", B, "The items the touch shows reveal (touch.shows_implies) a "
+       "sensitive category the customer has not declared and no profiling opt-in covers.",
+       evidence=True),
+    _f("profiling_opt_in", B, "A granted, unrefused consent for one of the setting "
+       "profiling_opt_in_purposes."),
+    _f("uses_conversation_fact", B, "A used or shown fact was disclosed in a conversation: its source "
+       "is one of conversation_sources or its context one of conversation_contexts.", evidence=True),
+    _f("uses_payment_fact", B, "A used or shown fact was collected in a payment context (setting "
+       "payment_contexts).", evidence=True),
+    _f("uses_partner_fact", B, "A used or shown fact came from a partner (source partner:<name>).",
+       evidence=True),
+    _f("uses_birthday", B, "A used or shown fact is a birthday (setting birthday_categories).",
+       evidence=True),
+    _f("birthday_expected", B, "Every birthday fact the touch uses was declared in a context where the "
+       "customer was told it would be used (setting birthday_expectation_contexts)."),
+    _f("shows_preference", B, "The touch shows (announces) a preference fact.", evidence=True),
+    _f("uses_preference", B, "The touch uses a preference fact.", evidence=True),
+    _f("unknown_vocabulary", B, "Some data category or data use in the scenario (a fact's category or "
+       "implies, the touch's purpose, sender_implies or shows_implies, a consent's purpose) is not in "
+       "the vocabulary.", evidence=True),
+    _f("missing_fact_reference", B, "The touch uses or shows a fact id that is not among the facts.",
+       evidence=True),
+    # history
+    _f("recent_marketing_on_channel", N, "Marketing touches already sent on this channel's cap group "
+       "within that group's window (setting frequency_caps); 0 when the channel has no cap."),
+    _f("channel_frequency_cap", N, "The most marketing touches the channel's cap group allows in its "
+       "window (setting frequency_caps); 1000000 when the channel has no cap."),
+    _f("recent_surveys", N, "Surveys already sent (any channel) within survey_window_days; a recent "
+       "touch counts as a survey when its kind is survey."),
+)
+
+FEATURES: Mapping[str, FeatureSpec] = MappingProxyType({f.name: f for f in FEATURE_LIST})
+NO_CAP = 1_000_000
+
+# --------------------------------------------------------------------------- settings
+
+
+class SKind(Enum):
+    """The type of a setting value."""
+
+    OPENNESS = "openness"
+    DEPTH = "depth"
+    SHARED_WITH = "shared_with"
+    INT = "non-negative integer"
+    CATEGORIES = "list of data categories"
+    USES = "list of data uses"
+    CHANNELS = "list of channels"
+    TOUCH_KINDS = "list of touch kinds"
+    STRINGS = "list of strings"
+    OPENNESS_DEPTHS = "mapping openness -> depth"
+    CHANNEL_VISIBILITY = "mapping channel -> shared_with"
+    CHANNEL_USES = "mapping channel -> data use"
+    CATEGORY_MAP = "mapping data category -> list of data categories"
+    FREQUENCY_CAPS = "list of {channels, max, days}"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    name: str
+    kind: SKind
+    doc: str
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyCap:
+    """At most ``max`` marketing touches on any of ``channels`` within ``days`` days."""
+
+    channels: frozenset[Channel]
+    max: int
+    days: int
+
+
+SETTING_LIST: tuple[SettingSpec, ...] = (
+    SettingSpec("default_openness", SKind.OPENNESS,
+                "The openness of a customer whose scenario does not state one."),
+    SettingSpec("openness_max_depth", SKind.OPENNESS_DEPTHS,
+                "The highest depth each openness allows (feature openness_depth_cap); every openness "
+                "must be listed."),
+    SettingSpec("sensitive_categories", SKind.CATEGORIES,
+                "Data categories that are sensitive; a key covers every key below it."),
+    SettingSpec("declared_covers", SKind.CATEGORY_MAP,
+                "When the customer declared a fact of the key's category, these further sensitive "
+                "categories count as declared too (a declared pregnancy covers a baby in the household)."),
+    SettingSpec("profiling_opt_in_purposes", SKind.USES,
+                "Data uses whose granted consent is the customer's opt-in to personalization from "
+                "inferred sensitive attributes (feature profiling_opt_in)."),
+    SettingSpec("marketing_purposes", SKind.USES,
+                "Data uses that are marketing (feature touch_is_marketing); a key covers its sub-uses."),
+    SettingSpec("marketing_kinds", SKind.TOUCH_KINDS,
+                "Touch kinds that are marketing whatever purpose they state."),
+    SettingSpec("channel_purposes", SKind.CHANNEL_USES,
+                "The channel-specific data use of a channel (email -> marketing.communications.email). "
+                "A touch whose purpose covers its channel's use is judged on that narrower use, so an "
+                "SMS refusal does not block an email and an email grant does not allow an SMS."),
+    SettingSpec("share_consent_purposes", SKind.USES,
+                "Data uses whose granted consent allows individual data to go to a third party."),
+    SettingSpec("channel_visibility", SKind.CHANNEL_VISIBILITY,
+                "The least visibility of a channel whatever the address (postcard: others; a push on a "
+                "lock screen: household). Channels not listed: the contact point decides, and channels "
+                "without one count as private."),
+    SettingSpec("discreet_channels", SKind.CHANNELS,
+                "Channels whose message can be made discreet (a sealed envelope with a neutral sender)."),
+    SettingSpec("in_session_channels", SKind.CHANNELS,
+                "Channels that answer the customer inside the session they are browsing (web, app)."),
+    SettingSpec("transactional_kinds", SKind.TOUCH_KINDS,
+                "Touch kinds a closed customer still gets (service messages, low-intrusion surveys)."),
+    SettingSpec("conversation_followup_kinds", SKind.TOUCH_KINDS,
+                "Touch kinds that may refer to what the customer said in a support conversation "
+                "(the service follow-up of that conversation)."),
+    SettingSpec("conversation_contexts", SKind.STRINGS,
+                "Collection contexts that are conversations (support calls and chats)."),
+    SettingSpec("conversation_sources", SKind.STRINGS,
+                "Fact sources that are conversations (chat, voice)."),
+    SettingSpec("payment_contexts", SKind.STRINGS,
+                "Collection contexts that are payment processing."),
+    SettingSpec("birthday_categories", SKind.CATEGORIES, "Data categories that are a birthday."),
+    SettingSpec("birthday_expectation_contexts", SKind.STRINGS,
+                "Collection contexts in which the customer was told the birthday would be used "
+                "(a birthday-club signup)."),
+    SettingSpec("frequency_caps", SKind.FREQUENCY_CAPS,
+                "Per channel group: at most max marketing touches within days days."),
+    SettingSpec("survey_window_days", SKind.INT, "The window in which surveys are counted."),
+    SettingSpec("survey_max", SKind.INT, "The most surveys a customer gets within survey_window_days."),
+    SettingSpec("stale_contact_days", SKind.INT,
+                "A contact point last verified more than this many days ago is stale."),
+    SettingSpec("min_group_size", SKind.INT,
+                "The smallest group an aggregate partner export may contain."),
+    SettingSpec("web_greeting_min_openness", SKind.OPENNESS,
+                "The least openness at which a web or app greeting may use the customer's name."),
+)
+
+SETTINGS: Mapping[str, SettingSpec] = MappingProxyType({s.name: s for s in SETTING_LIST})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A pack's settings, typed. Every field must be given by the pack or the pack it extends."""
+
+    default_openness: Openness
+    openness_max_depth: Mapping[Openness, Depth]
+    sensitive_categories: tuple[str, ...]
+    declared_covers: Mapping[str, tuple[str, ...]]
+    profiling_opt_in_purposes: tuple[str, ...]
+    marketing_purposes: tuple[str, ...]
+    marketing_kinds: frozenset[TouchKind]
+    channel_purposes: Mapping[Channel, str]
+    share_consent_purposes: tuple[str, ...]
+    channel_visibility: Mapping[Channel, SharedWith]
+    discreet_channels: frozenset[Channel]
+    in_session_channels: frozenset[Channel]
+    transactional_kinds: frozenset[TouchKind]
+    conversation_followup_kinds: frozenset[TouchKind]
+    conversation_contexts: frozenset[str]
+    conversation_sources: frozenset[str]
+    payment_contexts: frozenset[str]
+    birthday_categories: tuple[str, ...]
+    birthday_expectation_contexts: frozenset[str]
+    frequency_caps: tuple[FrequencyCap, ...]
+    survey_window_days: int
+    survey_max: int
+    stale_contact_days: int
+    min_group_size: int
+    web_greeting_min_openness: Openness
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def value(self, name: str) -> Any:
+        """A setting by name (what a rule's ``{setting: name}`` reads)."""
+        if name not in SETTINGS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def is_sensitive(self, category: str) -> bool:
+        """Cached per key: is this category (or an ancestor of it) in sensitive_categories?"""
+        memo: dict[str, bool] = self._cache.setdefault("sensitive", {})
+        hit = memo.get(category)
+        if hit is None:
+            hit = any(vocab.covers(s, category) for s in self.sensitive_categories)
+            memo[category] = hit
+        return hit
+
+    def is_birthday(self, category: str) -> bool:
+        memo: dict[str, bool] = self._cache.setdefault("birthday", {})
+        hit = memo.get(category)
+        if hit is None:
+            hit = any(vocab.covers(s, category) for s in self.birthday_categories)
+            memo[category] = hit
+        return hit
+
+    def covered_use(self, purposes: tuple[str, ...], use: str) -> bool:
+        memo: dict[tuple[tuple[str, ...], str], bool] = self._cache.setdefault("uses", {})
+        key = (purposes, use)
+        hit = memo.get(key)
+        if hit is None:
+            hit = any(vocab.covers(p, use) for p in purposes)
+            memo[key] = hit
+        return hit
+
+
+# --------------------------------------------------------------------------- derivation
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """The features of one (customer, touch): ``values`` (flat scalars) and, for the Python evaluator,
+    ``facts`` (feature -> ids of the facts that made it true) and ``keys`` (feature -> the category,
+    purpose or consent descriptions involved), plus ``labels`` (fact id -> label or id)."""
+
+    values: Mapping[str, Any]
+    facts: Mapping[str, tuple[str, ...]]
+    keys: Mapping[str, tuple[str, ...]]
+    labels: Mapping[str, str]
+
+
+@lru_cache(maxsize=4096)
+def _known_category(key: str) -> bool:
+    return key in vocab.data_categories()
+
+
+@lru_cache(maxsize=4096)
+def _known_use(key: str) -> bool:
+    return key in vocab.data_uses()
+
+
+def _overlaps(a: str, b: str) -> bool:
+    return vocab.covers(a, b) or vocab.covers(b, a)
+
+
+def _is_refusal(c: ScenarioConsent) -> bool:
+    return c.status is not ConsentStatus.GRANTED or c.source is ConsentSource.GPC
+
+
+def _consent_state(consents: tuple[ScenarioConsent, ...], use: str,
+                   channel: Channel | None) -> tuple[bool, list[str]]:
+    """(granted, refusals) for a use on a channel (channel None: any channel record applies).
+
+    A grant applies when its purpose covers the use and its channel is absent or the touch's.
+    A refusal (denied, withdrawn, or any GPC record) applies when its purpose overlaps the use
+    (covers it or is covered by it) on the same channel. Any applicable refusal beats every grant:
+    simple, and monotone (withdrawing a consent can only make a decision stricter).
+    """
+    granted = False
+    refusals: list[str] = []
+    for c in consents:
+        if c.channel is not None and channel is not None and c.channel is not channel:
+            continue
+        if _is_refusal(c):
+            if _overlaps(c.purpose, use):
+                where = f" on {c.channel.value}" if c.channel is not None else ""
+                refusals.append(f"{c.purpose}{where} ({c.status.value}, {c.source.value})")
+        elif vocab.covers(c.purpose, use):
+            granted = True
+    return granted and not refusals, refusals
+
+
+def _any_granted(consents: tuple[ScenarioConsent, ...], purposes: tuple[str, ...]) -> bool:
+    """A granted consent for any of ``purposes`` (or a sub-use of one) and no refusal of it."""
+    for p in purposes:
+        ok = any(not _is_refusal(c) and vocab.covers(c.purpose, p) for c in consents)
+        refused = any(_is_refusal(c) and _overlaps(c.purpose, p) for c in consents)
+        if ok and not refused:
+            return True
+    return False
+
+
+def _days(now: datetime, then: datetime) -> float:
+    return (now - then).total_seconds() / 86400.0
+
+
+def derive(scenario: Scenario, settings: Settings) -> Features:
+    """Turn a scenario into the feature vocabulary. Pure; fails loudly (the evaluator turns any
+    exception into a block)."""
+    s = settings
+    touch = scenario.touch
+    now = scenario.now or datetime.now(UTC)
+    v: dict[str, Any] = {}
+    ev: dict[str, tuple[str, ...]] = {}
+    keys: dict[str, tuple[str, ...]] = {}
+
+    # ---- customer
+    openness = scenario.customer.openness or s.default_openness
+    v["openness"] = openness
+    v["openness_declared"] = scenario.customer.openness is not None
+    v["customer_deceased"] = scenario.customer.deceased
+    v["openness_depth_cap"] = s.openness_max_depth[openness]
+
+    # ---- touch
+    kind = touch.kind
+    channel = touch.channel
+    v["touch_kind"] = kind
+    v["channel"] = channel
+    v["purpose"] = touch.purpose
+    v["sender"] = touch.sender
+    v["trigger"] = touch.trigger
+    v["depth"] = touch.depth
+    v["named"] = touch.named
+    v["granularity"] = touch.granularity or Granularity.INDIVIDUAL
+    v["group_size"] = touch.group_size or 0
+    v["touch_is_marketing"] = (kind in s.marketing_kinds
+                               or s.covered_use(s.marketing_purposes, touch.purpose))
+    v["sender_is_partner"] = touch.sender != "first_party"
+    v["is_partner_share"] = kind is TouchKind.SHARE or channel is Channel.PARTNER_EXPORT
+
+    # ---- contact point
+    needed = CHANNEL_CONTACT_KIND[channel]
+    v["needs_contact_point"] = needed is not None
+    cp = None
+    if touch.to is not None:
+        cp = next((c for c in scenario.contact_points if c.id == touch.to), None)
+    missing = needed is not None and (cp is None or cp.kind is not needed)
+    v["contact_point_missing"] = missing
+    usable = cp if needed is not None and not missing else None
+    v["contact_point_bounced"] = bool(usable is not None and usable.bounced)
+    age = -1
+    if usable is not None and usable.verified_at is not None:
+        age = max(0, int(_days(now, usable.verified_at)))
+    v["contact_point_age_days"] = age
+    seen = SharedWith.PRIVATE
+    if needed is not None:
+        seen = (usable.shared_with if usable is not None else None) or SharedWith.HOUSEHOLD
+    floor = s.channel_visibility.get(channel)
+    if floor is not None and floor.rank > seen.rank:
+        seen = floor
+    v["seen_by"] = seen
+
+    # ---- consent
+    use = s.channel_purposes.get(channel)
+    effective = use if use is not None and vocab.covers(touch.purpose, use) else touch.purpose
+    granted, refusals = _consent_state(scenario.consents, effective, channel)
+    v["consent_granted"] = granted
+    v["consent_refused"] = bool(refusals)
+    keys["consent_refused"] = tuple(refusals)
+    v["share_consent_granted"] = _any_granted(scenario.consents, s.share_consent_purposes)
+    profiling = _any_granted(scenario.consents, s.profiling_opt_in_purposes)
+    v["profiling_opt_in"] = profiling
+
+    # ---- vocabulary (fail closed on unknown keys)
+    # distinct keys first (cheap set comprehensions), per-fact work only when something is unknown
+    facts = scenario.facts
+    by_id: dict[str, ScenarioFact] = {f.id: f for f in facts}
+    distinct = {f.category for f in facts} | {k for f in facts for k in f.implies}
+    unknown: list[str] = sorted(k for k in distinct if not _known_category(k))
+    unknown_facts: list[str] = []
+    if unknown:
+        bad_keys = set(unknown)
+        unknown_facts = [f.id for f in facts if f.category in bad_keys or bad_keys.intersection(f.implies)]
+    declared: set[str] = {f.category for f in facts
+                          if f.origin is Origin.DECLARED and f.kind is not FactKind.INFERENCE}
+    for k in (*touch.sender_implies, *touch.shows_implies):
+        if not _known_category(k):
+            unknown.append(k)
+    for u in (touch.purpose, *(c.purpose for c in scenario.consents)):
+        if not _known_use(u):
+            unknown.append(u)
+    v["unknown_vocabulary"] = bool(unknown)
+    ev["unknown_vocabulary"] = tuple(unknown_facts)
+    keys["unknown_vocabulary"] = tuple(dict.fromkeys(unknown))
+
+    # ---- facts the touch uses and shows
+    missing_refs = [i for i in (*touch.uses, *touch.shows) if i not in by_id]
+    v["missing_fact_reference"] = bool(missing_refs)
+    ev["missing_fact_reference"] = ()
+    keys["missing_fact_reference"] = tuple(dict.fromkeys(missing_refs))
+
+    used = [by_id[i] for i in dict.fromkeys(touch.uses) if i in by_id]
+    shown = [by_id[i] for i in dict.fromkeys(touch.shows) if i in by_id]
+    both = list({f.id: f for f in (*used, *shown)}.values())
+    labels = {f.id: (f.label or f.id) for f in both}
+    for fid in unknown_facts:
+        labels[fid] = by_id[fid].label or fid
+
+    declared_cover = set(declared)
+    for d in declared:
+        for k, extra in s.declared_covers.items():
+            if vocab.covers(k, d):
+                declared_cover.update(extra)
+
+    def is_declared(cat: str) -> bool:
+        return profiling or any(_overlaps(d, cat) for d in declared_cover)
+
+    def sens(f: ScenarioFact) -> list[str]:
+        out = [f.category] if s.is_sensitive(f.category) else []
+        out.extend(k for k in f.implies if s.is_sensitive(k))
+        return out
+
+    shows_sens: list[str] = []
+    shows_keys: list[str] = []
+    for f in shown:
+        found = sens(f)
+        if found:
+            shows_sens.append(f.id)
+            shows_keys.extend(found)
+    shows_keys.extend(k for k in touch.shows_implies if s.is_sensitive(k))
+    v["shows_sensitive"] = bool(shows_sens) or any(s.is_sensitive(k) for k in touch.shows_implies)
+    ev["shows_sensitive"] = tuple(shows_sens)
+    keys["shows_sensitive"] = tuple(dict.fromkeys(shows_keys))
+
+    uses_sens: list[str] = []
+    uses_keys: list[str] = []
+    inferred: list[str] = []
+    inferred_keys: list[str] = []
+    for f in both:
+        found = sens(f)
+        if found:
+            uses_sens.append(f.id)
+            uses_keys.extend(found)
+            if f.origin is Origin.INFERRED or f.kind is FactKind.INFERENCE:
+                undeclared = [k for k in found if not is_declared(k)]
+                if undeclared:
+                    inferred.append(f.id)
+                    inferred_keys.extend(undeclared)
+    v["uses_sensitive"] = bool(uses_sens)
+    ev["uses_sensitive"] = tuple(uses_sens)
+    keys["uses_sensitive"] = tuple(dict.fromkeys(uses_keys))
+    v["uses_inferred_sensitive"] = bool(inferred)
+    ev["uses_inferred_sensitive"] = tuple(inferred)
+    keys["uses_inferred_sensitive"] = tuple(dict.fromkeys(inferred_keys))
+
+    reveal_keys = [k for k in touch.shows_implies if s.is_sensitive(k) and not is_declared(k)]
+    v["shows_undeclared_sensitive"] = bool(reveal_keys)
+    ev["shows_undeclared_sensitive"] = ()
+    keys["shows_undeclared_sensitive"] = tuple(dict.fromkeys(reveal_keys))
+
+    sender_keys = [k for k in touch.sender_implies if s.is_sensitive(k)]
+    v["sender_sensitive"] = bool(sender_keys)
+    ev["sender_sensitive"] = ()
+    keys["sender_sensitive"] = tuple(sender_keys)
+
+    ev["depth"] = tuple(f.id for f in shown)
+    v["uses_facts"] = bool(both)
+    ev["uses_facts"] = tuple(f.id for f in both)
+
+    conv = [f.id for f in both if f.source in s.conversation_sources or f.context in s.conversation_contexts]
+    v["uses_conversation_fact"] = bool(conv)
+    ev["uses_conversation_fact"] = tuple(conv)
+    pay = [f.id for f in both if f.context in s.payment_contexts]
+    v["uses_payment_fact"] = bool(pay)
+    ev["uses_payment_fact"] = tuple(pay)
+    partner = [f.id for f in both if f.source.startswith("partner:")]
+    v["uses_partner_fact"] = bool(partner)
+    ev["uses_partner_fact"] = tuple(partner)
+
+    bday = [f for f in both if s.is_birthday(f.category)]
+    v["uses_birthday"] = bool(bday)
+    ev["uses_birthday"] = tuple(f.id for f in bday)
+    v["birthday_expected"] = bool(bday) and all(
+        f.origin is Origin.DECLARED and f.context in s.birthday_expectation_contexts for f in bday)
+
+    shown_pref = [f.id for f in shown if f.kind is FactKind.PREFERENCE]
+    v["shows_preference"] = bool(shown_pref)
+    ev["shows_preference"] = tuple(shown_pref)
+    used_pref = [f.id for f in used if f.kind is FactKind.PREFERENCE]
+    v["uses_preference"] = bool(used_pref)
+    ev["uses_preference"] = tuple(used_pref)
+
+    # ---- history
+    cap = next((c for c in s.frequency_caps if channel in c.channels), None)
+    count = 0
+    if cap is not None:
+        since = now - timedelta(days=cap.days)
+        for t in scenario.recent_touches:
+            if (t.channel in cap.channels and since < t.at <= now
+                    and (t.kind in s.marketing_kinds
+                         or (s.covered_use(s.marketing_purposes, t.purpose)
+                             and t.kind not in s.transactional_kinds))):
+                count += 1
+    v["recent_marketing_on_channel"] = count
+    v["channel_frequency_cap"] = cap.max if cap is not None else NO_CAP
+    survey_since = now - timedelta(days=s.survey_window_days)
+    v["recent_surveys"] = sum(1 for t in scenario.recent_touches
+                              if t.kind is TouchKind.SURVEY and survey_since < t.at <= now)
+
+    return Features(values=v, facts=ev, keys=keys, labels=labels)
+
+
+def describe_value(value: object) -> str:
+    """A feature value as a reason message shows it."""
+    if isinstance(value, Enum):
+        return str(value.value).replace("_", " ")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
