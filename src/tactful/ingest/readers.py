@@ -1,0 +1,422 @@
+"""Streaming readers for CSV, JSON Lines and Parquet. Each yields one :class:`RawRecord` per source row,
+good or not, so that nothing is lost: a row that cannot even be read (invalid UTF-8, a wrong column
+count, broken JSON) comes out with its ``problem`` set and its raw text, ready for the quarantine.
+
+Memory stays flat whatever the file size: CSV and JSONL are read line by line from a binary stream
+(each line decoded on its own, so one bad byte spoils one row, not the file), Parquet batch by batch.
+
+A quarantine file written by :mod:`tactful.ingest.quarantine` can be read back with the same reader:
+its two leading columns (CSV) or keys (JSONL), ``_tactful_row`` and ``_tactful_reason``, are dropped.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from tactful.errors import IngestError
+from tactful.ingest.mapping import CsvOptions
+
+ROW_KEY = "_tactful_row"
+REASON_KEY = "_tactful_reason"
+RAW_KEY = "_tactful_raw"
+MAX_LINE = 16 * 1024 * 1024  # a physical line longer than this is read in pieces (each one a bad row)
+
+FORMATS = ("csv", "jsonl", "parquet")
+_EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+               ".parquet": "parquet", ".pq": "parquet"}
+
+
+def detect_format(path: Path, explicit: str | None = None) -> str:
+    """``--format`` wins; otherwise the file's extension decides."""
+    if explicit is not None:
+        if explicit not in FORMATS:
+            raise IngestError(f"unknown format {explicit!r}: expected one of {', '.join(FORMATS)}")
+        return explicit
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise IngestError(f"cannot tell the format of {path.name} from its extension",
+                          hint="name it .csv, .jsonl or .parquet, or pass --format csv|jsonl|parquet")
+    return fmt
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One source row: its values by column, or the problem that kept it from being read."""
+
+    row: int  # 1-based data row number (the header is not a row)
+    line: int | None  # first physical line in the file (CSV, JSONL); None for Parquet
+    values: dict[str, Any] | None
+    problem: str | None = None
+    raw: bytes | None = None  # CSV: the row's raw line(s); JSONL: the raw line
+
+    def where(self) -> str:
+        return f"row {self.row}" + (f" (line {self.line})" if self.line is not None else "")
+
+
+class Reader(Protocol):
+    """What the importer needs from a reader."""
+
+    @property
+    def columns(self) -> list[str] | None:
+        """The header; None when rows carry their own keys (JSONL)."""
+
+    @property
+    def total(self) -> int:
+        """For the progress bar: bytes (CSV, JSONL) or rows (Parquet)."""
+
+    @property
+    def done(self) -> int:
+        """How much of ``total`` has been read."""
+
+    def __iter__(self) -> Iterator[RawRecord]: ...
+
+    def close(self) -> None: ...
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise IngestError(f"input file {path} does not exist") from None
+    except OSError as exc:
+        raise IngestError(f"cannot open {path}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+@dataclass(slots=True)
+class _Line:
+    no: int
+    raw: bytes
+    text: str
+    error: str | None
+
+
+class _Lines:
+    """Physical lines for :func:`csv.reader`, decoded one by one; remembers which lines each record
+    took (``taken``) and can be handed lines back (``pending``) to re-read them."""
+
+    def __init__(self, stream: IO[bytes], encoding: str) -> None:
+        self.stream = stream
+        self.encoding = encoding
+        self.pending: deque[_Line] = deque()
+        self.taken: list[_Line] = []
+        self.line_no = 0
+        self.bytes_read = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.pending:
+            item = self.pending.popleft()
+        else:
+            raw = self.stream.readline(MAX_LINE)
+            if not raw:
+                raise StopIteration
+            self.bytes_read += len(raw)
+            self.line_no += 1
+            if self.line_no == 1 and raw.startswith(codecs.BOM_UTF8) and self.encoding == "utf-8":
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                text, error = raw.decode(self.encoding), None
+            except UnicodeDecodeError as exc:
+                text = raw.decode(self.encoding, "replace")
+                error = (f"line {self.line_no} is not valid {self.encoding}: byte "
+                         f"{raw[exc.start]:#04x} at byte {exc.start + 1} of the line")
+            item = _Line(self.line_no, raw, text, error)
+        self.taken.append(item)
+        return item.text
+
+
+def _after_fields(raw: bytes, n: int, delimiter: bytes, quote: bytes) -> int:
+    """The byte offset just after the ``n``-th delimiter outside quotes (for dropping leading columns)."""
+    in_quotes = False
+    seen = 0
+    for i in range(len(raw)):
+        ch = raw[i:i + 1]
+        if ch == quote:
+            in_quotes = not in_quotes
+        elif ch == delimiter and not in_quotes:
+            seen += 1
+            if seen == n:
+                return i + 1
+    return len(raw)
+
+
+def _well_quoted(text: str, delimiter: str, quote: str) -> bool:
+    """Whether every quote in the line opens a field, closes it, or is doubled inside it."""
+    body = text.rstrip("\r\n")
+    n = len(body)
+    i = 0
+    at_field_start = True
+    in_quotes = False
+    while i < n:
+        c = body[i]
+        if in_quotes:
+            if c == quote:
+                if i + 1 < n and body[i + 1] == quote:
+                    i += 2
+                    continue
+                in_quotes = False
+                if i + 1 < n and body[i + 1] != delimiter:
+                    return False
+        elif c == quote:
+            if not at_field_start:
+                return False
+            in_quotes = True
+        at_field_start = c == delimiter and not in_quotes
+        i += 1
+    return not in_quotes
+
+
+class CsvReader:
+    """Reads a CSV file record by record (quoted fields may span lines)."""
+
+    def __init__(self, path: Path, options: CsvOptions) -> None:
+        self.path = path
+        self.options = options
+        self.stream = _open_binary(path)
+        self.total = path.stat().st_size
+        self.lines = _Lines(self.stream, options.encoding)
+        self.reader = csv.reader(self.lines, delimiter=options.delimiter, quotechar=options.quotechar,
+                                 doublequote=True, strict=True)
+        self.skip = 0  # 2 when reading back a quarantine file
+        self.columns: list[str] | None = None
+        self.header_raw = b""
+        self._read_header()
+
+    @property
+    def done(self) -> int:
+        return self.lines.bytes_read
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def _fail(self, message: str) -> IngestError:
+        self.close()
+        return IngestError(f"{self.path}: {message}")
+
+    def _read_header(self) -> None:
+        self.lines.taken = []
+        try:
+            header = next(self.reader)
+            while not header:  # blank lines before the header
+                self.lines.taken = []
+                header = next(self.reader)
+        except StopIteration:
+            raise self._fail("the file is empty: expected a header line with the column names") from None
+        except csv.Error as exc:
+            raise self._fail(f"line {self.lines.line_no}: cannot read the header: {exc}") from None
+        for line in self.lines.taken:
+            if line.error:
+                raise self._fail(f"{line.error} (in the header)")
+        self.header_raw = b"".join(line.raw for line in self.lines.taken)
+        columns = [h.strip() for h in header]
+        if columns[:2] == [ROW_KEY, REASON_KEY]:
+            self.skip = 2
+            columns = columns[2:]
+            self.header_raw = self.header_raw[self._prefix_end(self.header_raw):]
+        seen: set[str] = set()
+        for i, name in enumerate(columns, start=1):
+            if name in seen:
+                raise self._fail(f"column {name!r} appears twice in the header",)
+            seen.add(name)
+            if not name:
+                raise self._fail(f"column {i} of the header has no name",)
+        self.columns = columns
+
+    def _prefix_end(self, raw: bytes) -> int:
+        enc = self.options.encoding
+        return _after_fields(raw, self.skip, self.options.delimiter.encode(enc),
+                             self.options.quotechar.encode(enc))
+
+    def _resyncs(self, lines: list[_Line], width: int) -> bool:
+        """Whether ``lines`` read as rows of their own: each has balanced quotes and ``width`` fields.
+
+        Used after a quote opened on a row's first line swallowed the lines below it: when they are
+        complete rows, the first line alone is bad and they are read again. A line that closes a
+        genuine multi-line field has a quote that does not open a field, so such a row stays whole
+        (re-reading its continuation lines as rows could import garbage).
+        """
+        quote = self.options.quotechar
+        for line in lines:
+            if line.error or not _well_quoted(line.text, self.options.delimiter, quote):
+                return False
+            try:
+                fields = next(csv.reader([line.text], delimiter=self.options.delimiter,
+                                         quotechar=quote, strict=True))
+            except (csv.Error, StopIteration):
+                return False
+            if len(fields) != width:
+                return False
+        return True
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        assert self.columns is not None
+        width = len(self.columns) + self.skip
+        row = 0
+        while True:
+            self.lines.taken = []
+            try:
+                fields = next(self.reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                taken = list(self.lines.taken)
+                if not taken:  # pragma: no cover - csv raises only after reading a line
+                    raise
+                row += 1
+                first = taken[0]
+                if len(taken) > 1 and not self._resyncs(taken[1:], width):
+                    yield RawRecord(row, first.no, None,
+                                    f"lines {first.no}-{taken[-1].no} are not valid CSV: {exc}",
+                                    self._raw(taken))
+                    continue
+                # the first line is the bad row; the lines after it are read again on their own
+                self.lines.pending.extendleft(reversed(taken[1:]))
+                problem = (f"a quoted field opened on line {first.no} is never closed" if len(taken) > 1
+                           else f"line {first.no} is not valid CSV: {exc}")
+                yield RawRecord(row, first.no, None, problem, self._strip(first.raw))
+                continue
+            taken = list(self.lines.taken)
+            if not fields:
+                continue  # a blank line is not a row
+            row += 1
+            errors = [line.error for line in taken if line.error]
+            if errors:
+                yield RawRecord(row, taken[0].no, None, "; ".join(errors), self._raw(taken))
+                continue
+            if len(fields) != width:
+                if len(taken) > 1 and self._resyncs(taken[1:], width):
+                    self.lines.pending.extendleft(reversed(taken[1:]))
+                    yield RawRecord(row, taken[0].no, None,
+                                    f"a quoted field opened on line {taken[0].no} is never closed "
+                                    f"(expected {len(self.columns)} columns as in the header)",
+                                    self._strip(taken[0].raw))
+                    continue
+                yield RawRecord(row, taken[0].no, None,
+                                f"expected {len(self.columns)} columns as in the header, got "
+                                f"{len(fields) - self.skip}", self._raw(taken))
+                continue
+            yield RawRecord(row, taken[0].no, dict(zip(self.columns, fields[self.skip:], strict=True)),
+                            None, self._raw(taken))
+
+    def _strip(self, raw: bytes) -> bytes:
+        return raw[self._prefix_end(raw):] if self.skip else raw
+
+    def _raw(self, taken: list[_Line]) -> bytes:
+        return self._strip(b"".join(line.raw for line in taken))
+
+
+# --------------------------------------------------------------------------- JSON Lines
+
+
+class JsonlReader:
+    """Reads one JSON object per line."""
+
+    columns: list[str] | None = None
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stream = _open_binary(path)
+        self.total = path.stat().st_size
+        self.done = 0
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        row = 0
+        line_no = 0
+        while True:
+            raw = self.stream.readline(MAX_LINE)
+            if not raw:
+                return
+            self.done += len(raw)
+            line_no += 1
+            if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            if not raw.strip():
+                continue  # a blank line is not a row
+            row += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RawRecord(row, line_no, None, f"line {line_no} is not valid UTF-8: byte "
+                                f"{raw[exc.start]:#04x} at byte {exc.start + 1} of the line", raw)
+                continue
+            values, problem = self._parse(text)
+            if values is not None and RAW_KEY in values:  # a quarantined line that was not JSON
+                raw = str(values.pop(RAW_KEY)).encode("utf-8")
+                values, problem = self._parse(raw.decode("utf-8"))
+            yield RawRecord(row, line_no, values, problem, raw)
+
+    @staticmethod
+    def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+        if not isinstance(value, dict):
+            return None, f"expected a JSON object on each line, got a JSON {type(value).__name__}"
+        value.pop(ROW_KEY, None)
+        value.pop(REASON_KEY, None)
+        return value, None
+
+
+# --------------------------------------------------------------------------- Parquet
+
+
+class ParquetReader:
+    """Reads a Parquet file batch by batch (a few thousand rows at a time)."""
+
+    def __init__(self, path: Path, batch_size: int = 10_000) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not path.exists():
+            raise IngestError(f"input file {path} does not exist")
+        try:
+            self.file = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise IngestError(f"{path}: not a readable Parquet file: {exc}") from None
+        self.path = path
+        self.batch_size = batch_size
+        self.columns: list[str] | None = list(self.file.schema_arrow.names)
+        self.total = int(self.file.metadata.num_rows)
+        self.done = 0
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        import pyarrow as pa
+
+        row = 0
+        try:
+            for batch in self.file.iter_batches(batch_size=self.batch_size):
+                for values in batch.to_pylist():
+                    row += 1
+                    self.done = row
+                    values.pop(ROW_KEY, None)
+                    values.pop(REASON_KEY, None)
+                    yield RawRecord(row, None, values)
+        except pa.ArrowException as exc:
+            raise IngestError(f"{self.path}: cannot read row group after row {row}: {exc}") from None
+
+
+def open_reader(path: Path, fmt: str, options: CsvOptions) -> Reader:
+    if fmt == "csv":
+        return CsvReader(path, options)
+    if fmt == "jsonl":
+        return JsonlReader(path)
+    return ParquetReader(path)
