@@ -35,3 +35,17 @@ def test_scenario_errors_name_the_field_path() -> None:
     paths = [p for p, _ in info.value.errors]
     assert paths == ["customer.openness", "facts[0].kind", "touch.bogus"]
     assert "'wide'" in str(info.value)
+
+
+def test_own_validator_messages_are_not_doubled() -> None:
+    doc = {
+        "version": 1,
+        "now": "yesterday",
+        "customer": {"id": "x"},
+        "touch": {"kind": "offer", "purpose": "marketing", "channel": "email", "sender": "someone"},
+    }
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(doc)
+    messages = dict(info.value.errors)
+    assert messages["now"] == "expected an ISO 8601 date or date-time, got 'yesterday'"
+    assert messages["touch.sender"] == "unknown sender 'someone': expected first_party or partner:<name>"

@@ -213,6 +213,9 @@ def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
             msg = "unknown field (not in the scenario format; see docs/scenario-format.md)"
         elif err["type"] == "literal_error" and loc == ("version",):
             msg = "expected version: 1"
+        elif err["type"] == "value_error":
+            # our own validators already say what they got; drop pydantic's "Value error, " prefix
+            msg = msg.removeprefix("Value error, ")
         elif err["type"] != "missing" and "input" in err and not isinstance(err["input"], dict | list):
             msg = f"{msg}, got {err['input']!r}"
         out.append((_loc(loc), msg))
