@@ -217,7 +217,8 @@ class Taxonomy:
         if key in self.terms:
             return key
         close = difflib.get_close_matches(key, list(self.terms), n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else f"see `tactful vocab {self.kind}`"
+        listing = "categories" if self.kind == "data_category" else "uses"
+        hint = f"did you mean {', '.join(close)}?" if close else f"see `tactful vocab {listing}`"
         raise VocabularyError(f"unknown {self.kind.replace('_', ' ')} {key!r}", hint=hint)
 
     def ancestors(self, key: str) -> tuple[str, ...]:
