@@ -125,9 +125,15 @@ FEATURE_LIST: tuple[FeatureSpec, ...] = (
     _f("consent_granted", B, "A granted consent covers the touch's purpose on this channel and no "
        "refusal applies (see consent_refused)."),
     _f("consent_refused", B, "A denied or withdrawn consent, or any record from a Global Privacy "
-       "Control signal (source gpc), overlaps the touch's purpose on this channel.", evidence=True),
-    _f("share_consent_granted", B, "A granted consent (not refused) for one of the setting "
-       "share_consent_purposes: the customer agreed that individual data goes to third parties."),
+       "Control signal (source gpc), overlaps the touch's purpose on this channel (or on a channel with "
+       "the same channel purpose: a refusal by letter covers postcards); a GPC record also refuses "
+       "every use of the setting gpc_refuses.", evidence=True),
+    _f("purpose_off_channel", B, "The touch's purpose is (or sits under) the channel purpose of "
+       "another channel (setting channel_purposes): an email-marketing purpose on an SMS, an SMS "
+       "purpose on a call. Such a touch would be judged against the wrong opt-in."),
+    _f("share_consent_granted", B, "A granted consent (not refused, and no GPC record refuses it) for "
+       "one of the setting share_consent_purposes: the customer agreed that individual data goes to "
+       "third parties."),
     # what the touch uses and shows
     _f("uses_facts", B, "The touch uses or shows at least one fact.", evidence=True),
     _f("shows_sensitive", B, "A shown fact's category or implied category is sensitive (setting "
@@ -157,8 +163,8 @@ FEATURE_LIST: tuple[FeatureSpec, ...] = (
     _f("shows_preference", B, "The touch shows (announces) a preference fact.", evidence=True),
     _f("uses_preference", B, "The touch uses a preference fact.", evidence=True),
     _f("unknown_vocabulary", B, "Some data category or data use in the scenario (a fact's category or "
-       "implies, the touch's purpose, sender_implies or shows_implies, a consent's purpose) is not in "
-       "the vocabulary.", evidence=True),
+       "implies, the touch's purpose, sender_implies or shows_implies, a consent's purpose, a recent "
+       "touch's purpose) is not in the vocabulary.", evidence=True),
     _f("missing_fact_reference", B, "The touch uses or shows a fact id that is not among the facts.",
        evidence=True),
     # history
@@ -171,6 +177,12 @@ FEATURE_LIST: tuple[FeatureSpec, ...] = (
 )
 
 FEATURES: Mapping[str, FeatureSpec] = MappingProxyType({f.name: f for f in FEATURE_LIST})
+
+#: Input guards: when one of these is true the touch is blocked whatever the pack says (the evaluator
+#: adds a ``fail-closed-guard`` reason when no rule of the pack blocked on it). An unknown key, a
+#: dangling fact id, a missing recipient or a purpose meant for another channel cannot be judged.
+FAIL_CLOSED_FEATURES: tuple[str, ...] = (
+    "unknown_vocabulary", "missing_fact_reference", "contact_point_missing", "purpose_off_channel")
 NO_CAP = 1_000_000
 
 # --------------------------------------------------------------------------- settings
@@ -235,6 +247,10 @@ SETTING_LIST: tuple[SettingSpec, ...] = (
                 "SMS refusal does not block an email and an email grant does not allow an SMS."),
     SettingSpec("share_consent_purposes", SKind.USES,
                 "Data uses whose granted consent allows individual data to go to a third party."),
+    SettingSpec("gpc_refuses", SKind.USES,
+                "Data uses that any Global Privacy Control record refuses, whatever purpose it was "
+                "recorded under (GPC is a \"do not sell or share\" signal): it refuses the touches whose "
+                "purpose overlaps one of them and the share consent."),
     SettingSpec("channel_visibility", SKind.CHANNEL_VISIBILITY,
                 "The least visibility of a channel whatever the address (postcard: others; a push on a "
                 "lock screen: household). Channels not listed: the contact point decides, and channels "
@@ -286,6 +302,7 @@ class Settings:
     marketing_kinds: frozenset[TouchKind]
     channel_purposes: Mapping[Channel, str]
     share_consent_purposes: tuple[str, ...]
+    gpc_refuses: tuple[str, ...]
     channel_visibility: Mapping[Channel, SharedWith]
     discreet_channels: frozenset[Channel]
     in_session_channels: frozenset[Channel]
@@ -370,37 +387,55 @@ def _is_refusal(c: ScenarioConsent) -> bool:
     return c.status is not ConsentStatus.GRANTED or c.source is ConsentSource.GPC
 
 
-def _consent_state(consents: tuple[ScenarioConsent, ...], use: str,
-                   channel: Channel | None) -> tuple[bool, list[str]]:
-    """(granted, refusals) for a use on a channel (channel None: any channel record applies).
+def _refuses(c: ScenarioConsent, use: str, gpc_refuses: tuple[str, ...]) -> bool:
+    """A refusal record applies to ``use``: its purpose overlaps it, or it is a GPC record and one of
+    ``gpc_refuses`` overlaps it (a GPC signal means "do not sell or share", whatever it was filed as)."""
+    if _overlaps(c.purpose, use):
+        return True
+    return c.source is ConsentSource.GPC and any(_overlaps(g, use) for g in gpc_refuses)
+
+
+def _consent_state(consents: tuple[ScenarioConsent, ...], use: str, channel: Channel,
+                   settings: Settings) -> tuple[bool, list[str]]:
+    """(granted, refusals) for a use on a channel.
 
     A grant applies when its purpose covers the use and its channel is absent or the touch's.
-    A refusal (denied, withdrawn, or any GPC record) applies when its purpose overlaps the use
-    (covers it or is covered by it) on the same channel. Any applicable refusal beats every grant:
-    simple, and monotone (withdrawing a consent can only make a decision stricter).
+    A refusal (denied, withdrawn, or any GPC record) applies when it refuses the use (see
+    :func:`_refuses`) and its channel is absent, the touch's, or one with the same channel purpose
+    (a refusal of letters covers postcards). Any applicable refusal beats every grant: simple, and
+    monotone (withdrawing a consent can only make a decision stricter).
     """
     granted = False
     refusals: list[str] = []
+    group = settings.channel_purposes.get(channel)
     for c in consents:
-        if c.channel is not None and channel is not None and c.channel is not channel:
-            continue
         if _is_refusal(c):
-            if _overlaps(c.purpose, use):
+            if c.channel is not None and c.channel is not channel and (
+                    group is None or settings.channel_purposes.get(c.channel) != group):
+                continue
+            if _refuses(c, use, settings.gpc_refuses):
                 where = f" on {c.channel.value}" if c.channel is not None else ""
                 refusals.append(f"{c.purpose}{where} ({c.status.value}, {c.source.value})")
-        elif vocab.covers(c.purpose, use):
+        elif (c.channel is None or c.channel is channel) and vocab.covers(c.purpose, use):
             granted = True
     return granted and not refusals, refusals
 
 
-def _any_granted(consents: tuple[ScenarioConsent, ...], purposes: tuple[str, ...]) -> bool:
+def _any_granted(consents: tuple[ScenarioConsent, ...], purposes: tuple[str, ...],
+                 gpc_refuses: tuple[str, ...]) -> bool:
     """A granted consent for any of ``purposes`` (or a sub-use of one) and no refusal of it."""
     for p in purposes:
         ok = any(not _is_refusal(c) and vocab.covers(c.purpose, p) for c in consents)
-        refused = any(_is_refusal(c) and _overlaps(c.purpose, p) for c in consents)
+        refused = any(_is_refusal(c) and _refuses(c, p, gpc_refuses) for c in consents)
         if ok and not refused:
             return True
     return False
+
+
+def _off_channel(settings: Settings, purpose: str, channel: Channel) -> bool:
+    """The purpose sits under the channel purpose of a channel with another channel purpose."""
+    own = settings.channel_purposes.get(channel)
+    return any(cp != own and vocab.covers(cp, purpose) for cp in settings.channel_purposes.values())
 
 
 def _days(now: datetime, then: datetime) -> float:
@@ -466,30 +501,43 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
     # ---- consent
     use = s.channel_purposes.get(channel)
     effective = use if use is not None and vocab.covers(touch.purpose, use) else touch.purpose
-    granted, refusals = _consent_state(scenario.consents, effective, channel)
+    granted, refusals = _consent_state(scenario.consents, effective, channel, s)
     v["consent_granted"] = granted
     v["consent_refused"] = bool(refusals)
     keys["consent_refused"] = tuple(refusals)
-    v["share_consent_granted"] = _any_granted(scenario.consents, s.share_consent_purposes)
-    profiling = _any_granted(scenario.consents, s.profiling_opt_in_purposes)
+    off = _off_channel(s, touch.purpose, channel)
+    v["purpose_off_channel"] = off
+    keys["purpose_off_channel"] = (touch.purpose,) if off else ()
+    v["share_consent_granted"] = _any_granted(scenario.consents, s.share_consent_purposes, s.gpc_refuses)
+    profiling = _any_granted(scenario.consents, s.profiling_opt_in_purposes, s.gpc_refuses)
     v["profiling_opt_in"] = profiling
 
     # ---- vocabulary (fail closed on unknown keys)
-    # distinct keys first (cheap set comprehensions), per-fact work only when something is unknown
+    # one pass over the facts collects the index, the distinct keys and the declared categories
+    # (enum members bound to locals: a class attribute lookup per fact costs more than the rest);
+    # per-fact work again only when some key is unknown
     facts = scenario.facts
-    by_id: dict[str, ScenarioFact] = {f.id: f for f in facts}
-    distinct = {f.category for f in facts} | {k for f in facts for k in f.implies}
+    by_id: dict[str, ScenarioFact] = {}
+    distinct: set[str] = set()
+    declared: set[str] = set()
+    declared_origin, inference = Origin.DECLARED, FactKind.INFERENCE
+    for f in facts:
+        by_id[f.id] = f
+        distinct.add(f.category)
+        if f.implies:
+            distinct.update(f.implies)
+        if f.origin is declared_origin and f.kind is not inference:
+            declared.add(f.category)
     unknown: list[str] = sorted(k for k in distinct if not _known_category(k))
     unknown_facts: list[str] = []
     if unknown:
         bad_keys = set(unknown)
         unknown_facts = [f.id for f in facts if f.category in bad_keys or bad_keys.intersection(f.implies)]
-    declared: set[str] = {f.category for f in facts
-                          if f.origin is Origin.DECLARED and f.kind is not FactKind.INFERENCE}
     for k in (*touch.sender_implies, *touch.shows_implies):
         if not _known_category(k):
             unknown.append(k)
-    for u in (touch.purpose, *(c.purpose for c in scenario.consents)):
+    for u in dict.fromkeys((touch.purpose, *(c.purpose for c in scenario.consents),
+                            *(t.purpose for t in scenario.recent_touches))):
         if not _known_use(u):
             unknown.append(u)
     v["unknown_vocabulary"] = bool(unknown)
@@ -516,7 +564,10 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
                 declared_cover.update(extra)
 
     def is_declared(cat: str) -> bool:
-        return profiling or any(_overlaps(d, cat) for d in declared_cover)
+        # declared when the customer told us this category or something more specific under it:
+        # a declared pregnancy covers an inferred "health", a declared allergy filed under health does
+        # not cover an inferred pregnancy
+        return profiling or any(vocab.covers(cat, d) for d in declared_cover)
 
     def sens(f: ScenarioFact) -> list[str]:
         out = [f.category] if s.is_sensitive(f.category) else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,15 +29,25 @@ PolicyOption = Annotated[
 ]
 
 
+STDIN = "-"
+
+
 def load_scenario_file(path: Path) -> Scenario:
-    """Read and validate a scenario file (YAML or JSON). Errors exit 2 naming the file, line and
-    column (syntax) or the field path (contract)."""
+    """Read and validate a scenario file (YAML or JSON; ``-`` reads standard input, YAML or JSON).
+    Errors exit 2 naming the file, line and column (syntax) or the field path (contract)."""
+    if str(path) == STDIN:
+        return load_scenario_text(sys.stdin.read(), "<stdin>")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario {path}: {exc.strerror or exc}", source=str(path)) from exc
+    return load_scenario_text(text, str(path), json_only=path.suffix == ".json")
+
+
+def load_scenario_text(text: str, path: str, *, json_only: bool = False) -> Scenario:
+    """Parse and validate a scenario document; ``path`` names it in errors. YAML reads JSON too."""
     data: Any
-    if path.suffix == ".json":
+    if json_only:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -101,7 +112,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("decide")
     def decide(
-        scenario: Annotated[Path, typer.Argument(help="A scenario file (YAML or JSON).")],
+        scenario: Annotated[Path, typer.Argument(
+            help="A scenario file (YAML or JSON); - reads it from standard input.")],
         policy: PolicyOption = None,
         fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TEXT,
     ) -> None:
@@ -123,19 +135,21 @@ def register(app: typer.Typer) -> None:
         directory: Annotated[Path, typer.Argument(help="A directory of scenario files with expect.")],
         policy: PolicyOption = None,
     ) -> None:
-        """Decide every scenario in DIRECTORY that has `expect`; one line per file; exit 1 on any
-        mismatch (verdict, and max_depth / named / rules when the expectation gives them)."""
+        """Decide every scenario in DIRECTORY (and its subfolders) that has `expect`; one line per
+        file; exit 1 on any mismatch (verdict, and max_depth / named / rules when the expectation gives
+        them), or when no scenario with `expect` was found."""
         if not directory.is_dir():
             raise ScenarioError(f"{directory}: not a directory")
         pack = load_pack(policy)
-        files = sorted(p for p in directory.iterdir() if p.suffix in SCENARIO_SUFFIXES and p.is_file())
+        files = sorted(p for p in directory.rglob("*") if p.suffix in SCENARIO_SUFFIXES and p.is_file())
         passed = failed = skipped = 0
         for path in files:
+            name = path.relative_to(directory).as_posix()
             try:
                 doc = load_scenario_file(path)
             except ScenarioError as exc:
                 failed += 1
-                typer.echo(f"ERROR {path.name}: {exc}")
+                typer.echo(f"ERROR {name}: {exc}")
                 continue
             if doc.expect is None:
                 skipped += 1
@@ -145,12 +159,15 @@ def register(app: typer.Typer) -> None:
             fired = ", ".join(r.rule for r in decision.reasons) or "no rule"
             if diffs:
                 failed += 1
-                typer.echo(f"FAIL  {path.name}: {'; '.join(diffs)} (fired: {fired})")
+                typer.echo(f"FAIL  {name}: {'; '.join(diffs)} (fired: {fired})")
             else:
                 passed += 1
-                typer.echo(f"ok    {path.name}: {decision.verdict.value} ({fired})")
+                typer.echo(f"ok    {name}: {decision.verdict.value} ({fired})")
         typer.echo(f"{passed} passed, {failed} failed, {skipped} without expect "
                    f"(policy {pack.name} {pack.version})")
+        if passed + failed == 0:
+            typer.echo(f"{directory}: no scenario with expect was found; nothing was tested")
+            raise typer.Exit(1)
         if failed:
             raise typer.Exit(1)
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from tactful.features import FEATURES, Features, FType, derive, describe_value
+from tactful.features import FAIL_CLOSED_FEATURES, FEATURES, Features, FType, derive, describe_value
 from tactful.features import Settings as _Settings
 from tactful.model import Decision, PolicyRef, Reason, Scenario
 from tactful.policy.nodes import (
@@ -39,6 +39,8 @@ Pred = Callable[[Mapping[str, Any]], bool]
 
 #: Rule id of the reason given when the evaluator itself fails (not a pack rule).
 EVALUATION_ERROR = "evaluation-error"
+#: Rule id of the reason given when an input guard holds but no rule of the pack blocked on it.
+FAIL_CLOSED_GUARD = "fail-closed-guard"
 
 def _rank_of(enum: type[StrEnum]) -> dict[Any, int]:
     return {m: i for i, m in enumerate(enum)}
@@ -113,7 +115,13 @@ class _Compiled:
     def __init__(self, pack: Pack) -> None:
         self.rules: list[tuple[Rule, Pred | None, str | None]] = []
         self.any_preds: dict[int, Pred] = {}
+        #: rule id -> the fail-closed guard features its condition reads (for the built-in guard)
+        self.guards: dict[str, frozenset[str]] = {}
         for rule in pack.rules:
+            try:
+                self.guards[rule.id] = rule.when.features() & frozenset(FAIL_CLOSED_FEATURES)
+            except Exception:
+                self.guards[rule.id] = frozenset()
             try:
                 pred = compile_condition(rule.when, pack.settings)
                 self.rules.append((rule, pred, None))
@@ -202,7 +210,28 @@ def evaluate(scenario: Scenario, pack: Pack) -> Decision:
                             policy=PolicyRef(name="unknown", version="unknown"))
 
 
+def _guard(values: Mapping[str, Any], feats: Features, covered: set[str]) -> Reason | None:
+    """The built-in fail-closed guard: a block when an input guard feature holds (or is missing) and no
+    block rule of the pack reading it fired. Keeps a pack that lacks (or weakens) the guard rules from
+    failing open."""
+    held = [g for g in FAIL_CLOSED_FEATURES if values.get(g) is not False and g not in covered]
+    if not held:
+        return None
+    parts = []
+    facts: dict[str, None] = {}
+    for g in held:
+        keys = feats.keys.get(g, ())
+        parts.append(g.replace("_", " ") + (f" ({', '.join(keys)})" if keys else ""))
+        facts.update(dict.fromkeys(feats.facts.get(g, ())))
+    return Reason(rule=FAIL_CLOSED_GUARD, verdict=Verdict.BLOCK, facts=tuple(facts),
+                  message=f"the input cannot be judged: {'; '.join(parts)}; blocked to fail closed "
+                          "whatever the policy says")
+
+
 def _evaluate(scenario: Scenario, pack: Pack) -> Decision:
+    if not pack.rules:
+        return _block(pack, EVALUATION_ERROR, "the policy pack has no rules, so nothing could be "
+                      "checked; blocked to fail closed")
     comp = _compiled(pack)
     try:
         feats = derive(scenario, pack.settings)
@@ -217,6 +246,7 @@ def _evaluate(scenario: Scenario, pack: Pack) -> Decision:
     named = touch.named
     reasons: list[Reason] = []
     remedies: dict[str, None] = {}
+    guarded: set[str] = set()
     for rule, pred, error in comp.rules:
         if pred is None:
             fired, failure = True, error
@@ -227,6 +257,8 @@ def _evaluate(scenario: Scenario, pack: Pack) -> Decision:
                 fired, failure = True, f"{type(exc).__name__}: {exc}"
         if not fired:
             continue
+        if rule.verdict is Verdict.BLOCK or failure is not None:
+            guarded.update(comp.guards.get(rule.id, ()))
         if failure is not None:
             reasons.append(Reason(rule=rule.id, verdict=Verdict.BLOCK,
                                   message=f"rule {rule.id} could not be evaluated ({failure}); "
@@ -256,6 +288,11 @@ def _evaluate(scenario: Scenario, pack: Pack) -> Decision:
                 depth = cap
             if rule.drop_name:
                 named = False
+    guard = _guard(values, feats, guarded)
+    if guard is not None:
+        reasons.append(guard)
+        remedies["fix the input or the policy, then decide again"] = None
+        verdict = Verdict.BLOCK
     if verdict.rank >= Verdict.ASK.rank:
         depth, named = Depth.NONE, False
     return Decision(verdict=verdict, max_depth=depth, named=named, remedies=tuple(remedies),

@@ -39,6 +39,7 @@ PHRASES: dict[str, str] = {
     "contact_point_bounced": "the contact point bounces",
     "consent_granted": "the customer opted in to this purpose on this channel",
     "consent_refused": "the customer refused this purpose on this channel (or sent a GPC signal)",
+    "purpose_off_channel": "the touch states a purpose meant for another channel",
     "share_consent_granted": "the customer agreed to sharing with third parties",
     "uses_facts": "the touch uses or shows facts",
     "shows_sensitive": "the touch shows something sensitive",

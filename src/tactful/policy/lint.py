@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tactful.features import FAIL_CLOSED_FEATURES
+from tactful.policy.evaluate import FAIL_CLOSED_GUARD
 from tactful.policy.nodes import FeatureRef, Pack
 from tactful.policy.parse import load_pack
 from tactful.vocab import Depth, Verdict
@@ -14,7 +16,13 @@ def pack_warnings(pack: Pack) -> list[str]:
     """Things that are legal but likely wrong (empty: none)."""
     out: list[str] = []
     seen: dict[object, str] = {}
+    guards = set(FAIL_CLOSED_FEATURES)
     for rule in pack.rules:
+        read = rule.when.features() & guards
+        if read and rule.verdict is not Verdict.BLOCK:
+            out.append(f"rule {rule.id}: reads the fail-closed guard feature(s) "
+                       f"{', '.join(sorted(read))} but does not block; the evaluator blocks anyway "
+                       f"(reason {FAIL_CLOSED_GUARD})")
         if rule.verdict in (Verdict.BLOCK, Verdict.ASK) and not rule.remedies:
             out.append(f"rule {rule.id}: a {rule.verdict.value} rule without a remedy leaves the user "
                        "without a next step")
