@@ -154,8 +154,23 @@ def test_absent_shared_with_counts_as_household() -> None:
 
 
 def test_sensitive_shown_on_private_channel_is_fine() -> None:
-    d = decide(facts=[_adult()], touch={"uses": ["a1"], "shows": ["a1"]})
+    # the adult shop itself (its sender reveals the category) on the customer's private channel
+    touch = {"uses": ["a1"], "shows": ["a1"], "sender_implies": ["user.sexual_life"]}
+    d = decide(facts=[_adult()], touch=touch)
     assert d.verdict is Verdict.ALLOW
+
+
+def test_an_implied_sensitive_category_is_an_inference_even_from_an_observed_purchase() -> None:
+    # seed 002: a pregnancy test bought at a grocery implies reproductive health; a general retailer
+    # that targets on it without a declaration does what Target's model did
+    test = fact("p1", implies=["user.health_and_medical.reproductive"], label="Pregnancy test")
+    d = decide(facts=[test], touch={"uses": ["p1"]})
+    assert d.verdict is Verdict.BLOCK
+    reason = next(r for r in d.reasons if r.rule == "inferred-sensitive-without-opt-in")
+    assert reason.facts == ("p1",) and "Pregnancy test" in reason.message
+    declared = fact("d1", category="user.health_and_medical.reproductive", origin="declared",
+                    kind="attribute")
+    assert decide(facts=[test, declared], touch={"uses": ["p1"]}).verdict is Verdict.ALLOW
 
 
 def test_postcard_is_seen_by_others_whatever_the_address() -> None:

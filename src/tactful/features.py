@@ -143,8 +143,10 @@ FEATURE_LIST: tuple[FeatureSpec, ...] = (
     _f("sender_sensitive", B, "Receiving anything from this sender reveals a sensitive category "
        "(touch.sender_implies).", evidence=True),
     _f("uses_inferred_sensitive", B, "A used or shown fact that is an inference (origin inferred or "
-       "kind inference) has a sensitive category or implied category that the customer has not "
-       "declared (see declared_covers) and no profiling opt-in covers.", evidence=True),
+       "kind inference) has a sensitive category or implied category, or any used or shown fact "
+       "implies a sensitive category (a pregnancy test bought implies reproductive health), that the "
+       "customer has not declared (see declared_covers), no profiling opt-in covers, and the sender "
+       "does not itself reveal (touch.sender_implies: a specialist shop).", evidence=True),
     _f("shows_undeclared_sensitive", B, "The items the touch shows reveal (touch.shows_implies) a "
        "sensitive category the customer has not declared and no profiling opt-in covers.",
        evidence=True),
@@ -569,6 +571,9 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
         # not cover an inferred pregnancy
         return profiling or any(vocab.covers(cat, d) for d in declared_cover)
 
+    def sender_reveals(cat: str) -> bool:
+        return any(vocab.covers(k, cat) for k in touch.sender_implies)
+
     def sens(f: ScenarioFact) -> list[str]:
         out = [f.category] if s.is_sensitive(f.category) else []
         out.extend(k for k in f.implies if s.is_sensitive(k))
@@ -595,11 +600,17 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
         if found:
             uses_sens.append(f.id)
             uses_keys.extend(found)
+            # An inference's own category is inferred; so is every category a fact merely implies
+            # (a pregnancy test bought implies reproductive health: seed 002's model did no more).
+            # A sender that itself reveals the category (the adult shop) tells the customer nothing new.
             if f.origin is Origin.INFERRED or f.kind is FactKind.INFERENCE:
-                undeclared = [k for k in found if not is_declared(k)]
-                if undeclared:
-                    inferred.append(f.id)
-                    inferred_keys.extend(undeclared)
+                guessed = found
+            else:
+                guessed = [k for k in f.implies if s.is_sensitive(k)]
+            undeclared = [k for k in guessed if not is_declared(k) and not sender_reveals(k)]
+            if undeclared:
+                inferred.append(f.id)
+                inferred_keys.extend(undeclared)
     v["uses_sensitive"] = bool(uses_sens)
     ev["uses_sensitive"] = tuple(uses_sens)
     keys["uses_sensitive"] = tuple(dict.fromkeys(uses_keys))
