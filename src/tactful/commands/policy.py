@@ -44,6 +44,10 @@ def load_scenario_file(path: Path) -> Scenario:
     return load_scenario_text(text, str(path), json_only=path.suffix == ".json")
 
 
+# libyaml's safe loader is ~6x faster on a large profile (benchmarks/bench_decide.py); same errors.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_scenario_text(text: str, path: str, *, json_only: bool = False) -> Scenario:
     """Parse and validate a scenario document; ``path`` names it in errors. YAML reads JSON too."""
     data: Any
@@ -55,7 +59,7 @@ def load_scenario_text(text: str, path: str, *, json_only: bool = False) -> Scen
                                 source=str(path)) from None
     else:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_SAFE_LOADER)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
