@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import random
 import resource
 import subprocess
@@ -56,8 +58,10 @@ def generate(workdir: Path, kind: str, megabytes: float, bad_every: int, seed: i
         date = f"19{rng.randint(40, 99)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         if bad_every and i % bad_every == bad_every - 1:
             date = "1970-02-31"
-        return (f"c{i},h{i % 5000},{rng.choice(first_names)},{rng.choice(last_names)},{date},,"
-                f"{rng.choice(openness)},false")
+        return (
+            f"c{i},h{i % 5000},{rng.choice(first_names)},{rng.choice(last_names)},{date},,"
+            f"{rng.choice(openness)},false"
+        )
 
     files: dict[str, object] = {}
     hh = workdir / "households.csv"
@@ -75,8 +79,10 @@ def generate(workdir: Path, kind: str, megabytes: float, bad_every: int, seed: i
         f.write("id,household_id,first_name\n" + "".join(f"c{i},h{i % 5000},X\n" for i in range(N_CUSTOMERS)))
     prod = workdir / "products.csv"
     with prod.open("w") as f:
-        f.write("id,name,department,category\n"
-                + "".join(f"p{i},Product {i},GROCERY,MISC\n" for i in range(N_PRODUCTS)))
+        f.write(
+            "id,name,department,category\n"
+            + "".join(f"p{i},Product {i},GROCERY,MISC\n" for i in range(N_PRODUCTS))
+        )
     state = {"order": 0, "line": 0, "lines": 0}
 
     def order_line(i: int) -> str:
@@ -91,14 +97,21 @@ def generate(workdir: Path, kind: str, megabytes: float, bad_every: int, seed: i
         if bad_every and i % bad_every == bad_every - 1:
             product = "p-unknown" if i % 2 else product
             when = when if i % 2 else "2024-13-01"
-        return (f"o{o},c{o % N_CUSTOMERS},{when},pos,checkout,s{o % 40},{rng.randint(100, 9999) / 100},"
-                f"{state['line']},{product},{rng.randint(1, 3)},{rng.randint(50, 2000) / 100}")
+        return (
+            f"o{o},c{o % N_CUSTOMERS},{when},pos,checkout,s{o % 40},{rng.randint(100, 9999) / 100},"
+            f"{state['line']},{product},{rng.randint(1, 3)},{rng.randint(50, 2000) / 100}"
+        )
 
     path = workdir / "orders.csv"
-    rows = _write_until(path, "order_id,customer_id,at,source,context,store_id,total,line_no,product_id,"
-                        "quantity,amount", target, order_line)
-    files.update(big=path, rows=rows,
-                 prerequisites=[("households", hh), ("customers", cust), ("products", prod)])
+    rows = _write_until(
+        path,
+        "order_id,customer_id,at,source,context,store_id,total,line_no,product_id,quantity,amount",
+        target,
+        order_line,
+    )
+    files.update(
+        big=path, rows=rows, prerequisites=[("households", hh), ("customers", cust), ("products", prod)]
+    )
     return files
 
 
@@ -112,14 +125,23 @@ def child(db_url: str, kind: str, path: str, batch_size: int) -> None:
     result = run_import(engine, kind, Path(path), batch_size=batch_size)
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows_read": result.rows_read, "rows_imported": result.rows_imported,
-                      "rows_quarantined": result.rows_quarantined, "seconds": seconds,
-                      "peak_rss_mb": peak_kb / 1024}))
+    print(
+        json.dumps(
+            {
+                "rows_read": result.rows_read,
+                "rows_imported": result.rows_imported,
+                "rows_quarantined": result.rows_quarantined,
+                "seconds": seconds,
+                "peak_rss_mb": peak_kb / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--kind", choices=["orders", "customers"], default="orders")
     parser.add_argument("--mb", type=float, default=200.0, help="size of the generated CSV in MB")
     parser.add_argument("--bad-every", type=int, default=1000, help="one broken row in N (0: none)")
@@ -142,14 +164,21 @@ def main() -> None:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="tactful-bench-")
         workdir = Path(tmp.name)
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print("command: " + " ".join([os.path.relpath(sys.executable), *sys.argv]))
     try:
         t0 = time.perf_counter()
         files = generate(workdir, args.kind, args.mb, args.bad_every, args.seed)
         big = files["big"]
         assert isinstance(big, Path)
         size_mb = big.stat().st_size / 1024 / 1024
-        print(f"generated {big.name}: {size_mb:,.0f} MB, {files['rows']:,} rows "
-              f"in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"generated {big.name}: {size_mb:,.0f} MB, {files['rows']:,} rows "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         db_url = f"sqlite:///{workdir}/bench.db"
         engine = init_store(db_url)
         prerequisites = files["prerequisites"]
@@ -158,16 +187,31 @@ def main() -> None:
             run_import(engine, kind, path)
         engine.dispose()
         done = subprocess.run(
-            [sys.executable, __file__, "--batch-size", str(args.batch_size), "--child", db_url, args.kind,
-             str(big)], capture_output=True, text=True, check=True)
+            [
+                sys.executable,
+                __file__,
+                "--batch-size",
+                str(args.batch_size),
+                "--child",
+                db_url,
+                args.kind,
+                str(big),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         rate = figures["rows_read"] / figures["seconds"]
-        print(f"imported {args.kind}: {figures['rows_read']:,} rows read, "
-              f"{figures['rows_imported']:,} imported, {figures['rows_quarantined']:,} quarantined")
-        print(f"time {figures['seconds']:.1f} s  ->  {rate:,.0f} rows/s, "
-              f"{size_mb / figures['seconds']:.1f} MB/s")
-        print(f"peak RSS of the importing process: {figures['peak_rss_mb']:.0f} MB "
-              f"(file {size_mb:,.0f} MB)")
+        print(
+            f"imported {args.kind}: {figures['rows_read']:,} rows read, "
+            f"{figures['rows_imported']:,} imported, {figures['rows_quarantined']:,} quarantined"
+        )
+        print(
+            f"time {figures['seconds']:.1f} s  ->  {rate:,.0f} rows/s, "
+            f"{size_mb / figures['seconds']:.1f} MB/s"
+        )
+        print(f"peak RSS of the importing process: {figures['peak_rss_mb']:.0f} MB (file {size_mb:,.0f} MB)")
     finally:
         if tmp is not None:
             tmp.cleanup()

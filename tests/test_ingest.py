@@ -379,3 +379,30 @@ def test_products_use_the_sensitivity_file_when_given(tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="products only"):
         run_import(engine, "households", DATA / "households.csv", sensitivity_path=rules)
     engine.dispose()
+
+
+def test_values_seen_in_good_rows_are_reused_and_bad_rows_keep_their_reasons(tmp_path: Path,
+                                                                             work: Path) -> None:
+    """A row made of values that already validated is taken without validating again; a row with one
+    new value is validated in full and quarantined with the same reason as on its own."""
+    engine = init_store(f"sqlite:///{tmp_path}/t.db")
+    load_base(engine, work, upto="products")
+    header = "order_id,customer_id,at,source,context,store_id,total,line_no,product_id,quantity,amount\n"
+    good = "o1,c1,2024-05-01T09:30:00Z,pos,checkout,s1,7.5,1,p1,2,3.0\n"
+    bad = "o1,c1,2024-05-01T09:30:00Z,pos,checkout,s1,7.5,2,p1,-2,3.0\n"
+    alone = tmp_path / "alone.csv"
+    alone.write_text(header + bad)
+    after = tmp_path / "after.csv"
+    after.write_text(header + good + good.replace(",1,p1,", ",3,p1,") + bad)
+    first = run_import(engine, "orders", alone)
+    second = run_import(engine, "orders", after)
+    assert (second.rows_read, second.rows_imported, second.rows_quarantined) == (3, 2, 1)
+    assert first.examples == [second.examples[0].replace("row 3 (line 4)", "row 1 (line 2)")]
+    assert "quantity" in first.examples[0]
+    with engine.connect() as conn:
+        lines = conn.execute(sa.select(tables.order_lines.c.line_no, tables.order_lines.c.quantity)
+                             .where(tables.order_lines.c.order_id == "o1")).all()
+        at = conn.execute(sa.select(tables.orders.c.at).where(tables.orders.c.id == "o1")).scalar_one()
+    assert sorted(lines) == [(1, 2.0), (3, 2.0)]
+    assert at.replace(tzinfo=UTC) == datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+    engine.dispose()

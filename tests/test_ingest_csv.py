@@ -138,3 +138,24 @@ def test_every_row_is_imported_or_quarantined(tmp_path: Path, lines: list[str]) 
         assert text.startswith(b"_tactful_row,_tactful_reason,id,size\n")
         assert text.count(b"row ") >= result.rows_quarantined
     engine.dispose()
+
+
+@pytest.mark.parametrize(("block", "max_line"), [(1, 8), (3, 1000), (7, 9), (64, 16)])
+def test_block_reading_matches_line_by_line_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    block: int, max_line: int) -> None:
+    """Reading the file in blocks splits it into lines exactly as readline(MAX_LINE) would: rows that
+    straddle blocks, multi-line fields, invalid bytes, CRLF and very long lines come out the same."""
+    from tactful.ingest import readers
+
+    data = (b'\xef\xbb\xbfid,size,income\r\nh1,1,low\r\nh2,2,"two\nlines"\nh3,3,caf\xe9\n\nh4,4,'
+            + b"x" * 40 + b'\nh5,5,"never closed\nh6,6,end')
+    _, expected = read(tmp_path / "a.csv", data)
+    monkeypatch.setattr(readers, "_BLOCK", block)
+    _, got = read(tmp_path / "b.csv", data)
+    assert [(r.row, r.line, r.values, r.problem, r.raw) for r in got] == \
+        [(r.row, r.line, r.values, r.problem, r.raw) for r in expected]
+    monkeypatch.setattr(readers, "MAX_LINE", max_line)
+    _, pieces = read(tmp_path / "c.csv", b"id,size\n" + b"h7," + b"9" * 30 + b"\nh8,8\n")
+    lines = [(r.line, r.raw) for r in pieces]
+    assert b"".join(raw or b"" for _, raw in lines) == b"h7," + b"9" * 30 + b"\nh8,8\n"
+    assert all(len(raw or b"") <= max(max_line, 8) for _, raw in lines)

@@ -7,26 +7,27 @@ importer checks the invariant before it reports and refuses to report a result t
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from pydantic import BaseModel
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from tactful.errors import IngestError, TactfulError
-from tactful.ingest.kinds import KindSpec, RowError, Target, kind_spec
-from tactful.ingest.mapping import ColumnMapping, RowValueError, apply, load_mapping
+from tactful.ingest.kinds import KindSpec, RowError, kind_spec
+from tactful.ingest.mapping import ColumnMapping, RowValueError, compile_mapping, load_mapping
 from tactful.ingest.quarantine import Quarantine, default_path
 from tactful.ingest.readers import CsvReader, RawRecord, Reader, detect_format, open_reader
+from tactful.ingest.writer import MISSING, BatchWriter, TargetPlan
 from tactful.store import db
 
 DEFAULT_BATCH_SIZE = 5_000
-_IN_CHUNK = 900  # ids per IN (...) lookup; well under SQLite's bound-parameter limit
 
 Progress = Callable[[int, int], None]  # (done, total) in the reader's unit (bytes or rows)
 
@@ -48,43 +49,6 @@ class ImportResult:
     @property
     def progress_unit(self) -> str:
         return "rows" if self.format == "parquet" else "bytes"
-
-
-@dataclass(slots=True)
-class _Pending:
-    record: RawRecord
-    items: list[tuple[Target, BaseModel]]
-    values: dict[str, Any]  # validated values of the referencing fields (customer_id...)
-
-
-def _db_value(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, tuple):
-        return [_db_value(v) for v in value]
-    return value
-
-
-def _db_row(record: BaseModel) -> dict[str, Any]:
-    """Column values of a validated record (enum members as their values, tuples as JSON lists)."""
-    row = dict(record.__dict__)
-    for name, value in row.items():
-        if isinstance(value, Enum | tuple):
-            row[name] = _db_value(value)
-    return row
-
-
-def _reference_values(items: Iterable[tuple[Target, BaseModel]], fields: tuple[str, ...]) -> dict[str, Any]:
-    """The values of the referencing row fields (customer_id, product_id...) of one row."""
-    out: dict[str, Any] = {}
-    for target, record in items:
-        values = record.__dict__
-        for name in fields:
-            if name not in out:
-                record_field = next((k for k, v in target.rename.items() if v == name), name)
-                if record_field in values:
-                    out[name] = values[record_field]
-    return out
 
 
 def check_columns(mapping: ColumnMapping, columns: list[str] | None, path: Path) -> None:
@@ -116,8 +80,23 @@ def check_columns(mapping: ColumnMapping, columns: list[str] | None, path: Path)
                      "name are ignored")
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Rows handed from the reading thread to the writing one."""
+
+    records: list[RawRecord] = field(default_factory=list)  # the good rows, in order
+    rows: list[list[tuple[Any, ...]]] = field(default_factory=list)  # per target: column values
+    refs: list[tuple[Any, ...]] = field(default_factory=list)  # per good row: its reference values
+    bad: list[tuple[RawRecord, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.bad)
+
+
 class _Run:
-    """The state of one import while it runs."""
+    """The state of one import while it runs: rows are read, mapped and validated in the calling
+    thread and handed in batches to a writing thread (bounded queue: memory stays flat), which checks
+    references, upserts and writes the quarantine."""
 
     def __init__(self, engine: Engine, spec: KindSpec, mapping: ColumnMapping, quarantine: Quarantine,
                  import_id: int, sensitivity: Any) -> None:
@@ -127,16 +106,32 @@ class _Run:
         self.quarantine = quarantine
         self.import_id = import_id
         self.sensitivity = sensitivity
-        self.pending: list[_Pending] = []
-        self.bad: list[tuple[RawRecord, str]] = []
+        self.plans = [TargetPlan(t, engine.dialect) for t in spec.targets]
+        self.writer = BatchWriter(engine, self.plans)
+        self.apply = compile_mapping(mapping)
+        # where each reference's value is found: (target index, column index)
+        self.ref_slots: list[tuple[int, int]] = []
+        for ref in spec.references:
+            for ti, plan in enumerate(self.plans):
+                if ref.field in plan.row_fields:
+                    self.ref_slots.append((ti, plan.row_fields.index(ref.field)))
+                    break
+            else:  # pragma: no cover - every reference names a field of one of the kind's records
+                raise AssertionError(f"{spec.name}: no record has the field {ref.field}")
+        self.batch = self._new_batch()
         self.read = 0
         self.imported = 0
         self.quarantined = 0
         self.examples: list[str] = []
         self.check_keys = True  # off when a header was checked up front (CSV, Parquet)
-        self.ref_fields = tuple(ref.field for ref in spec.references)
+        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
-    # ---------------------------------------------------------------- per row
+    def _new_batch(self) -> _Batch:
+        return _Batch(rows=[[] for _ in self.plans])
+
+    # ---------------------------------------------------------------- per row (reading thread)
 
     def describe(self, path: str) -> str:
         """A row field as the user knows it: ``status (column OptIn)``."""
@@ -150,12 +145,15 @@ class _Run:
             return f"{path} (column {spec.column!r})"
         return path
 
-    def reject(self, record: RawRecord, problems: list[tuple[str, str]] | str) -> None:
+    def reason(self, record: RawRecord, problems: list[tuple[str, str]] | str) -> str:
         if isinstance(problems, str):
             reason = problems
         else:
             reason = "; ".join(f"{self.describe(f)}: {m}" if f else m for f, m in problems)
-        self.bad.append((record, " ".join(f"{record.where()}: {reason}".split())))  # one line
+        return " ".join(f"{record.where()}: {reason}".split())  # one line
+
+    def reject(self, record: RawRecord, problems: list[tuple[str, str]] | str) -> None:
+        self.batch.bad.append((record, self.reason(record, problems)))
 
     def take(self, record: RawRecord) -> None:
         self.read += 1
@@ -167,7 +165,7 @@ class _Run:
             problems += [(k, f"unknown field (not a field of {self.spec.name}; use a mapping file "
                              "to ignore it)") for k in record.values if not self.spec.is_field(k)]
         try:
-            values = apply(self.mapping, record.values)
+            values = self.apply(record.values)
         except RowValueError as exc:
             problems += exc.problems
             values = {}
@@ -178,76 +176,146 @@ class _Run:
             values["implies"] = list(self.sensitivity.implies(
                 _text(values.get("department")), _text(values.get("category")),
                 _text(values.get("subcategory")), _text(values.get("name"))))
-        try:
-            items = self.spec.validate(values)
-        except RowError as exc:
-            self.reject(record, exc.problems)
+        rows = [plan.lookup(values) for plan in self.plans]
+        if any(row is None for row in rows):
+            try:
+                items = self.spec.validate(values)
+            except RowError as exc:
+                self.reject(record, exc.problems)
+                return
+            rows = [plan.convert(values, item) for plan, (_, item) in zip(self.plans, items, strict=True)]
+        batch = self.batch
+        if self.quarantine.csv:
+            record.values = None  # a CSV quarantine keeps the raw line: free the dict while queued
+        batch.records.append(record)
+        for out, row in zip(batch.rows, rows, strict=True):
+            out.append(row)  # type: ignore[arg-type]
+        batch.refs.append(tuple(rows[ti][ci] for ti, ci in self.ref_slots))  # type: ignore[index]
+
+    def hand_over(self) -> None:
+        """Send the current batch to the writing thread (waits while two are queued)."""
+        if self._error is not None:
+            raise self._error
+        if not len(self.batch):
             return
-        self.pending.append(_Pending(record, items, _reference_values(items, self.ref_fields)))
+        batch, self.batch = self.batch, self._new_batch()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._write_all, name="tactful-import-writer",
+                                            daemon=True)
+            self._thread.start()
+        while True:
+            try:
+                self._queue.put(batch, timeout=0.5)
+                return
+            except queue.Full:
+                if self._error is not None or not self._thread.is_alive():
+                    raise self._error or TactfulError("the import's writer stopped") from None
 
-    # ---------------------------------------------------------------- per batch
+    def finish(self) -> None:
+        """Hand over the last batch and wait until everything is written."""
+        self.hand_over()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:
+                    self._queue.put(None, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
 
-    def _missing_references(self, conn: Connection) -> None:
-        """Quarantine pending rows that name a customer, household or product the store lacks."""
-        for ref in self.spec.references:
-            wanted = {str(p.values[ref.field]) for p in self.pending if p.values.get(ref.field) is not None}
+    def abort(self) -> None:
+        """Stop the writing thread without writing what is still queued (after an error)."""
+        if self._thread is None:
+            return
+        self._error = self._error or TactfulError("import aborted")
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        self._thread.join()
+        self._thread = None
+
+    # ---------------------------------------------------------------- per batch (writing thread)
+
+    def _write_all(self) -> None:
+        try:
+            self.writer.open()
+            try:
+                while True:
+                    batch = self._queue.get()
+                    if batch is None or self._error is not None:
+                        return
+                    self.flush(batch)
+            finally:
+                self.writer.close()
+        except BaseException as exc:  # handed to the reading thread
+            self._error = exc
+
+    def _missing_references(self, cur: Any, batch: _Batch) -> None:
+        """Quarantine rows that name a customer, household or product the store lacks."""
+        for r, ref in enumerate(self.spec.references):
+            wanted = {str(refs[r]) for refs in batch.refs if refs[r] is not None and refs[r] is not MISSING}
             if not wanted:
                 continue
-            found: set[str] = set()
-            ordered = sorted(wanted)
-            for i in range(0, len(ordered), _IN_CHUNK):
-                chunk = ordered[i:i + _IN_CHUNK]
-                found.update(conn.execute(sa.select(ref.table.c.id).where(ref.table.c.id.in_(chunk)))
-                             .scalars())
-            missing = wanted - found
+            missing = wanted - self.writer.existing(cur, ref.table, sorted(wanted))
             if not missing:
                 continue
-            keep: list[_Pending] = []
-            for p in self.pending:
-                value = p.values.get(ref.field)
-                if value is not None and str(value) in missing:
-                    self.reject(p.record, [(ref.field, f"{value!r} is not in the store's {ref.table.name} "
-                                                       f"(import the {ref.table.name} first)")])
-                else:
-                    keep.append(p)
-            self.pending = keep
+            keep = [i for i, refs in enumerate(batch.refs)
+                    if refs[r] is None or refs[r] is MISSING or str(refs[r]) not in missing]
+            for i in sorted(set(range(len(batch.records))) - set(keep)):
+                value = batch.refs[i][r]
+                batch.bad.append((batch.records[i], self.reason(batch.records[i], [(
+                    ref.field, f"{value!r} is not in the store's {ref.table.name} "
+                               f"(import the {ref.table.name} first)")])))
+            batch.records = [batch.records[i] for i in keep]
+            batch.refs = [batch.refs[i] for i in keep]
+            batch.rows = [[rows[i] for i in keep] for rows in batch.rows]
 
-    def _write(self, conn: Connection, rows: list[_Pending]) -> None:
-        for target in self.spec.targets:
-            key = target.key
-            by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
-            for p in rows:
-                for t, record in p.items:
-                    if t is target:
-                        row = _db_row(record)
-                        by_key[tuple(row[k] for k in key)] = row  # the last row with a key wins
-            db.upsert(conn, target.table, db.stamp(by_key.values(), self.import_id))
+    def _write(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None) -> None:
+        writer = self.writer
+        cur = writer.begin()
+        try:
+            if check is not None:
+                self._missing_references(cur, check)
+                rows = check.rows
+            writer.write(cur, rows, self.import_id, datetime.now(UTC))
+            writer.commit()
+        except BaseException:
+            writer.rollback()
+            raise
+        finally:
+            cur.close()
 
-    def flush(self) -> None:
-        if self.pending:
+    def flush(self, batch: _Batch) -> None:
+        if batch.records:
             try:
-                with self.engine.begin() as conn:
-                    self._missing_references(conn)
-                    self._write(conn, self.pending)
-                self.imported += len(self.pending)
-            except (sa.exc.IntegrityError, sa.exc.DataError):
-                # the store refused something the checks let through (a value too long for a column,
-                # a row deleted meanwhile): write one row at a time and quarantine what it refuses
-                for p in self.pending:
+                self._write(batch.rows, batch)
+                self.imported += len(batch.records)
+            except (self.writer.dialect.dbapi.IntegrityError,  # type: ignore[union-attr]
+                    self.writer.dialect.dbapi.DataError) as first:  # type: ignore[union-attr]
+                # the store refused something the checks let through (a value too long for a column):
+                # write one row at a time and quarantine what it refuses
+                del first
+                for i, record in enumerate(batch.records):
                     try:
-                        with self.engine.begin() as conn:
-                            self._write(conn, [p])
+                        self._write([[rows[i]] for rows in batch.rows], None)
                         self.imported += 1
-                    except (sa.exc.IntegrityError, sa.exc.DataError) as exc:
-                        detail = " ".join(str(exc.orig).split())
-                        self.reject(p.record, f"the store refused the row: {detail}")
-            self.pending = []
-        for record, reason in sorted(self.bad, key=lambda b: b[0].row):
+                    except (self.writer.dialect.dbapi.IntegrityError,  # type: ignore[union-attr]
+                            self.writer.dialect.dbapi.DataError) as exc:  # type: ignore[union-attr]
+                        detail = " ".join(str(exc).split())
+                        batch.bad.append((record, self.reason(record, f"the store refused the row: "
+                                                                      f"{detail}")))
+        for record, reason in sorted(batch.bad, key=lambda b: b[0].row):
             self.quarantine.write(record, reason)
             self.quarantined += 1
             if len(self.examples) < 5:
                 self.examples.append(reason)
-        self.bad = []
 
 
 def _text(value: Any) -> str | None:
@@ -303,15 +371,19 @@ def run_import(
         run.check_keys = reader.columns is None
         try:
             step = max(1, min(batch_size, 1000))
+            take = run.take
             for record in reader:
-                run.take(record)
-                if len(run.pending) + len(run.bad) >= batch_size:
-                    run.flush()
+                take(record)
+                if len(run.batch) >= batch_size:
+                    run.hand_over()
                 if progress is not None and run.read % step == 0:
                     progress(reader.done, reader.total)
-            run.flush()
+            run.finish()
             if progress is not None:
                 progress(reader.done, reader.total)
+        except BaseException:
+            run.abort()
+            raise
         finally:
             quarantine.close()
     finally:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -303,6 +303,33 @@ def _as_key(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value).strip() if isinstance(value, str) else str(value)
+
+
+def compile_mapping(mapping: ColumnMapping) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """:func:`apply` for ``mapping`` as a function of the record, faster per row: fields read as they
+    are from a column (no constant, value map, date format or list separator) skip the general path."""
+    plain = tuple((name, spec.column) for name, spec in mapping.fields.items()
+                  if not spec.has_constant and spec.values is None and not spec.date_formats
+                  and spec.split is None and spec.column is not None)
+    if len(plain) < len(mapping.fields):
+        return lambda record: apply(mapping, record)
+
+    def apply_plain(record: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        get = record.get
+        for name, column in plain:
+            value = get(column)
+            if value is None:
+                continue
+            if value.__class__ is str:
+                if not value or value.isspace():
+                    continue
+            elif _is_empty(value):
+                continue
+            out[name] = value
+        return out
+
+    return apply_plain
 
 
 def apply(mapping: ColumnMapping, record: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 from collections import deque
 from collections.abc import Iterator
@@ -100,9 +101,19 @@ class _Line:
     error: str | None
 
 
+_BLOCK = 1 << 20  # bytes read at a time; split into lines and decoded in one go
+
+
+def _pieces(line: bytes) -> list[bytes]:
+    """A physical line as :meth:`readline` with ``MAX_LINE`` returns it: in pieces when too long."""
+    return [line[i:i + MAX_LINE] for i in range(0, len(line), MAX_LINE)]
+
+
 class _Lines:
-    """Physical lines for :func:`csv.reader`, decoded one by one; remembers which lines each record
-    took (``taken``) and can be handed lines back (``pending``) to re-read them."""
+    """Physical lines for :func:`csv.reader`, each decoded on its own (a bad byte spoils its line
+    only); remembers which lines each record took (``taken``) and can be handed lines back
+    (``pending``) to re-read them. The file is read a block at a time and split at ``\n`` as
+    :meth:`readline` would (lines longer than ``MAX_LINE`` come in pieces)."""
 
     def __init__(self, stream: IO[bytes], encoding: str) -> None:
         self.stream = stream
@@ -111,28 +122,73 @@ class _Lines:
         self.taken: list[_Line] = []
         self.line_no = 0
         self.bytes_read = 0
+        self._raw: list[bytes] = []
+        self._text: list[str] = []
+        self._errors: list[str | None] | None = None
+        self._next = 0
+        self._carry = b""
+        self._eof = False
 
     def __iter__(self) -> _Lines:
         return self
+
+    def _fill(self) -> bool:
+        """Read the next block of whole lines; False at the end of the file."""
+        lines: list[bytes] = []
+        while not lines:
+            if self._eof:
+                return False
+            data = self.stream.read(_BLOCK)
+            if not data:
+                self._eof = True
+                lines = [self._carry] if self._carry else []
+                self._carry = b""
+            else:
+                self.bytes_read += len(data)
+                lines = io.BytesIO(self._carry + data).readlines()
+                self._carry = b"" if lines[-1].endswith(b"\n") else lines.pop()
+                if len(self._carry) >= MAX_LINE:
+                    pieces = _pieces(self._carry)
+                    self._carry = pieces.pop() if len(pieces[-1]) < MAX_LINE else b""
+                    lines += pieces
+            if any(len(line) > MAX_LINE for line in lines):
+                lines = [piece for line in lines for piece in _pieces(line)]
+        if self.line_no == 0 and self._next == 0 and self.encoding == "utf-8" \
+                and lines[0].startswith(codecs.BOM_UTF8):
+            lines[0] = lines[0][len(codecs.BOM_UTF8):]
+        encoding = self.encoding
+        try:
+            self._text = [line.decode(encoding) for line in lines]
+            self._errors = None
+        except UnicodeDecodeError:
+            self._text = []
+            self._errors = []
+            for i, line in enumerate(lines, start=self.line_no + 1):
+                try:
+                    text, error = line.decode(encoding), None
+                except UnicodeDecodeError as exc:
+                    text = line.decode(encoding, "replace")
+                    error = (f"line {i} is not valid {encoding}: byte "
+                             f"{line[exc.start]:#04x} at byte {exc.start + 1} of the line")
+                self._text.append(text)
+                self._errors.append(error)
+        self._raw = lines
+        self._next = 0
+        return True
 
     def __next__(self) -> str:
         if self.pending:
             item = self.pending.popleft()
         else:
-            raw = self.stream.readline(MAX_LINE)
-            if not raw:
-                raise StopIteration
-            self.bytes_read += len(raw)
+            i = self._next
+            if i >= len(self._raw):
+                if not self._fill():
+                    raise StopIteration
+                i = 0
+            self._next = i + 1
             self.line_no += 1
-            if self.line_no == 1 and raw.startswith(codecs.BOM_UTF8) and self.encoding == "utf-8":
-                raw = raw[len(codecs.BOM_UTF8):]
-            try:
-                text, error = raw.decode(self.encoding), None
-            except UnicodeDecodeError as exc:
-                text = raw.decode(self.encoding, "replace")
-                error = (f"line {self.line_no} is not valid {self.encoding}: byte "
-                         f"{raw[exc.start]:#04x} at byte {exc.start + 1} of the line")
-            item = _Line(self.line_no, raw, text, error)
+            item = _Line(self.line_no, self._raw[i], self._text[i],
+                         None if self._errors is None else self._errors[i])
         self.taken.append(item)
         return item.text
 
@@ -287,10 +343,17 @@ class CsvReader:
                            else f"line {first.no} is not valid CSV: {exc}")
                 yield RawRecord(row, first.no, None, problem, self._strip(first.raw))
                 continue
-            taken = list(self.lines.taken)
+            taken = self.lines.taken
             if not fields:
                 continue  # a blank line is not a row
             row += 1
+            if len(taken) == 1 and len(fields) == width and taken[0].error is None:  # the usual row
+                first = taken[0]
+                yield RawRecord(row, first.no, dict(zip(self.columns, fields[self.skip:] if self.skip
+                                                        else fields, strict=True)),
+                                None, self._strip(first.raw) if self.skip else first.raw)
+                continue
+            taken = list(taken)
             errors = [line.error for line in taken if line.error]
             if errors:
                 yield RawRecord(row, taken[0].no, None, "; ".join(errors), self._raw(taken))
