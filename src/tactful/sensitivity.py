@@ -105,8 +105,9 @@ class SensitivityMapping:
         """Every data category some rule can imply, sorted."""
         return tuple(sorted({c for r in self.rules for c in r.implies}))
 
-    def implies(self, department: str | None, category: str | None, subcategory: str | None,
-                name: str | None = None) -> tuple[str, ...]:
+    def implies(
+        self, department: str | None, category: str | None, subcategory: str | None, name: str | None = None
+    ) -> tuple[str, ...]:
         """The data categories a purchase of this product reveals (sorted, deduplicated; may be empty)."""
         d, c, s, n = _norm(department), _norm(category), _norm(subcategory), _norm(name)
         found: set[str] = set()
@@ -115,14 +116,22 @@ class SensitivityMapping:
                 found.update(rule.implies)
         return tuple(sorted(found))
 
-    def matching_rules(self, department: str | None, category: str | None, subcategory: str | None,
-                       name: str | None = None) -> tuple[str, ...]:
+    def matching_rules(
+        self, department: str | None, category: str | None, subcategory: str | None, name: str | None = None
+    ) -> tuple[str, ...]:
         """The ids of the rules that fire for this product (to explain a label)."""
         d, c, s, n = _norm(department), _norm(category), _norm(subcategory), _norm(name)
         return tuple(r.id for r in self.rules if r.fires(d, c, s, n))
 
-    def label_frame(self, frame: Any, *, department: str = "department", category: str = "category",
-                    subcategory: str = "subcategory", name: str | None = "name") -> Any:
+    def label_frame(
+        self,
+        frame: Any,
+        *,
+        department: str = "department",
+        category: str = "category",
+        subcategory: str = "subcategory",
+        name: str | None = "name",
+    ) -> Any:
         """Label a whole pandas product frame at once: a Series (same index) of sorted tuples of categories.
 
         Column arguments name the frame's columns; a column that is missing (or ``name=None``) counts
@@ -160,8 +169,9 @@ def _condition(raw: object, where: str) -> Condition:
         raise SensitivityError(f"{where}: expected a mapping of {', '.join(MATCH_FIELDS)}, got {raw!r}")
     unknown = [k for k in raw if k not in MATCH_FIELDS]
     if unknown:
-        raise SensitivityError(f"{where}: unknown key {unknown[0]!r}",
-                               hint=f"allowed keys: {', '.join(MATCH_FIELDS)}")
+        raise SensitivityError(
+            f"{where}: unknown key {unknown[0]!r}", hint=f"allowed keys: {', '.join(MATCH_FIELDS)}"
+        )
     values = {k: _as_list(v, where, str(k)) for k, v in raw.items()}
     keywords = tuple(values.get("keywords", []))
     cond = Condition(
@@ -172,8 +182,9 @@ def _condition(raw: object, where: str) -> Condition:
         keyword_re=_keyword_re(keywords) if keywords else None,
     )
     if cond.empty:
-        raise SensitivityError(f"{where}: names no field to match",
-                               hint=f"give at least one of {', '.join(MATCH_FIELDS)}")
+        raise SensitivityError(
+            f"{where}: names no field to match", hint=f"give at least one of {', '.join(MATCH_FIELDS)}"
+        )
     return cond
 
 
@@ -198,8 +209,9 @@ def parse_mapping(data: object, source: str) -> SensitivityMapping:
             raise SensitivityError(f"{where}: expected a mapping, got {raw!r}")
         bad = [k for k in raw if k not in RULE_FIELDS]
         if bad:
-            raise SensitivityError(f"{where}: unknown key {bad[0]!r}",
-                                   hint=f"allowed keys: {', '.join(RULE_FIELDS)}")
+            raise SensitivityError(
+                f"{where}: unknown key {bad[0]!r}", hint=f"allowed keys: {', '.join(RULE_FIELDS)}"
+            )
         rule_id = raw.get("id")
         if not isinstance(rule_id, str) or not rule_id.strip():
             raise SensitivityError(f"{where}: 'id' is required (a short unique name)")
@@ -215,17 +227,20 @@ def parse_mapping(data: object, source: str) -> SensitivityMapping:
             try:
                 check_category(key)
             except VocabularyError as exc:
-                raise SensitivityError(f"{where}: unknown data category {key!r} in 'implies'",
-                                       hint=exc.hint) from exc
+                raise SensitivityError(
+                    f"{where}: unknown data category {key!r} in 'implies'", hint=exc.hint
+                ) from exc
         seed = raw.get("seed")
-        rules.append(Rule(
-            id=rule_id,
-            implies=tuple(sorted(set(implied))),
-            when=_condition(raw["when"], f"{where} when"),
-            unless=_condition(raw["unless"], f"{where} unless") if "unless" in raw else Condition(),
-            description=str(raw.get("description") or ""),
-            seed=None if seed is None else str(seed),
-        ))
+        rules.append(
+            Rule(
+                id=rule_id,
+                implies=tuple(sorted(set(implied))),
+                when=_condition(raw["when"], f"{where} when"),
+                unless=_condition(raw["unless"], f"{where} unless") if "unless" in raw else Condition(),
+                description=str(raw.get("description") or ""),
+                seed=None if seed is None else str(seed),
+            )
+        )
     return SensitivityMapping(rules=tuple(rules), source=source)
 
 
@@ -250,9 +265,12 @@ def load_mapping(path: Path | None = None) -> SensitivityMapping:
     return parse_mapping(data, str(path))
 
 
-def implied_categories(products: Iterable[Mapping[str, Any]],
-                       mapping: SensitivityMapping | None = None) -> list[tuple[str, ...]]:
+def implied_categories(
+    products: Iterable[Mapping[str, Any]], mapping: SensitivityMapping | None = None
+) -> list[tuple[str, ...]]:
     """Label product dicts (keys department, category, subcategory, name); one tuple per product."""
     m = mapping or load_mapping()
-    return [m.implies(p.get("department"), p.get("category"), p.get("subcategory"), p.get("name"))
-            for p in products]
+    return [
+        m.implies(p.get("department"), p.get("category"), p.get("subcategory"), p.get("name"))
+        for p in products
+    ]

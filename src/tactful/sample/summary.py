@@ -1,0 +1,134 @@
+"""What is in a sample store: counts and distributions read back from the store, and their Rich rendering."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+from tactful.store import tables
+
+COUNTED: tuple[str, ...] = (
+    "customers",
+    "households",
+    "orders",
+    "order_lines",
+    "products",
+    "contact_points",
+    "consents",
+    "facts",
+)
+BAR_WIDTH = 30
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=dict)
+    sensitive_products: dict[str, int] = field(default_factory=dict)  # implied category -> products
+    consents: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, status) -> rows
+    contact_points: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, shared_with) -> rows
+    personas: list[tuple[str, str, str, str]] = field(default_factory=list)  # key, customer id, seed, title
+    facts: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, source) -> rows
+
+
+def summarize(engine: Engine) -> Summary:
+    s = Summary()
+    t = tables
+    with engine.connect() as conn:
+        for name in COUNTED:
+            table = t.metadata.tables[name]
+            s.counts[name] = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+        implies = sa.cast(t.products.c.implies, sa.Text)
+        counter: Counter[str] = Counter()
+        for (raw,) in conn.execute(sa.select(implies).where(implies != "[]")):
+            counter.update(json.loads(raw) if isinstance(raw, str) else raw)
+        s.sensitive_products = dict(sorted(counter.items()))
+        q = (
+            sa.select(t.consents.c.source, t.consents.c.status, sa.func.count())
+            .group_by(t.consents.c.source, t.consents.c.status)
+            .order_by(t.consents.c.source, t.consents.c.status)
+        )
+        s.consents = {(str(a), str(b)): int(c) for a, b, c in conn.execute(q)}
+        shared = sa.func.coalesce(t.contact_points.c.shared_with, "(unknown)")
+        q = (
+            sa.select(t.contact_points.c.kind, shared, sa.func.count())
+            .group_by(t.contact_points.c.kind, shared)
+            .order_by(t.contact_points.c.kind, shared)
+        )
+        s.contact_points = {(str(a), str(b)): int(c) for a, b, c in conn.execute(q)}
+        q = (
+            sa.select(t.facts.c.kind, t.facts.c.source, sa.func.count())
+            .group_by(t.facts.c.kind, t.facts.c.source)
+            .order_by(t.facts.c.kind, t.facts.c.source)
+        )
+        s.facts = {(str(a), str(b)): int(c) for a, b, c in conn.execute(q)}
+        q = sa.select(
+            t.personas.c.key, t.personas.c.customer_id, t.personas.c.seed, t.personas.c.title
+        ).order_by(t.personas.c.seed, t.personas.c.key)
+        s.personas = [(str(a), str(b), str(c), str(d)) for a, b, c, d in conn.execute(q)]
+    return s
+
+
+def _bar(value: int, top: int) -> str:
+    if top <= 0:
+        return ""
+    cells = max(1, round(BAR_WIDTH * value / top)) if value else 0
+    return "█" * cells
+
+
+def render(summary: Summary, console: Console) -> None:
+    counts = Table(title="Sample world", show_header=True)
+    counts.add_column("table")
+    counts.add_column("rows", justify="right")
+    for name in COUNTED:
+        counts.add_row(name.replace("_", " "), f"{summary.counts.get(name, 0):,}")
+    console.print(counts)
+
+    sens = Table(title="Sensitive products by implied category")
+    sens.add_column("data category")
+    sens.add_column("products", justify="right")
+    sens.add_column("", no_wrap=True, overflow="crop")
+    top = max(summary.sensitive_products.values(), default=0)
+    for key, n in sorted(summary.sensitive_products.items(), key=lambda kv: (-kv[1], kv[0])):
+        sens.add_row(key, f"{n:,}", f"[magenta]{_bar(n, top)}[/]")
+    console.print(sens)
+
+    cons = Table(title="Consents by source and status")
+    statuses = sorted({st for _, st in summary.consents})
+    cons.add_column("source")
+    for st in statuses:
+        cons.add_column(st, justify="right")
+    for src in sorted({src for src, _ in summary.consents}):
+        cons.add_row(src, *[f"{summary.consents.get((src, st), 0):,}" for st in statuses])
+    console.print(cons)
+
+    cps = Table(title="Contact points by kind and who else sees them")
+    shares = sorted({sh for _, sh in summary.contact_points})
+    cps.add_column("kind")
+    for sh in shares:
+        cps.add_column(sh, justify="right")
+    for kind in sorted({k for k, _ in summary.contact_points}):
+        cps.add_row(kind, *[f"{summary.contact_points.get((kind, sh), 0):,}" for sh in shares])
+    console.print(cps)
+
+    facts = Table(title="Facts by kind and source")
+    facts.add_column("kind")
+    facts.add_column("source")
+    facts.add_column("facts", justify="right")
+    for (kind, source), n in summary.facts.items():
+        facts.add_row(kind, source, f"{n:,}")
+    console.print(facts)
+
+    people = Table(title="Seed personas (docs/sample-world.md)")
+    people.add_column("seed")
+    people.add_column("customer id", style="bold")
+    people.add_column("persona")
+    people.add_column("key")
+    for key, cid, seed, title in summary.personas:
+        people.add_row(seed, cid, title, key)
+    console.print(people)
