@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -81,6 +82,18 @@ def _bar(value: int, top: int) -> str:
     return "█" * cells
 
 
+
+def _crosstab(title: str, row_label: str, counts: Mapping[tuple[str, str], int]) -> Table:
+    """A table of counts: one row per first key, one column per second key."""
+    table = Table(title=title)
+    columns = sorted({col for _, col in counts})
+    table.add_column(row_label)
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in sorted({r for r, _ in counts}):
+        table.add_row(row, *[f"{counts.get((row, col), 0):,}" for col in columns])
+    return table
+
 def render(summary: Summary, console: Console) -> None:
     counts = Table(title="Sample world", show_header=True)
     counts.add_column("table")
@@ -98,23 +111,8 @@ def render(summary: Summary, console: Console) -> None:
         sens.add_row(key, f"{n:,}", f"[magenta]{_bar(n, top)}[/]")
     console.print(sens)
 
-    cons = Table(title="Consents by source and status")
-    statuses = sorted({st for _, st in summary.consents})
-    cons.add_column("source")
-    for st in statuses:
-        cons.add_column(st, justify="right")
-    for src in sorted({src for src, _ in summary.consents}):
-        cons.add_row(src, *[f"{summary.consents.get((src, st), 0):,}" for st in statuses])
-    console.print(cons)
-
-    cps = Table(title="Contact points by kind and who else sees them")
-    shares = sorted({sh for _, sh in summary.contact_points})
-    cps.add_column("kind")
-    for sh in shares:
-        cps.add_column(sh, justify="right")
-    for kind in sorted({k for k, _ in summary.contact_points}):
-        cps.add_row(kind, *[f"{summary.contact_points.get((kind, sh), 0):,}" for sh in shares])
-    console.print(cps)
+    console.print(_crosstab("Consents by source and status", "source", summary.consents))
+    console.print(_crosstab("Contact points by kind and who else sees them", "kind", summary.contact_points))
 
     facts = Table(title="Facts by kind and source")
     facts.add_column("kind")
