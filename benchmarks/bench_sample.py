@@ -8,6 +8,8 @@
 Prints figures; asserts nothing about time (see docs/performance.md for measured numbers).
 Generation is measured on up to ``--generate-n`` customers (default 400,000) without a store, both in
 wall-clock and in CPU seconds of this process (CPU time is the honest figure on a shared machine).
+On PostgreSQL "indexing" is the end of the one-transaction load: secondary indexes re-created, foreign
+keys re-added (each validated in one pass), ANALYZE, commit.
 Peak RSS is the process's high-water mark (``ru_maxrss``), plus that of generator processes with --jobs.
 """
 

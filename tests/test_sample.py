@@ -423,3 +423,118 @@ def test_copy_text_escapes_and_nulls() -> None:
     assert _copy_text(Const("checkout"), 0, 3) == ["checkout"] * 3
     stamps = np.array(["2026-11-01T10:00:00", "NaT"], dtype="datetime64[s]")
     assert _copy_text(stamps, 0, 2) == ["2026-11-01 10:00:00.000000", "\\N"]
+
+
+def _schema_differences(engine: sa.Engine) -> list[Any]:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        return list(compare_metadata(ctx, tables.metadata))
+
+
+def _foreign_keys_and_indexes(engine: sa.Engine) -> tuple[set[str], set[str]]:
+    with engine.connect() as conn:
+        fks = set(
+            conn.exec_driver_sql(
+                "SELECT conname FROM pg_constraint"
+                " WHERE contype = 'f' AND connamespace = 'public'::regnamespace"
+            ).scalars()
+        )
+        idx = set(
+            conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'").scalars()
+        )
+    return fks, idx
+
+
+@pytest.mark.postgres
+def test_postgresql_load_restores_every_constraint_and_index(pg_url: str) -> None:
+    """The load drops the foreign keys and secondary indexes and puts them back: the schema still matches."""
+    from tactful.store.db import init_store
+
+    engine = init_store(pg_url)
+    try:
+        before = _foreign_keys_and_indexes(engine)
+        assert "fk_order_lines_product_id_products" in before[0] and "ix_facts_customer_id" in before[1]
+    finally:
+        engine.dispose()
+    result = build_sample(pg_url, seed=7, synthetic_n=150)
+    assert result.customers > 150 and result.index_seconds > 0
+    engine = make_engine(pg_url)
+    try:
+        assert _foreign_keys_and_indexes(engine) == before
+        assert _schema_differences(engine) == []
+        with engine.connect() as conn:
+            # every constraint validated (none left NOT VALID) and the loaded tables analysed
+            assert not conn.exec_driver_sql("SELECT 1 FROM pg_constraint WHERE NOT convalidated").first()
+            analysed = set(
+                conn.exec_driver_sql(
+                    "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = 'public'"
+                ).scalars()
+            )
+            assert {"customers", "orders", "order_lines", "facts"} <= analysed
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_load_violating_a_foreign_key_is_rolled_back(pg_url: str) -> None:
+    from tactful.sample.writer import BulkWriter, Chunk, bulk_writer
+    from tactful.store.db import begin_import, init_store
+
+    engine = init_store(pg_url)
+    try:
+        before = _foreign_keys_and_indexes(engine)
+        with engine.begin() as conn:
+            import_id = begin_import(conn, kind="sample", origin="sample:test")
+        households = Chunk("households", {"id": np.array(["h1"], dtype=object)})
+        orphan = Chunk(
+            "customers",
+            {
+                "id": np.array(["c1", "c2"], dtype=object),
+                "household_id": np.array(["h1", "nope"], dtype=object),
+                "deceased": np.array([False, False]),
+            },
+        )
+        writer = BulkWriter(
+            engine,
+            import_id=import_id,
+            written_at=datetime.now(UTC),
+            defer_indexes=True,
+            tables_loaded=("households", "customers"),
+        )
+        writer.write(households)
+        writer.write(orphan)  # accepted: the foreign key is not there during the load
+        with pytest.raises(SampleError) as info:
+            writer.close()
+        assert "fk_customers_household_id_households" in info.value.message
+        assert _foreign_keys_and_indexes(engine) == before
+        assert _schema_differences(engine) == []
+        with engine.connect() as conn:
+            for name in ("households", "customers"):
+                assert (
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(tables.metadata.tables[name])
+                    ).scalar_one()
+                    == 0
+                )
+
+        # an error while writing rolls back too
+        with (
+            pytest.raises(RuntimeError),
+            bulk_writer(
+                engine,
+                import_id=import_id,
+                written_at=datetime.now(UTC),
+                defer_indexes=True,
+                tables_loaded=("households", "customers"),
+            ) as w,
+        ):
+            w.write(households)
+            raise RuntimeError("boom")
+        assert _foreign_keys_and_indexes(engine) == before
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(tables.households)).scalar_one() == 0
+    finally:
+        engine.dispose()

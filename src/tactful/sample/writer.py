@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Engine
 
 from tactful.errors import SampleError
@@ -190,9 +191,16 @@ class BulkWriter:
     """Writes chunks into one store through one raw DBAPI connection.
 
     SQLite: foreign-key checks and fsync off for the load (the generator guarantees integrity; the
-    tests check it with ``PRAGMA foreign_key_check``), one transaction per slice. PostgreSQL: ``COPY``,
-    one transaction per chunk. With ``defer_indexes`` the secondary indexes of the loaded tables are
-    dropped first and created again by :meth:`close` (use it on an empty store only).
+    tests check it with ``PRAGMA foreign_key_check``), one transaction per slice. With ``defer_indexes``
+    the secondary indexes of the loaded tables are dropped first and created again by :meth:`close`.
+
+    PostgreSQL: ``COPY``, one transaction per chunk. With ``defer_indexes`` the whole load is one
+    transaction instead: the foreign keys and secondary indexes of the loaded tables (their definitions
+    read from the catalog) are dropped first; :meth:`close` creates the indexes again, re-adds the
+    foreign keys (each validated in one pass over its table; a violation raises :class:`SampleError`
+    and rolls everything back, so the store never loses a constraint), analyses the tables and commits.
+
+    Use ``defer_indexes`` on an empty store only.
     """
 
     def __init__(
@@ -215,6 +223,11 @@ class BulkWriter:
         self.index_seconds = 0.0
         self._raw: Any = engine.raw_connection()
         self._deferred: list[sa.Index] = []
+        # PostgreSQL single-transaction load: (table, name, definition) dropped for the load
+        self._pg_load = self.dialect == "postgresql" and defer_indexes
+        self._pg_indexes: list[tuple[str, str, str]] = []
+        self._pg_fks: list[tuple[str, str, str]] = []
+        self._failed = False
         self._queue: queue.Queue[tuple[str, list[tuple[Any, ...]]] | None] = queue.Queue(maxsize=3)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -224,7 +237,9 @@ class BulkWriter:
             cur.execute("PRAGMA synchronous=OFF")
             cur.execute("PRAGMA cache_size=-262144")  # 256 MiB of page cache for the load
             cur.close()
-        if defer_indexes:
+        if self._pg_load:
+            self._pg_begin(tables_loaded)
+        elif defer_indexes:
             self._drop_indexes(tables_loaded)
 
     # -- indexes ------------------------------------------------------------------------------------
@@ -246,6 +261,87 @@ class BulkWriter:
                 index.create(conn, checkfirst=True)
         self._deferred = []
         self.index_seconds = time.perf_counter() - started
+
+    # -- PostgreSQL: one transaction, constraints and indexes deferred -------------------------------
+    _PG_FKS = """
+        SELECT k.conrelid::regclass::text, quote_ident(k.conname), pg_get_constraintdef(k.oid)
+        FROM pg_constraint k
+        JOIN pg_class c ON c.oid = k.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE k.contype = 'f' AND n.nspname = current_schema() AND c.relname = ANY(%s)
+        ORDER BY c.relname, k.conname
+    """
+    # secondary indexes: not the ones behind a primary-key, unique or exclusion constraint
+    _PG_INDEXES = """
+        SELECT x.indrelid::regclass::text, format('%%I.%%I', n.nspname, i.relname),
+               pg_get_indexdef(x.indexrelid)
+        FROM pg_index x
+        JOIN pg_class i ON i.oid = x.indexrelid
+        JOIN pg_class c ON c.oid = x.indrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = current_schema() AND c.relname = ANY(%s)
+          AND NOT EXISTS (
+              SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x')
+          )
+        ORDER BY c.relname, i.relname
+    """
+
+    def _pg_begin(self, names: Sequence[str]) -> None:
+        """Open the load's transaction and drop the loaded tables' foreign keys and secondary indexes."""
+        cur = self._raw.cursor()
+        try:
+            # the commit does not wait for its WAL flush: a crash right after it may lose the load (all
+            # of it, the store stays consistent and empty), never corrupt the store
+            cur.execute("SET LOCAL synchronous_commit = off")
+            cur.execute("SET LOCAL maintenance_work_mem = '1GB'")  # index builds sort in memory
+            cur.execute("SET LOCAL work_mem = '256MB'")  # the foreign keys' validation joins
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.execute(self._PG_FKS, (list(names),))
+            self._pg_fks = [(t, n, d) for t, n, d in cur.fetchall()]
+            cur.execute(self._PG_INDEXES, (list(names),))
+            self._pg_indexes = [(t, n, d) for t, n, d in cur.fetchall()]
+            for table, name, _ in self._pg_fks:
+                cur.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+            for _, name, _ in self._pg_indexes:
+                cur.execute(f"DROP INDEX {name}")
+        except Exception as exc:
+            self._pg_abort()
+            with contextlib.suppress(Exception):
+                self._raw.close()
+            raise SampleError(f"preparing the PostgreSQL store for the load failed: {exc}") from exc
+        finally:
+            cur.close()
+
+    def _pg_finish(self) -> None:
+        """Re-create the indexes, re-add (and so validate) the foreign keys, analyse, commit."""
+        started = time.perf_counter()
+        cur = self._raw.cursor()
+        step = "re-creating the indexes"
+        try:
+            for _, _, definition in self._pg_indexes:
+                cur.execute(definition)
+            for table, name, definition in self._pg_fks:
+                step = f"re-adding foreign key {name} on {table}"
+                cur.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+            step = "analysing the loaded tables"
+            for table in self.stats.rows:  # every table written: fresh statistics for the planner
+                cur.execute(f'ANALYZE "{table}"')
+            step = "committing"
+            self._raw.commit()
+        except Exception as exc:
+            self._pg_abort()
+            raise SampleError(
+                f"the sample world was not written: {step} failed: {exc}",
+                hint="the load was rolled back: none of its rows kept, every constraint and index in place",
+            ) from exc
+        finally:
+            cur.close()
+        self.index_seconds = time.perf_counter() - started
+
+    def _pg_abort(self) -> None:
+        self._failed = True
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            self._raw.rollback()
 
     # -- writing ------------------------------------------------------------------------------------
     def write(self, chunk: Chunk) -> int:
@@ -322,6 +418,8 @@ class BulkWriter:
     def _write_postgres(
         self, table: str, names: list[str], columns: Columns, n: int, provenance: bool
     ) -> None:
+        if self._failed:
+            raise SampleError("the load was rolled back after an earlier error")
         all_names = [*names, "import_id", "written_at"] if provenance else names
         cols = ", ".join(f'"{c}"' for c in all_names)
         tail = f"\t{int(self.import_id)}\t{self.written_at_text}\n" if provenance else "\n"
@@ -329,14 +427,21 @@ class BulkWriter:
         try:
             cur.execute("SET TIME ZONE 'UTC'")
             # COPY's text format, built a slice at a time (one join per row, not one driver call per row)
-            with cur.copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
+            # the queued writer sends from a thread (the GIL released while the socket waits), so the
+            # server ingests one slice while this thread formats the next
+            copy_sql = f'COPY "{table}" ({cols}) FROM STDIN'
+            with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as copy:
                 for start in range(0, n, SLICE_ROWS):
                     stop = min(n, start + SLICE_ROWS)
                     texts = [_copy_text(columns[c], start, stop) for c in names]
                     copy.write(tail.join(map("\t".join, zip(*texts, strict=True))) + tail)
-            self._raw.commit()
+            if not self._pg_load:
+                self._raw.commit()
         except Exception:
-            self._raw.rollback()
+            if self._pg_load:
+                self._pg_abort()
+            else:
+                self._raw.rollback()
             raise
         finally:
             cur.close()
@@ -345,8 +450,20 @@ class BulkWriter:
         """Wait until everything submitted is in the store (raises the writer thread's error, if any)."""
         self._join()
 
-    def close(self) -> None:
-        """Finish the writes, restore the connection's settings, re-create deferred indexes."""
+    def close(self, ok: bool = True) -> None:
+        """Finish the writes, restore the connection's settings, re-create deferred indexes.
+
+        ``ok=False`` (the load failed): a PostgreSQL single-transaction load is rolled back.
+        """
+        if self._pg_load:
+            try:
+                if ok and not self._failed:
+                    self._pg_finish()
+                else:
+                    self._pg_abort()
+            finally:
+                self._raw.close()
+            return
         try:
             self._join()
         finally:
@@ -381,6 +498,6 @@ def bulk_writer(
         yield writer
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
-            writer.close()
+            writer.close(ok=False)
         raise
     writer.close()
