@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tactful.cli import main
 from tactful.features import derive
 from tactful.policy import evaluate, load_pack, parse_pack
 from tactful.policy.evaluate import FAIL_CLOSED_GUARD
 from tactful.policy.nodes import Flag, Rule
 from tactful.policy.testing import BASE, decide, fact, fired, scenario
+from tactful.testing.cli import run_cli
 from tactful.vocab import Depth, Verdict
 
 DEFAULT_PACK_FILE = Path(__file__).parents[1] / "src/tactful/policy/packs/default.yaml"
@@ -278,63 +278,50 @@ def test_rule_reading_a_guard_feature_but_never_blocking_is_linted() -> None:
 # --------------------------------------------------------------------------- CLI contract
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.parametrize("text", [json.dumps(BASE), yaml.safe_dump(BASE)])
-def test_decide_reads_stdin(text: str, capsys: pytest.CaptureFixture[str],
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decide_reads_stdin(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(text))
-    code, out, _ = _run(capsys, "decide", "-", "--format", "json")
+    code, out, _ = run_cli(["decide", "-", "--format", "json"])
     assert code == 0, out
     assert json.loads(out)["verdict"] == "allow"
 
 
-def test_decide_stdin_syntax_error_exits_2_with_position(capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decide_stdin_syntax_error_exits_2_with_position(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("version: 1\ncustomer: [\n"))
-    code, out, err = _run(capsys, "decide", "-")
+    code, out, err = run_cli(["decide", "-"])
     assert code == 2
     assert "<stdin>:" in err + out
 
 
-def test_decide_json_content_in_a_yaml_named_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_decide_json_content_in_a_yaml_named_file(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(json.dumps(BASE), encoding="utf-8")
-    code, out, _ = _run(capsys, "decide", str(path), "--format", "json")
+    code, out, _ = run_cli(["decide", str(path), "--format", "json"])
     assert code == 0 and json.loads(out)["verdict"] == "allow"
 
 
-def test_decide_block_json_has_no_depth_and_no_name(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_decide_block_json_has_no_depth_and_no_name(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     path.write_text(json.dumps({**BASE, "consents": [], "touch": {**BASE["touch"], "named": True}}),
                     encoding="utf-8")
-    code, out, _ = _run(capsys, "decide", str(path), "--format", "json")
+    code, out, _ = run_cli(["decide", str(path), "--format", "json"])
     data = json.loads(out)
     assert code == 0
     assert list(data) == ["verdict", "max_depth", "named", "remedies", "reasons", "policy"]
     assert data["verdict"] == "block" and data["max_depth"] == "none" and data["named"] is False
 
 
-def test_policy_test_recurses_into_subfolders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_policy_test_recurses_into_subfolders(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     bad = {**BASE, "consents": [], "expect": {"verdict": "allow"}}
     (tmp_path / "sub" / "s.yaml").write_text(yaml.safe_dump(bad), encoding="utf-8")
-    code, out, _ = _run(capsys, "policy", "test", str(tmp_path))
+    code, out, _ = run_cli(["policy", "test", str(tmp_path)])
     assert code == 1
     assert "FAIL  sub/s.yaml" in out
 
 
-def test_policy_test_with_nothing_to_test_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "policy", "test", str(tmp_path))
+def test_policy_test_with_nothing_to_test_fails(tmp_path: Path) -> None:
+    code, out, _ = run_cli(["policy", "test", str(tmp_path)])
     assert code == 1
     assert "no scenario" in out
 

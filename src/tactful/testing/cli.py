@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class CliResult:
+    """What a run printed and how it exited; unpacks as ``code, out, err = run_cli([...])``."""
+
     exit_code: int
     stdout: str
     stderr: str
+
+    def __iter__(self) -> Iterator[int | str]:
+        return iter((self.exit_code, self.stdout, self.stderr))
 
 
 def run_cli(argv: list[str], *, env: dict[str, str] | None = None) -> CliResult:
