@@ -20,7 +20,6 @@ from alembic.runtime.migration import MigrationContext
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from tactful.cli import main
 from tactful.errors import NotFoundError, StoreError
 from tactful.model import (
     Consent,
@@ -34,6 +33,7 @@ from tactful.model import (
     TouchRecord,
 )
 from tactful.store import db, repo, tables
+from tactful.testing.cli import run_cli
 from tactful.testing.store import seed, temp_store
 
 PREGNANCY = "user.health_and_medical.reproductive"
@@ -503,37 +503,29 @@ def test_temp_store_is_initialised_seeded_and_removed() -> None:
 # --------------------------------------------------------------------------- the CLI
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
-def test_cli_init_says_what_it_did(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["init", "--db", db_url], capsys)
+def test_cli_init_says_what_it_did(db_url: str) -> None:
+    code, out, _ = run_cli(["init", "--db", db_url])
     assert code == 0
     assert out.startswith("created store ") and "schema 0001" in out
-    code, out, _ = _run(["init", "--db", db_url], capsys)
+    code, out, _ = run_cli(["init", "--db", db_url])
     assert code == 0 and "already up to date" in out
 
 
-def test_cli_init_hides_the_password_and_reads_tactful_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_init_hides_the_password_and_reads_tactful_db(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TACTFUL_DB", f"sqlite:///{tmp_path}/from-env.db")
-    code, out, _ = _run(["init"], capsys)
+    code, out, _ = run_cli(["init"])
     assert code == 0 and "from-env.db" in out
     assert (tmp_path / "from-env.db").exists()
     bad = f"postgresql://tactful:s3cret@127.0.0.1:{_free_port()}/shop"
-    code, _, err = _run(["init", "--db", bad], capsys)
+    code, _, err = run_cli(["init", "--db", bad])
     assert code == 3
     assert "cannot reach store" in err and "s3cret" not in err and "tactful:***@" in err
 
 
-def test_cli_customer_show_json_and_text(seeded: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_customer_show_json_and_text(seeded: Engine) -> None:
     url = seeded.url.render_as_string(hide_password=False)
-    code, out, _ = _run(["customer", "show", "c1", "--db", url, "--format", "json"], capsys)
+    code, out, _ = run_cli(["customer", "show", "c1", "--db", url, "--format", "json"])
     assert code == 0
     data = json.loads(out)
     assert data["customer"]["first_name"] == "Jane"
@@ -541,7 +533,7 @@ def test_cli_customer_show_json_and_text(seeded: Engine, capsys: pytest.CaptureF
     assert data["orders"][1]["lines"][0]["product"]["implies"] == [PREGNANCY]
     assert data["facts"][0]["provenance"]["import_kind"] == "sample"
 
-    code, out, _ = _run(["customer", "show", "c1", "--db", url, "--orders", "1"], capsys)
+    code, out, _ = run_cli(["customer", "show", "c1", "--db", url, "--orders", "1"])
     assert code == 0
     for heading in ("Customer c1", "Household", "Contact points (2)", "Consents (1)",
                     "Orders (1 of 2, newest first)", "Order lines", "Facts (2)", "Touches (1",
@@ -551,15 +543,15 @@ def test_cli_customer_show_json_and_text(seeded: Engine, capsys: pytest.CaptureF
     assert "test:world" in out and "Sourdough bread" in out
     assert "Pregnancy test" not in out  # that order is beyond --orders 1
 
-    code, out, _ = _run(["customer", "list", "--db", url], capsys)
+    code, out, _ = run_cli(["customer", "list", "--db", url])
     assert code == 0 and out.split() == ["c1", "c2"]
 
 
-def test_cli_customer_show_errors(store: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_customer_show_errors(store: Engine, tmp_path: Path) -> None:
     url = store.url.render_as_string(hide_password=False)
-    code, _, err = _run(["customer", "show", "nobody", "--db", url], capsys)
+    code, _, err = run_cli(["customer", "show", "nobody", "--db", url])
     assert code == 2 and "no customer 'nobody'" in err and "tactful customer list" in err
-    code, _, err = _run(["customer", "show", "c1", "--db", f"sqlite:///{tmp_path}/none.db"], capsys)
+    code, _, err = run_cli(["customer", "show", "c1", "--db", f"sqlite:///{tmp_path}/none.db"])
     assert code == 3 and "does not exist" in err and "tactful init" in err
 
 
