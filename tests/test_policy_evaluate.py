@@ -224,7 +224,8 @@ def test_support_chat_disclosure_in_marketing_blocks() -> None:
     chat = fact("c1", kind="attribute", category="user.content.private", source="chat", context="support",
                 label="Mentioned a divorce")
     d = decide(facts=[chat], touch={"uses": ["c1"]})
-    assert fired(d) == ["out-of-context-use"]
+    # private message contents are sensitive too (CPRA 1798.140(ae)): observed, never licensed
+    assert fired(d) == ["out-of-context-use", "sensitive-data-needs-opt-in"]
     assert "Mentioned a divorce" in d.reasons[0].message
 
 
