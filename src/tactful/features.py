@@ -161,17 +161,18 @@ FEATURE_LIST: tuple[FeatureSpec, ...] = (
        "sensitive_categories; an inference's category also inferred_sensitive_categories), or the "
        "touch's shows_implies names a sensitive category. Not counted: what the customer disclosed "
        "in the very conversation an advisor prompt belongs to (channel advisor, trigger "
-       "customer_request, a declared conversation fact with the same touch.conversation / "
-       "fact.conversation id or, without ids, one said within conversation_window_minutes before "
-       "`now`): the advisor already heard it.", evidence=True),
+       "customer_request, a first-party conversation fact that is not an inference, with the same "
+       "touch.conversation / fact.conversation id or, without ids, one said within "
+       "conversation_window_minutes before `now`): the advisor already heard it.", evidence=True),
     _f("uses_sensitive", B, "A fact the touch uses or shows has a sensitive category or implied "
        "category.", evidence=True),
     _f("sender_sensitive", B, "Receiving anything from this sender reveals a sensitive category "
        "(touch.sender_implies).", evidence=True),
     _f("uses_inferred_sensitive", B, "A used or shown fact that is an inference (origin inferred or "
        "kind inference) has a sensitive category or implied category (an inferred category of "
-       "inferred_sensitive_categories counts too: a \"heavy drinker\" segment), or any used or shown "
-       "fact implies a sensitive category (a pregnancy test bought implies reproductive health), that "
+       "inferred_sensitive_categories counts too: a \"heavy drinker\" segment), or, when the touch "
+       "personalizes, any used or shown fact implies a sensitive category (a pregnancy test bought "
+       "implies reproductive health), that "
        "the customer has not declared (docs/default-pack.md, declarations), no profiling opt-in "
        "covers, and the "
        "sender does not itself reveal (touch.sender_implies: a specialist shop).", evidence=True),
@@ -192,9 +193,10 @@ FEATURE_LIST: tuple[FeatureSpec, ...] = (
     _f("uses_conversation_fact", B, "A used or shown fact was disclosed in a conversation: its source "
        "is one of conversation_sources or its context matches one of conversation_contexts (as a "
        "whole word of the normalised context: customer_support matches support).", evidence=True),
-    _f("uses_realtime_signal", B, "A used or shown fact is a live observation (kind event, origin "
-       "observed, or any fact of a precise location) dated within realtime_window_minutes before "
-       "`now`: a geofence, a beacon, an app event, a page view, a call.", evidence=True),
+    _f("uses_realtime_signal", B, "A used or shown fact is a live observation (origin observed, and "
+       "kind event or a category of live_signal_categories such as a location) dated within "
+       "realtime_window_minutes before `now`: a geofence, a beacon, an app event, a page view, a "
+       "call.", evidence=True),
     _f("uses_payment_fact", B, "A used or shown fact was collected in a payment context (setting "
        "payment_contexts).", evidence=True),
     _f("uses_partner_fact", B, "A used or shown fact came from a partner (source partner:<name>), "
@@ -214,8 +216,9 @@ FEATURE_LIST: tuple[FeatureSpec, ...] = (
     # history
     _f("recent_marketing_on_channel", N, "Marketing touches already sent on this channel's cap group "
        "within that group's window (setting frequency_caps); 0 when the channel has no cap. A recent "
-       "touch is marketing when its kind is in marketing_kinds or promotional_kinds (other than "
-       "reminder), or its purpose is marketing and its kind not transactional. Touches dated after "
+       "touch is marketing when its kind is in marketing_kinds, or in promotional_kinds and either "
+       "in personalization_kinds or filed under a purpose outside transactional_purposes, or its "
+       "purpose is marketing and its kind not transactional. Touches dated after "
        "`now` count too (fail closed: a send recorded later still happened)."),
     _f("channel_frequency_cap", N, "The most marketing touches the channel's cap group allows in its "
        "window (setting frequency_caps); 1000000 when the channel has no cap."),
@@ -340,6 +343,9 @@ SETTING_LIST: tuple[SettingSpec, ...] = (
                 "said in the conversation an advisor prompt belongs to."),
     SettingSpec("realtime_window_minutes", SKind.INT,
                 "A live observation this recent is a real-time signal (feature uses_realtime_signal)."),
+    SettingSpec("live_signal_categories", SKind.CATEGORIES,
+                "Data categories whose observed facts are live signals whatever their kind (where the "
+                "customer is right now)."),
     SettingSpec("payment_contexts", SKind.STRINGS,
                 "Collection contexts that are payment processing."),
     SettingSpec("birthday_categories", SKind.CATEGORIES, "Data categories that are a birthday."),
@@ -391,6 +397,7 @@ class Settings:
     conversation_sources: frozenset[str]
     conversation_window_minutes: int
     realtime_window_minutes: int
+    live_signal_categories: tuple[str, ...]
     payment_contexts: frozenset[str]
     birthday_categories: tuple[str, ...]
     birthday_expectation_contexts: frozenset[str]
@@ -424,6 +431,14 @@ class Settings:
         if hit is None:
             hit = self.is_sensitive(category) or any(
                 vocab.covers(s, category) for s in self.inferred_sensitive_categories)
+            memo[category] = hit
+        return hit
+
+    def is_live_category(self, category: str) -> bool:
+        memo: dict[str, bool] = self._cache.setdefault("live", {})
+        hit = memo.get(category)
+        if hit is None:
+            hit = any(vocab.covers(s, category) for s in self.live_signal_categories)
             memo[category] = hit
         return hit
 
@@ -778,7 +793,8 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
     window = timedelta(minutes=s.conversation_window_minutes)
 
     def said_in_this_conversation(f: ScenarioFact) -> bool:
-        if not (advisor_in_conversation and _told_by_customer(f) and is_conversation(f)):
+        if not (advisor_in_conversation and not _is_inference(f) and not f.source.startswith("partner:")
+                and is_conversation(f)):
             return False
         if touch.conversation is not None or f.conversation is not None:
             return touch.conversation == f.conversation
@@ -817,7 +833,10 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
         if _is_inference(f):
             guessed = [(k, f.label if k == f.category else None) for k in found]
         else:
-            guessed = [(k, None) for k in f.implies if s.is_sensitive(k)]
+            # what a purchase merely implies is an inference only when it drives personalization: a
+            # service message about the customer's own order is not targeting (shown items are
+            # still checked by shows_sensitive)
+            guessed = [(k, None) for k in f.implies if s.is_sensitive(k)] if personalizes else []
             # a sensitive category of the fact's own, however learned (observed, a partner's
             # "declared"): only the customer's own declaration or an explicit opt-in licenses it
             if (f.category in found and not _told_by_customer(f)
@@ -873,8 +892,9 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
     ev["uses_partner_fact"] = tuple(partner)
 
     live_since = now - timedelta(minutes=s.realtime_window_minutes)
-    live = [f.id for f in both if f.kind is FactKind.EVENT and f.origin is Origin.OBSERVED
-            and f.at is not None and live_since <= f.at <= now]
+    live = [f.id for f in both if f.origin is Origin.OBSERVED and f.at is not None
+            and live_since <= f.at <= now
+            and (f.kind is FactKind.EVENT or s.is_live_category(f.category))]
     v["uses_realtime_signal"] = bool(live)
     ev["uses_realtime_signal"] = tuple(live)
 
@@ -910,11 +930,14 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
 
 
 def _was_marketing(t: ScenarioRecentTouch, s: Settings) -> bool:
-    """A recent touch counts as marketing by its kind (marketing_kinds; promotional_kinds unless its
-    purpose is transactional) or by a marketing purpose on a non-transactional kind."""
+    """A recent touch counts as marketing by its kind or by a marketing purpose on a non-transactional
+    kind. Its depth is not recorded, so a promotional kind that also personalizes (a recommendation,
+    a greeting) counts whatever purpose it was filed under; one that may be transactional (a
+    reminder) counts unless its purpose is transactional."""
     if t.kind in s.marketing_kinds:
         return True
-    if t.kind in s.promotional_kinds and not s.covered_use(s.transactional_purposes, t.purpose):
+    if t.kind in s.promotional_kinds and (
+            t.kind in s.personalization_kinds or not s.covered_use(s.transactional_purposes, t.purpose)):
         return True
     return s.covered_use(s.marketing_purposes, t.purpose) and t.kind not in s.transactional_kinds
 
