@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from tactful.errors import ScenarioError
+from tactful.errors import ScenarioError, TactfulError
 from tactful.model import Decision, Scenario, parse_scenario
 
 SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
@@ -151,9 +151,13 @@ def register(app: typer.Typer) -> None:
             name = path.relative_to(directory).as_posix()
             try:
                 doc = load_scenario_file(path)
-            except ScenarioError as exc:
+            except TactfulError as exc:
                 failed += 1
                 typer.echo(f"ERROR {name}: {exc}")
+                continue
+            except Exception as exc:  # a file the loader chokes on is one error line, never the end
+                failed += 1
+                typer.echo(f"ERROR {name}: cannot be read as a scenario ({type(exc).__name__}: {exc})")
                 continue
             if doc.expect is None:
                 skipped += 1
