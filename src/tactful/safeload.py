@@ -136,7 +136,11 @@ def read_bytes(path: Path | str, limits: Limits, *, source: str | None = None) -
     cap = limits.max_bytes
     try:
         if str(path) == STDIN:
-            data = sys.stdin.buffer.read(cap + 1)
+            raw = getattr(sys.stdin, "buffer", None)
+            if raw is not None:
+                data = raw.read(cap + 1)
+            else:  # a text stream stands in for stdin (an embedding program, an in-process test)
+                data = sys.stdin.read(cap + 1).encode("utf-8", "surrogateescape")
         else:
             with open(path, "rb") as handle:
                 data = handle.read(cap + 1)
