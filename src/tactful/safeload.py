@@ -138,7 +138,7 @@ def read_bytes(path: Path | str, limits: Limits, *, source: str | None = None) -
         if str(path) == STDIN:
             raw = getattr(sys.stdin, "buffer", None)
             if raw is not None:
-                data = raw.read(cap + 1)
+                data = bytes(raw.read(cap + 1))
             else:  # a text stream stands in for stdin (an embedding program, an in-process test)
                 data = sys.stdin.read(cap + 1).encode("utf-8", "surrogateescape")
         else:
