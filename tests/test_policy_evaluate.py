@@ -689,8 +689,10 @@ def test_generic_in_session_content_needs_no_opt_in(openness: str) -> None:
               "uses": [], "depth": "none"}
     refused = [{"purpose": "marketing", "status": "withdrawn", "source": "portal"}]
     for consents in ([], refused):
-        d = decide(customer={"openness": openness}, consents=consents, touch=banner)
-        assert d.verdict is Verdict.ALLOW, fired(d)
+        for depth in ("none", "segment", "item"):  # a contextual product offer for the page viewed
+            d = decide(customer={"openness": openness}, consents=consents, touch={**banner, "depth": depth})
+            assert d.verdict is Verdict.ALLOW, fired(d)
+    assert "web-greeting-by-name" in fired(decide(consents=[], touch={**banner, "named": True}))
     # personal data or a contact point makes it personal again
     assert "marketing-needs-opt-in" in fired(decide(consents=[], touch={**banner, "uses": ["f1"]}))
     assert "marketing-needs-opt-in" in fired(decide(consents=[], touch={**banner, "channel": "email",

@@ -120,8 +120,8 @@ FEATURE_LIST: tuple[FeatureSpec, ...] = (
        "marketing opt-in and counts toward no cap, but keeps every other rule (a support disclosure "
        "is still not marketing material)."),
     _f("generic_in_session", B, "The touch is shown inside the customer's session (setting "
-       "in_session_channels) and uses no personal data: no fact used or shown, not named, depth none "
-       "or segment (a generic banner, a contextual offer)."),
+       "in_session_channels) and uses no personal data: no fact used or shown, not named, depth at "
+       "most item (a generic banner, a contextual offer for the page being viewed)."),
     _f("safe_aggregate", B, "The touch is an aggregate partner share whose smallest group meets "
        "min_group_size: aggregate information is not personal information (CCPA 1798.140(v)(3))."),
     _f("sender_is_partner", B, "The sender is a partner (partner:<name>), not the first party."),
@@ -667,7 +667,7 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
                       and (touch.group_size or 0) >= s.min_group_size)
     v["safe_aggregate"] = safe_aggregate
     v["generic_in_session"] = (channel in s.in_session_channels and not touch.uses and not touch.shows
-                               and not touch.named and touch.depth.rank <= Depth.SEGMENT.rank)
+                               and not touch.named and touch.depth.rank <= Depth.ITEM.rank)
 
     # ---- contact point
     needed = CHANNEL_CONTACT_KIND[channel]
