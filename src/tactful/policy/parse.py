@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -234,6 +234,29 @@ def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
                                      ctx.integer(got["days"], f"{w}.days")))
         return tuple(caps)
     raise PolicyError(f"setting kind {kind} has no parser")  # pragma: no cover - every kind is above
+
+
+#: Settings an input guard reads, and the guard: a pack that extends another may add to them but not
+#: drop or change what it inherits, or the locked guard rule would stay in the pack and never fire
+#: (``channel_purposes: {}`` would switch purpose-off-channel off).
+GUARD_SETTINGS: Mapping[str, str] = MappingProxyType({
+    "channel_purposes": "the locked rule purpose-off-channel (feature purpose_off_channel)",
+})
+
+
+def _check_guard_settings(ctx: _Ctx, settings_node: Node, parent: Pack, own: Mapping[str, Any]) -> None:
+    for name, guard in GUARD_SETTINGS.items():
+        if name not in own:
+            continue
+        inherited: Mapping[Any, Any] = parent.settings.value(name)
+        mine: Mapping[Any, Any] = own[name]
+        lost = [f"{getattr(k, 'value', k)}: {v}" for k, v in inherited.items() if mine.get(k) != v]
+        if lost:
+            where = next((v for k, v in getattr(settings_node, "value", ())
+                          if isinstance(k, ScalarNode) and k.value == name), settings_node)
+            ctx.fail(where, f"setting {name}: {guard} reads it, so a pack that extends another may add "
+                     f"entries but not drop or change inherited ones ({', '.join(lost)})",
+                     f"every inherited entry kept, or {name} left out")
 
 
 def _settings(ctx: _Ctx, node: Node) -> dict[str, Any]:
@@ -488,6 +511,7 @@ def parse_pack(text: str, *, source: str = "<pack>", base_dir: Path | None = Non
     merged: dict[str, Any] = {}
     if parent is not None:
         merged = {n: parent.settings.value(n) for n in SETTINGS}
+        _check_guard_settings(ctx, got.get("settings", root), parent, own_settings)
     merged.update(own_settings)
     missing = [n for n in SETTINGS if n not in merged]
     if missing:
