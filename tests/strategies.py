@@ -504,7 +504,7 @@ BENIGN_CATEGORIES: tuple[str, ...] = (
 )
 BENIGN_FACT_KINDS: tuple[str, ...] = ("purchase", "attribute", "event")
 #: (origin, source, context) of a fact the first party collected itself, outside any conversation
-#: or payment.
+#: or payment; at least a day old (a fact observed minutes ago is a live signal).
 BENIGN_PROVENANCE: tuple[tuple[str, str, str], ...] = (
     ("observed", "web", "checkout"), ("observed", "pos", "checkout"), ("observed", "app", "checkout"),
     ("observed", "loyalty", "checkout"), ("declared", "web", "signup"),
@@ -566,6 +566,9 @@ def benign_scenario_dicts(draw: st.DrawFn, settings: Any) -> dict[str, Any]:
     if draw(BOOL):
         consents.append({"purpose": "personalize.content", "status": "granted", "source": "form",
                          "at": grant_at})
+    if channel in IN_SESSION and kind in BENIGN_MARKETING_KINDS:
+        # an offer is marketing by substance whatever purpose it states: the customer opted in to that
+        consents.append({"purpose": "marketing", "status": "granted", "source": "form", "at": grant_at})
 
     # -- the facts
     facts = []
@@ -574,7 +577,7 @@ def benign_scenario_dicts(draw: st.DrawFn, settings: Any) -> dict[str, Any]:
         fact_kind = draw(st.sampled_from(BENIGN_FACT_KINDS))
         facts.append({"id": f"f{i}", "kind": fact_kind, "category": draw(st.sampled_from(BENIGN_CATEGORIES)),
                       "label": LABELS[FactKind(fact_kind)], "origin": origin, "source": source,
-                      "context": context, "at": draw(st.sampled_from(_ago(700, 60)))})
+                      "context": context, "at": draw(st.sampled_from(_ago(700, 60 * 24)))})
     ids = [f["id"] for f in facts]
     uses = _sample(draw, ids, 3)
     shows = _sample(draw, ids, 3) if depth.rank >= Depth.ITEM.rank else []
