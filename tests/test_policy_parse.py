@@ -400,6 +400,7 @@ def test_lint_warns_when_settings_weaken_consent(tmp_path: Path) -> None:
                      "  share_consent_purposes: [third_party_sharing, personalize]\n"
                      "  profiling_opt_in_purposes: [personalize]\n"
                      "  transactional_kinds: [service, survey, reminder]\n"
+                     "  min_group_size: 3\n"
                      "  sensitive_categories: [user.biometric]\n"
                      "  frequency_caps:\n"
                      "    - {channels: [postal_mail, postcard], max: 1, days: 14}\n"
@@ -415,10 +416,11 @@ def test_lint_warns_when_settings_weaken_consent(tmp_path: Path) -> None:
                      "sensitive_categories drops user.health_and_medical,",
                      "frequency_caps: postal_mail allows 1 in 14 days (was 1 in 28 days)",
                      "frequency_caps: postcard allows 1 in 14 days",
-                     "frequency_caps: push allows 4 in 7 days"):
+                     "frequency_caps: push allows 4 in 7 days",
+                     "min_group_size lowers the smallest aggregate from 10 to 3"):
         assert expected in text, (expected, warnings)
     assert "email allows" not in text and "sms allows" not in text  # same or stricter
-    assert len(warnings) == 10, warnings
+    assert len(warnings) == 11, warnings
 
 
 def test_lint_is_quiet_for_a_stricter_pack(tmp_path: Path) -> None:
@@ -440,3 +442,21 @@ def test_lint_warns_when_a_root_pack_reads_no_consent(tmp_path: Path) -> None:
     assert _lint(tmp_path, text) == [
         "no rule reads the customer's consent (consent_granted, consent_refused, profiling_opt_in, "
         "share_consent_granted): opt-ins and refusals are not checked"]
+
+
+@pytest.mark.parametrize(("setting", "value", "maximum"), [
+    ("survey_window_days", "100000000", 36500),   # now minus that many days is before year 1
+    ("stale_contact_days", "36501", 36500),
+    ("min_group_size", "10000000000000", 1_000_000),
+])
+def test_integer_settings_are_bounded(setting: str, value: str, maximum: int) -> None:
+    err = error(f"name: shop\nversion: 1\nextends: default\nsettings:\n  {setting}: {value}\n")
+    assert err.line == 5 and f"setting {setting}: {value} is more than {maximum}" in err.message
+
+
+def test_frequency_cap_windows_are_bounded() -> None:
+    err = error("name: shop\nversion: 1\nextends: default\nsettings:\n  frequency_caps:\n"
+                "    - {channels: [email], max: 3, days: 1000000}\n")
+    assert "frequency_caps[0].days: 1000000 is more than 36500" in err.message
+    assert parse("name: shop\nversion: 1\nextends: default\nsettings:\n  frequency_caps:\n"
+                 "    - {channels: [email], max: 3, days: 36500}\n") is not None

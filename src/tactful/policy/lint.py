@@ -86,6 +86,9 @@ def _weaker_settings(pack: Pack, parent: Pack) -> list[str]:
     if lost := _uncovered(theirs.sensitive_categories, mine.sensitive_categories):
         out.append(f"setting sensitive_categories drops {', '.join(lost)}: facts of these categories "
                    "are no longer checked as sensitive")
+    if mine.min_group_size < theirs.min_group_size:
+        out.append(f"setting min_group_size lowers the smallest aggregate from {theirs.min_group_size} to "
+                   f"{mine.min_group_size}: smaller groups go to partners without the customers' consent")
     for old in theirs.frequency_caps:
         for channel in sorted(old.channels, key=lambda c: c.value):
             new = next((c for c in mine.frequency_caps if channel in c.channels), None)

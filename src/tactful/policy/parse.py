@@ -102,10 +102,12 @@ class _Ctx:
             self.fail(node, f"{what}: {value!r} is not a boolean", "true or false")
         return value
 
-    def integer(self, node: Node, what: str) -> int:
+    def integer(self, node: Node, what: str, maximum: int | None = None) -> int:
         value = self.scalar(node)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             self.fail(node, f"{what}: {value!r} is not a non-negative integer", "an integer such as 10")
+        if maximum is not None and value > maximum:
+            self.fail(node, f"{what}: {value} is more than {maximum}", f"an integer from 0 to {maximum}")
         return value
 
     def member(self, node: Node, enum: type[E], what: str) -> E:
@@ -174,6 +176,20 @@ def _list(ctx: _Ctx, node: Node, what: str, item: Callable[[Node, str], Any]) ->
     return tuple(item(n, f"{what}[{i}]") for i, n in enumerate(ctx.sequence(node, what)))
 
 
+#: Bounds of integer settings. A window reaches back from ``now``: one of a million days would fall
+#: before year 1 and make every decision an evaluation error, so a pack that asks for it is invalid.
+MAX_DAYS = 36_500  # a century
+MAX_COUNT = 1_000_000
+
+
+def _int_maximum(name: str) -> int:
+    if name.endswith("_days"):
+        return MAX_DAYS
+    if name.endswith("_minutes"):
+        return MAX_DAYS * 24 * 60
+    return MAX_COUNT
+
+
 def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
     kind = SETTINGS[name].kind
     what = f"setting {name}"
@@ -184,7 +200,7 @@ def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
     if kind is SKind.SHARED_WITH:
         return ctx.member(node, SharedWith, what)
     if kind is SKind.INT:
-        return ctx.integer(node, what)
+        return ctx.integer(node, what, _int_maximum(name))
     if kind is SKind.CATEGORIES:
         return _list(ctx, node, what, ctx.category)
     if kind is SKind.USES:
@@ -236,8 +252,8 @@ def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
                 if any(c in other.channels for other in caps):
                     ctx.fail(got["channels"], f"{w}: channel {c.value} is already in another cap group",
                              "each channel in at most one group")
-            caps.append(FrequencyCap(channels, ctx.integer(got["max"], f"{w}.max"),
-                                     ctx.integer(got["days"], f"{w}.days")))
+            caps.append(FrequencyCap(channels, ctx.integer(got["max"], f"{w}.max", MAX_COUNT),
+                                     ctx.integer(got["days"], f"{w}.days", MAX_DAYS)))
         return tuple(caps)
     raise PolicyError(f"setting kind {kind} has no parser")  # pragma: no cover - every kind is above
 
