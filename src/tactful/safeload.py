@@ -136,7 +136,11 @@ def read_bytes(path: Path | str, limits: Limits, *, source: str | None = None) -
     cap = limits.max_bytes
     try:
         if str(path) == STDIN:
-            data = sys.stdin.buffer.read(cap + 1)
+            binary = getattr(sys.stdin, "buffer", None)
+            if binary is not None:
+                data = binary.read(cap + 1)
+            else:  # a text stream already (an embedding program, a test): its text as UTF-8
+                data = sys.stdin.read(cap + 1).encode("utf-8", "surrogateescape")
         else:
             with open(path, "rb") as handle:
                 data = handle.read(cap + 1)
