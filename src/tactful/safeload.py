@@ -136,10 +136,10 @@ def read_bytes(path: Path | str, limits: Limits, *, source: str | None = None) -
     cap = limits.max_bytes
     try:
         if str(path) == STDIN:
-            binary = getattr(sys.stdin, "buffer", None)
-            if binary is not None:
-                data = binary.read(cap + 1)
-            else:  # a text stream already (an embedding program, a test): its text as UTF-8
+            raw = getattr(sys.stdin, "buffer", None)
+            if raw is not None:
+                data = bytes(raw.read(cap + 1))
+            else:  # a text stream stands in for stdin (an embedding program, an in-process test)
                 data = sys.stdin.read(cap + 1).encode("utf-8", "surrogateescape")
         else:
             with open(path, "rb") as handle:

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from tactful.commands.common import safe_json, safe_text
-from tactful.errors import ScenarioError
+from tactful.commands.common import DbOption, safe_json, safe_text
+from tactful.commands.scenario import NowOption
+from tactful.errors import ScenarioError, TactfulError
 from tactful.model import Decision, Scenario, parse_scenario
 from tactful.safeload import SCENARIO_LIMITS, STDIN, DocumentError, load_document, load_json, load_yaml
 
@@ -100,15 +101,41 @@ def register(app: typer.Typer) -> None:
 
     @app.command("decide")
     def decide(
-        scenario: Annotated[Path, typer.Argument(
-            help="A scenario file (YAML or JSON); - reads it from standard input.")],
+        scenario: Annotated[Path | None, typer.Argument(
+            help="A scenario file (YAML or JSON); - reads it from standard input. Or give --customer "
+                 "and --touch instead.", show_default=False)] = None,
+        customer: Annotated[str | None, typer.Option(
+            "--customer", help="Decide for this customer of the store (with --touch): the scenario is "
+                               "built from the store (docs/realtime.md).", show_default=False)] = None,
+        touch: Annotated[Path | None, typer.Option(
+            "--touch", help="A touch file (docs/realtime.md): the proposed touch, with fact selectors "
+                            "and shown products; needs --customer.", show_default=False)] = None,
+        db: DbOption = None,
+        now: NowOption = None,
         policy: PolicyOption = None,
         fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TEXT,
     ) -> None:
         """Decide one scenario: allow, soften, ask or block, with every reason. Exits 0 whatever the
-        verdict; 2 for an invalid scenario or pack."""
-        pack = load_pack(policy)
-        doc = load_scenario_file(scenario)
+        verdict; 2 for an invalid scenario, touch file or pack, or an unknown customer; 3 when the
+        store cannot be read."""
+        if customer is None:
+            if scenario is None:
+                raise ScenarioError("give a scenario file, or --customer ID --touch TOUCH.yaml")
+            if touch is not None or db is not None or now is not None:
+                raise ScenarioError("--touch, --db and --now go with --customer (a scenario file "
+                                    "states its own now)")
+            pack = load_pack(policy)
+            doc = load_scenario_file(scenario)
+        else:
+            if scenario is not None:
+                raise ScenarioError("give either a scenario file or --customer, not both")
+            if touch is None:
+                raise ScenarioError("--customer needs --touch TOUCH.yaml (the touch to decide; "
+                                    "docs/realtime.md)")
+            from tactful.realtime import load_touch_file, scenario_from_store
+
+            pack = load_pack(policy)
+            doc = scenario_from_store(db, customer, load_touch_file(touch), pack, now=now)
         decision = evaluate(doc, pack)
         if fmt is Format.JSON:
             typer.echo(safe_json(decision.to_json_dict()))
@@ -135,9 +162,14 @@ def register(app: typer.Typer) -> None:
             name = path.relative_to(directory).as_posix()
             try:
                 doc = load_scenario_file(path)
-            except ScenarioError as exc:
+            except TactfulError as exc:
                 failed += 1
                 typer.echo(f"ERROR {safe_text(name)}: {safe_text(exc, multiline=True)}")
+                continue
+            except Exception as exc:  # a file the loader chokes on is one error line, never the end
+                failed += 1
+                typer.echo(f"ERROR {safe_text(name)}: cannot be read as a scenario "
+                           f"({type(exc).__name__}: {safe_text(exc, multiline=True)})")
                 continue
             if doc.expect is None:
                 skipped += 1
