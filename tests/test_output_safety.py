@@ -164,3 +164,26 @@ def test_import_summary_and_examples_are_inert(tmp_path: Path) -> None:
     code, out, err = run_cli(["import", "customers", str(path), "--db", url])
     assert code == 4, out + err
     assert_inert(out + err)
+
+
+def test_scenario_export_and_decide_from_the_store_are_inert(store: str, tmp_path: Path) -> None:
+    touch = tmp_path / "touch.yaml"
+    touch.write_text("touch:\n  kind: offer\n  purpose: marketing.communications.email\n  channel: email\n"
+                     "  depth: segment\n", encoding="utf-8")
+    customer = f"evil{TITLE}"
+    for argv in (["scenario", "export", customer, "--db", store],
+                 ["scenario", "export", customer, "--db", store, "--touch", str(touch)],
+                 ["decide", "--customer", customer, "--touch", str(touch), "--db", store],
+                 ["decide", "--customer", customer, "--touch", str(touch), "--db", store, "-f", "json"]):
+        code, out, err = run_cli(argv)
+        assert code == 0, (argv, out, err)
+        assert_inert(out + err)
+    code, out, _ = run_cli(["scenario", "export", customer, "--db", store])
+    exported = yaml.safe_load(out)
+    assert exported["customer"]["id"] == customer  # escaped in the text, the same value once read
+    path = tmp_path / f"out{BIDI}.json"
+    code, out, err = run_cli(["scenario", "export", customer, "--db", store, "--out", str(path)])
+    assert code == 0, err
+    assert_inert(out + err)
+    assert "\u202e" not in path.read_text(encoding="utf-8")
+    assert json.loads(path.read_text(encoding="utf-8"))["customer"]["id"] == customer

@@ -358,3 +358,33 @@ def test_sensitivity_mapping_duplicate_key_and_tag_exit_2(tmp_path: Path) -> Non
     with pytest.raises(TactfulError, match="tag"):
         load_mapping(bad)
     load_mapping(None)  # the packaged one loads through the same loader
+
+
+def test_touch_files_use_the_bounded_loader(tmp_path: Path) -> None:
+    from tactful.errors import ScenarioError
+    from tactful.realtime import load_touch_file
+
+    touch = tmp_path / "t.yaml"
+    touch.write_text("touch:\n  kind: offer\n  kind: service\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"t\.yaml:3:3: touch\.kind: duplicate key 'kind'"):
+        load_touch_file(touch)
+    touch.write_text(_alias_bomb(), encoding="utf-8")
+    with pytest.raises(ScenarioError, match="expands to more than"):
+        load_touch_file(touch)
+    touch.write_bytes(b"touch: \xff\n")
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        load_touch_file(touch)
+
+
+def test_campaign_files_use_the_bounded_loader(tmp_path: Path) -> None:
+    from tactful.compose import demo_messages, load_messages
+    from tactful.errors import CampaignError
+
+    campaign = tmp_path / "c.yaml"
+    campaign.write_text("shop: A\nshop: B\n", encoding="utf-8")
+    with pytest.raises(CampaignError, match="duplicate key 'shop'"):
+        load_messages(campaign)
+    campaign.write_text("shop: !!python/object/apply:os.system ['true']\n", encoding="utf-8")
+    with pytest.raises(CampaignError, match="tag"):
+        load_messages(campaign)
+    assert demo_messages() is not None

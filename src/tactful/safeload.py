@@ -1,5 +1,5 @@
 """One bounded loader for every YAML or JSON document Tactful reads: scenarios, policy packs, column
-mappings and sensitivity mappings (docs/scenario-format.md, "Limits").
+mappings, sensitivity mappings, touch files and campaigns (docs/scenario-format.md, "Limits").
 
 Input is hostile until proven otherwise. Every document is
 
@@ -34,11 +34,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from tactful.errors import TactfulError
 
 __all__ = [
+    "CAMPAIGN_LIMITS",
     "MAPPING_LIMITS",
     "PACK_LIMITS",
     "SCENARIO_LIMITS",
     "SENSITIVITY_LIMITS",
     "STDIN",
+    "TOUCH_LIMITS",
     "DocumentError",
     "Limits",
     "compose_yaml",
@@ -92,6 +94,10 @@ PACK_LIMITS = Limits("policy pack", max_bytes=1 * MIB, max_depth=128, max_nodes=
 MAPPING_LIMITS = Limits("mapping", max_bytes=256 * 1024, max_depth=16, max_nodes=20_000)
 #: a product sensitivity mapping
 SENSITIVITY_LIMITS = Limits("sensitivity mapping", max_bytes=4 * MIB, max_depth=16, max_nodes=500_000)
+#: a touch file (``decide --customer ID --touch FILE``, ``scenario export``)
+TOUCH_LIMITS = Limits("touch file", max_bytes=1 * MIB, max_depth=32, max_nodes=100_000)
+#: a campaign file (its messages and templates)
+CAMPAIGN_LIMITS = Limits("campaign", max_bytes=1 * MIB, max_depth=32, max_nodes=200_000)
 
 
 class DocumentError(TactfulError):
@@ -145,11 +151,11 @@ def read_bytes(path: Path | str, limits: Limits, *, source: str | None = None) -
             with open(path, "rb") as handle:
                 data = handle.read(cap + 1)
     except FileNotFoundError:
-        raise DocumentError(f"no such {limits.what} file", source=name) from None
+        raise DocumentError(f"cannot read {limits.what} file: no such file", source=name) from None
     except IsADirectoryError:
-        raise DocumentError(f"is a directory, not a {limits.what} file", source=name) from None
+        raise DocumentError(f"cannot read {limits.what} file: it is a directory", source=name) from None
     except OSError as exc:
-        raise DocumentError(f"cannot read the {limits.what}: {exc.strerror or exc}", source=name) from None
+        raise DocumentError(f"cannot read {limits.what} file: {exc.strerror or exc}", source=name) from None
     if len(data) > cap:
         raise _too_big(limits, name, None, yaml_only=False)
     return data
