@@ -47,6 +47,7 @@ def store(tmp_path: Path) -> str:
         writer.writerow(["id", "first_name", "last_name", "openness"])
         writer.writerow([MARKUP_ID, MARKUP_NAME, EMOJI, "open"])
         writer.writerow([f"evil{TITLE}", f"Ann{HOSTILE}", f"Lee{CLEAR}", "open"])
+        writer.writerow([f"bidi{C1}{BIDI}", "Zoë", "Ünal", "open"])
     code, out, err = run_cli(["import", "customers", str(path), "--db", url])
     assert code == 0, out + err
     assert_inert(out + err)
@@ -170,7 +171,7 @@ def test_scenario_export_and_decide_from_the_store_are_inert(store: str, tmp_pat
     touch = tmp_path / "touch.yaml"
     touch.write_text("touch:\n  kind: offer\n  purpose: marketing.communications.email\n  channel: email\n"
                      "  depth: segment\n", encoding="utf-8")
-    customer = f"evil{TITLE}"
+    customer = f"bidi{C1}{BIDI}"
     for argv in (["scenario", "export", customer, "--db", store],
                  ["scenario", "export", customer, "--db", store, "--touch", str(touch)],
                  ["decide", "--customer", customer, "--touch", str(touch), "--db", store],
