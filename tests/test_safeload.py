@@ -388,3 +388,15 @@ def test_campaign_files_use_the_bounded_loader(tmp_path: Path) -> None:
     with pytest.raises(CampaignError, match="tag"):
         load_messages(campaign)
     assert demo_messages() is not None
+
+
+def test_stdin_json_is_read_as_json_and_yaml_flow_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    small = Limits("scenario", max_bytes=4000, max_yaml_bytes=1000)
+    doc = json.dumps({"a": [1] * 600})  # beyond the YAML limit, within the JSON one
+    monkeypatch.setattr(sys, "stdin", io.StringIO(doc))
+    assert len(load_document("-", small)["a"]) == 600
+    monkeypatch.setattr(sys, "stdin", io.StringIO("{a: 1, b: [x]}"))  # YAML, not JSON
+    assert load_document("-", small) == {"a": 1, "b": ["x"]}
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"a": 1, "a": 2}'))  # JSON, refused: no YAML retry
+    with pytest.raises(DocumentError, match=r"<stdin>: a: duplicate key"):
+        load_document("-", small)

@@ -533,11 +533,18 @@ def load_document(path: Path | str, limits: Limits, *, json_only: bool | None = 
     """Read, decode and parse ``path`` (``-``: standard input) within ``limits``.
 
     ``json_only`` None decides by the suffix (``.json`` is JSON; anything else is YAML, which reads
-    JSON too but slower and with YAML's bounds)."""
+    JSON too but slower and with YAML's bounds). Standard input has no suffix: a document that
+    starts with ``{`` is tried as JSON first (with JSON's size limit), then as YAML."""
     name = source or ("<stdin>" if str(path) == STDIN else str(path))
     text = decode(read_bytes(path, limits, source=name), name, limits.what)
     if json_only is None:
         json_only = str(path).lower().endswith(".json")
+        if not json_only and str(path) == STDIN and text.lstrip().startswith("{"):
+            try:
+                return load_json(text, name, limits)
+            except DocumentError as exc:
+                if not exc.problem.startswith("not valid JSON"):
+                    raise  # JSON, but refused: that is the answer
     if json_only:
         return load_json(text, name, limits)
     return load_yaml(text, name, limits, booleans=booleans)
