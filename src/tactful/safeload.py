@@ -7,12 +7,12 @@ Input is hostile until proven otherwise. Every document is
   strict UTF-8 (a byte-order mark is allowed; NUL bytes mean binary input and are refused);
 * parsed by PyYAML's *safe* loader (libyaml's ``CSafeLoader`` when PyYAML has it: it is several times
   faster on large profiles) or by :mod:`json`;
-* checked before anything walks it: nesting depth (:attr:`Limits.max_depth`), the number of nodes once
-  every YAML alias is expanded (:attr:`Limits.max_nodes`; a few hundred bytes of nested aliases cannot
-  grow into gigabytes), recursive aliases, explicit YAML tags other than the plain standard ones
-  (no ``!!python/...``, ``!!binary``, ``!!set`` or custom ``!tag``); once expanded, the document may
-  hold no more text than :attr:`Limits.max_bytes` either, duplicate keys in one mapping (the
-  last one would silently win), integers beyond 64 bits and numbers that are not finite.
+* checked before anything walks it: nesting depth (:attr:`Limits.max_depth`); the number of values
+  once every YAML alias is expanded (:attr:`Limits.max_nodes`) and the text they hold (no more than
+  :attr:`Limits.max_bytes`), so a few hundred bytes of nested aliases cannot grow into gigabytes;
+  recursive aliases; explicit YAML tags other than the plain standard ones (no ``!!python/...``,
+  ``!!binary``, ``!!set`` or custom ``!tag``); duplicate keys in one mapping (the last one would
+  silently win); integers beyond 64 bits, numbers that are not finite, impossible dates.
 
 Every problem is a :class:`DocumentError` naming the file, the line and column where known, and the
 path of the field (``customer.facts[3].id``); callers turn it into their stage's error (exit 2).
