@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from tactful import __version__
 from tactful.commands import ingest, policy, sample, scenario, store, vocab
+from tactful.commands.common import console, data_text
 from tactful.errors import TactfulError
 
 app = typer.Typer(
@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True)
+err_console = console(stderr=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except TactfulError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        # the message may quote data (an id, a value, a file's line): never markup, emoji or controls
+        err_console.print(Text.assemble(("error:", "bold red"), " ", data_text(exc, multiline=True)),
+                          highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 
