@@ -45,13 +45,25 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tactful`` console script.
 
     Typer (standalone mode) prints usage errors itself; every TactfulError ends here, printed once
-    with its exit code. Anything else is a bug and keeps its traceback.
+    with its exit code. A database error met after the store was opened (locked, read-only, damaged,
+    no rights, connection lost: :func:`tactful.store.failures.store_error`) is a StoreError too, exit 3.
+    Anything else is a bug and keeps its traceback.
     """
+    from tactful.store.failures import store_error
+
     try:
         app(args=argv)
     except TactfulError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        # a stage's error caused by the store being unusable is the store's error (exit 3)
+        shown: TactfulError = store_error(exc, known_only=True) or exc
+        err_console.print(f"[bold red]error:[/] {escape(str(shown))}", highlight=False, soft_wrap=True)
+        sys.exit(shown.exit_code)
+    except Exception as exc:
+        translated = store_error(exc)
+        if translated is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(translated))}", highlight=False, soft_wrap=True)
+        sys.exit(translated.exit_code)
 
 
 if __name__ == "__main__":
