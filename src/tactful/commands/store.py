@@ -14,7 +14,7 @@ from rich.text import Text
 
 from tactful.commands.common import DbOption
 from tactful.store.bookkeeping import ImportState
-from tactful.store.db import initialise, open_store
+from tactful.store.db import incomplete_error, initialise, open_store, store_marks
 from tactful.store.repo import (
     CustomerView,
     ImportBatch,
@@ -112,8 +112,12 @@ def list_imports_command(
     are those of the last batch it committed. Re-running an interrupted or failed import is safe: rows are
     upserted by key.
     """
-    engine = open_store(db)
+    engine = open_store(db, allow_incomplete=True)  # the list says what happened to an incomplete store
     try:
+        for mark in store_marks(engine):
+            error = incomplete_error(engine, mark)
+            Console(stderr=True).print(Text(f"warning: {error.message}\n  fix: {error.hint}", style="yellow"),
+                                       soft_wrap=True)
         with engine.connect() as conn:
             batches = list_imports(conn, limit=limit, state=state.value if state else None)
     finally:

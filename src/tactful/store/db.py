@@ -294,8 +294,27 @@ def schema_revision(engine: Engine) -> str | None:
         return _revision(conn, engine)
 
 
-def open_store(url: str | None = None) -> Engine:
-    """An engine for an existing, up-to-date store; a clear error when it needs ``tactful init``."""
+def incomplete_error(engine: Engine, mark: bookkeeping.StoreMark) -> StoreError:
+    """The error (and fix) for a store carrying a mark such as ``incomplete``."""
+    when = mark.since.strftime("%Y-%m-%d %H:%M:%S UTC")
+    still = (f"; its process (pid {mark.pid}) is still running: wait for it to finish"
+             if mark.owner_running else "")
+    return StoreError(f"store {redact_url(engine.url)} is {mark.name}: {mark.reason} (since {when}){still}",
+                      hint=mark.fix)
+
+
+def store_marks(engine: Engine) -> list[bookkeeping.StoreMark]:
+    """The marks on the store (``incomplete`` while a bulk load has not finished)."""
+    with engine.connect() as conn:
+        return bookkeeping.read_marks(conn)
+
+
+def open_store(url: str | None = None, *, allow_incomplete: bool = False) -> Engine:
+    """An engine for an existing, up-to-date store; a clear error when it needs ``tactful init``.
+
+    A store marked incomplete (a ``tactful sample`` build that did not finish) is refused with its fix,
+    unless ``allow_incomplete`` (for commands that diagnose the store, such as ``tactful imports list``).
+    """
     engine = make_engine(url)
     shown = redact_url(engine.url)
     database = engine.url.database
@@ -320,12 +339,9 @@ def open_store(url: str | None = None) -> Engine:
     except BaseException:
         engine.dispose()
         raise
-    for mark in marks:
+    if marks and not allow_incomplete:
         engine.dispose()
-        when = mark.since.strftime("%Y-%m-%d %H:%M:%S UTC")
-        still = (f"; its process (pid {mark.pid}) is still running: wait for it to finish"
-                 if mark.owner_running else "")
-        raise StoreError(f"store {shown} is {mark.name}: {mark.reason} (since {when}){still}", hint=mark.fix)
+        raise incomplete_error(engine, marks[0])
     return engine
 
 
