@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -12,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tactful.commands.common import DbOption
+from tactful.commands.common import DbOption, data_text, safe_json, safe_text
+from tactful.commands.common import console as make_console
 from tactful.store.bookkeeping import ImportState
 from tactful.store.db import incomplete_error, initialise, open_store, store_marks
 from tactful.store.repo import (
@@ -46,7 +46,7 @@ def init(db: DbOption = None) -> None:
     """
     result = initialise(db)
     try:
-        typer.echo(result.describe())
+        typer.echo(safe_text(result.describe(), multiline=True))
     finally:
         result.engine.dispose()
 
@@ -72,7 +72,7 @@ def show(
     finally:
         engine.dispose()
     if fmt is OutputFormat.JSON:
-        typer.echo(json.dumps(view.to_json_dict(), indent=2, ensure_ascii=False))
+        typer.echo(safe_json(view.to_json_dict()))
     else:
         print_customer(view)
 
@@ -92,7 +92,7 @@ def list_customers(
     finally:
         engine.dispose()
     for customer_id in ids:
-        typer.echo(customer_id)
+        typer.echo(safe_text(customer_id))
 
 
 @imports_app.command("list")
@@ -116,14 +116,15 @@ def list_imports_command(
     try:
         for mark in store_marks(engine):
             error = incomplete_error(engine, mark)
-            Console(stderr=True).print(Text(f"warning: {error.message}\n  fix: {error.hint}", style="yellow"),
-                                       soft_wrap=True)
+            make_console(stderr=True).print(
+                data_text(f"warning: {error.message}\n  fix: {error.hint}", style="yellow", multiline=True),
+                soft_wrap=True)
         with engine.connect() as conn:
             batches = list_imports(conn, limit=limit, state=state.value if state else None)
     finally:
         engine.dispose()
     if fmt is OutputFormat.JSON:
-        typer.echo(json.dumps([b.to_json_dict() for b in batches], indent=2, ensure_ascii=False))
+        typer.echo(safe_json([b.to_json_dict() for b in batches]))
         return
     print_imports(batches)
 
@@ -134,9 +135,9 @@ _STATE_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interr
 def print_imports(batches: list[ImportBatch], console: Console | None = None) -> None:
     """The import batches as a Rich table (stored text shown as is, never as markup)."""
     if console is None:
-        console = Console()
+        console = make_console()
         if not console.is_terminal:
-            console = Console(width=200)
+            console = make_console(width=200)
     if not batches:
         console.print("no imports")
         return
@@ -161,7 +162,8 @@ def print_imports(batches: list[ImportBatch], console: Console | None = None) ->
 
 
 def _cell(value: Any) -> Text:
-    """A table cell as plain text (never Rich markup: stored values may hold brackets)."""
+    """A table cell as plain text (never Rich markup, emoji codes or control characters: stored values
+    are data, see :func:`tactful.commands.common.data_text`)."""
     if value is None:
         return Text("-", style="dim")
     if isinstance(value, datetime):
@@ -170,10 +172,10 @@ def _cell(value: Any) -> Text:
     if isinstance(value, bool):
         return Text("yes" if value else "no")
     if isinstance(value, StrEnum):
-        return Text(value.value)
+        return data_text(value.value)
     if isinstance(value, tuple | list):
-        return Text(", ".join(str(v) for v in value)) if value else Text("-", style="dim")
-    return Text(str(value))
+        return data_text(", ".join(str(v) for v in value)) if value else Text("-", style="dim")
+    return data_text(value)
 
 
 def _prov(p: Provenance) -> list[Text]:
@@ -181,7 +183,8 @@ def _prov(p: Provenance) -> list[Text]:
 
 
 def _table(title: str, columns: list[str]) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", show_lines=False, expand=False)
+    table = Table(title=data_text(title), title_justify="left", title_style="bold", show_lines=False,
+                  expand=False)
     for name in [*columns, "import", "written"]:
         table.add_column(name, overflow="fold")
     return table
@@ -190,9 +193,9 @@ def _table(title: str, columns: list[str]) -> Table:
 def print_customer(view: CustomerView, console: Console | None = None) -> None:
     """The customer view as Rich tables: one per kind of record, then the import batches they cite."""
     if console is None:
-        console = Console()
+        console = make_console()
         if not console.is_terminal:
-            console = Console(width=200)
+            console = make_console(width=200)
     c = view.customer.record
     head = _table(f"Customer {c.id}", ["id", "household", "first name", "last name", "birth date",
                                         "age range", "openness", "deceased"])
