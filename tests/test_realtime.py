@@ -362,3 +362,39 @@ def test_the_export_document_is_the_contract(world: str) -> None:
     assert set(doc) <= {"version", "now", "customer", "contact_points", "consents", "facts",
                         "recent_touches", "touch"}
     assert doc["touch"]["uses"] == ["persona-teen-inf-baby"]
+
+
+HOSTILE = "Zoë \x1b]0;pwned\x07 [bold red]x[/] :x: \u202eevil\u202c\r\nnext"
+
+
+def test_hostile_store_text_is_exported_safely_and_replays_exactly(db_url: str, tmp_path: Path) -> None:
+    """Text from the store reaches no terminal raw (no control or bidi characters, no markup), and the
+    exported document still reads back to the same values and the same decision."""
+    fact = Fact(id="c1-evt", customer_id="c1", kind="event", category="user.behavior.browsing_history",
+                label=HOSTILE, origin="observed", source="web", context="browse", at=T0)
+    engine = _store(db_url, fact)
+    engine.dispose()
+    touch = tmp_path / "t.yaml"
+    touch.write_text(yaml.safe_dump({"now": AS_OF, "touch": {**EMAIL, "uses": [{"kind": "event"}],
+                                                             "shows": [{"kind": "event"}]}}),
+                     encoding="utf-8")
+    code, live, err = run_cli(["decide", "--customer", "c1", "--touch", str(touch), "--db", db_url,
+                               "--format", "json"])
+    assert code == 0, err
+    for fmt, name in (("yaml", "judged.yaml"), ("json", "judged.json")):
+        out = tmp_path / name
+        code, printed, err = run_cli(["scenario", "export", "c1", "--touch", str(touch), "--db", db_url])
+        assert code == 0, err
+        code, _, err = run_cli(["scenario", "export", "c1", "--touch", str(touch), "--db", db_url,
+                                "--out", str(out)])
+        assert code == 0, err
+        for text in (printed, out.read_text(encoding="utf-8")):
+            assert not any(c in text for c in "\x1b\x07\r\u202e\u202c"), fmt
+        code, replay, err = run_cli(["decide", str(out), "--format", "json"])
+        assert code == 0, err
+        assert json.loads(replay) == json.loads(live)
+        loaded = yaml.safe_load(out.read_text(encoding="utf-8"))  # YAML reads JSON too
+        assert next(f for f in loaded["facts"] if f["id"] == "c1-evt")["label"] == HOSTILE
+    code, text, err = run_cli(["decide", "--customer", "c1", "--touch", str(touch), "--db", db_url])
+    assert code == 0, err
+    assert not any(c in text for c in "\x1b\x07\r\u202e")

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.engine import Connection
 
@@ -48,6 +47,7 @@ from tactful.model import (
     validation_errors,
 )
 from tactful.policy import Pack
+from tactful.safeload import MIB, DocumentError, Limits, load_document
 from tactful.sensitivity import SensitivityMapping, load_mapping
 from tactful.store import tables as t
 from tactful.vocab import (
@@ -168,27 +168,17 @@ def parse_touch(data: Any, *, source: str = "<touch>") -> TouchFile:
         raise ScenarioError(f"{source}: invalid touch file\n{lines}", errors=errors, source=source) from None
 
 
-_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: a touch file is small: a touch section with a few selectors and at most MAX_SHOWN_ITEMS products
+TOUCH_LIMITS = Limits("touch file", max_bytes=1 * MIB, max_depth=16, max_nodes=100_000)
 
 
 def load_touch_file(path: Path) -> TouchFile:
-    """Read and validate a touch file (YAML or JSON). Exit 2 errors name the file, line or field."""
+    """Read and validate a touch file (YAML or JSON; ``.json`` is read as JSON) through the bounded
+    loader (:mod:`tactful.safeload`). Exit 2 errors name the file, line or field."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"cannot read touch file {path}: {exc.strerror or exc}",
-                            source=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
-                            source=str(path)) from None
-    try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ScenarioError(f"{where}: not valid YAML: {exc.problem}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}", source=str(path)) from None
+        data = load_document(path, TOUCH_LIMITS, source=str(path))
+    except DocumentError as exc:
+        raise ScenarioError(str(exc), source=str(path)) from None
     return parse_touch(data, source=str(path))
 
 
