@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> None:
             if os.environ.get("TACTFUL_DEBUG"):
                 raise
             # a bug: no traceback for the user, but a message that says so and how to see it
+            what = data_text(f"{type(exc).__name__}: {exc}", multiline=True)
             err_console.print(Text.assemble(
-                ("internal error:", "bold red"), " ", data_text(f"{type(exc).__name__}: {exc}", multiline=True),
+                ("internal error:", "bold red"), " ", what,
                 "\n  hint: this is a bug in Tactful; run again with TACTFUL_DEBUG=1 to see the traceback"),
                 highlight=False, soft_wrap=True)
             sys.exit(70)
