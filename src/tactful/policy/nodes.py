@@ -412,5 +412,5 @@ def resolve_settings(cond: Cond, settings: Settings) -> Cond:
             return dataclasses.replace(cond, operand=Literal(value, setting=operand.name))
         if isinstance(operand, Literal | FeatureRef):
             return cond
-        raise UnsupportedNode(f"unsupported operand {type(operand).__name__} at {cond.where}")
-    raise UnsupportedNode(f"unsupported condition node {type(cond).__name__} at {cond.where}")
+        raise UnsupportedNode(f"{cond.where}: unsupported operand {type(operand).__name__}")
+    raise UnsupportedNode(f"{cond.where}: unsupported condition node {type(cond).__name__}")
