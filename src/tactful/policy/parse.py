@@ -48,6 +48,8 @@ from tactful.policy.nodes import (
     Rule,
     RuleTreeError,
     SettingRef,
+    SourcePos,
+    at,
 )
 from tactful.safeload import PACK_LIMITS, DocumentError, compose_yaml, decode, read_bytes
 from tactful.vocab import Channel, Depth, Openness, SharedWith, TouchKind, Verdict
@@ -74,6 +76,10 @@ class _Ctx:
     """Where we are: the file name, for errors."""
 
     file: str
+
+    def pos(self, node: Node) -> SourcePos:
+        """Where ``node`` starts in the pack file (kept on the rule tree for compile errors)."""
+        return SourcePos(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def fail(self, node: Node | None, message: str, expected: str | None = None) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else None
@@ -341,7 +347,7 @@ def _operand(ctx: _Ctx, feature: str, op: Op, node: Node) -> Operand:
 
 def _build(ctx: _Ctx, node: Node, make: Callable[[], Cond]) -> Cond:
     try:
-        return make()
+        return at(make(), ctx.pos(node))
     except RuleTreeError as exc:
         ctx.fail(node, exc.message, exc.hint[len("expected "):] if exc.hint and exc.hint.startswith(
             "expected ") else exc.hint)
@@ -469,6 +475,7 @@ def _rule(ctx: _Ctx, node: Node, index: int) -> _RawRule:
             rationale=ctx.text(got["rationale"], "rationale") if "rationale" in got else "",
             remedies=remedies, max_depth=max_depth, drop_name=drop_name,
             locked=ctx.boolean(got["locked"], "locked") if "locked" in got else False,
+            pos=ctx.pos(node),
         )
     except RuleTreeError as exc:
         ctx.fail(got.get("verdict", node), exc.message, exc.hint[len("expected "):] if exc.hint
