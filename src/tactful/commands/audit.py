@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from tactful.commands.common import DbOption
-from tactful.compose import clean_text
+from tactful.commands.common import DbOption, safe_text
 from tactful.errors import AuditChainBroken
 from tactful.store.audit import verify_chain
 from tactful.store.db import open_store
@@ -32,12 +29,11 @@ def verify(db: DbOption = None) -> None:
     if report.broken is not None:
         b = report.broken
         raise AuditChainBroken(
-            f"the decision log is broken at row {b.seq} (run {clean_text(b.run_id)}, customer "
-            f"{clean_text(b.customer_id)}, touch {clean_text(b.touch_id)}): {b.problem}; "
+            f"the decision log is broken at row {b.seq} (run {safe_text(b.run_id)}, customer "
+            f"{safe_text(b.customer_id)}, touch {safe_text(b.touch_id)}): {b.problem}; "
             f"{b.seq - 1} row(s) before it verify",
             hint="restore the decision log from a backup and compare; do not trust rows from here on")
-    Console(highlight=False).print(
-        f"decision log verified: {report.rows} row(s), chain head {escape(report.head)}")
+    typer.echo(f"decision log verified: {report.rows} row(s), chain head {report.head}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -12,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tactful.commands.common import DbOption
+from tactful.commands.common import DbOption, data_text, safe_json, safe_text
+from tactful.commands.common import console as make_console
 from tactful.store.db import initialise, open_store
 from tactful.store.repo import CustomerView, Provenance, customer_ids, read_customer
 
@@ -34,7 +34,7 @@ def init(db: DbOption = None) -> None:
     """
     result = initialise(db)
     try:
-        typer.echo(result.describe())
+        typer.echo(safe_text(result.describe(), multiline=True))
     finally:
         result.engine.dispose()
 
@@ -60,7 +60,7 @@ def show(
     finally:
         engine.dispose()
     if fmt is OutputFormat.JSON:
-        typer.echo(json.dumps(view.to_json_dict(), indent=2, ensure_ascii=False))
+        typer.echo(safe_json(view.to_json_dict()))
     else:
         print_customer(view)
 
@@ -79,14 +79,15 @@ def list_customers(
     finally:
         engine.dispose()
     for customer_id in ids:
-        typer.echo(customer_id)
+        typer.echo(safe_text(customer_id))
 
 
 # --------------------------------------------------------------------------- text rendering
 
 
 def _cell(value: Any) -> Text:
-    """A table cell as plain text (never Rich markup: stored values may hold brackets)."""
+    """A table cell as plain text (never Rich markup, emoji codes or control characters: stored values
+    are data, see :func:`tactful.commands.common.data_text`)."""
     if value is None:
         return Text("-", style="dim")
     if isinstance(value, datetime):
@@ -95,10 +96,10 @@ def _cell(value: Any) -> Text:
     if isinstance(value, bool):
         return Text("yes" if value else "no")
     if isinstance(value, StrEnum):
-        return Text(value.value)
+        return data_text(value.value)
     if isinstance(value, tuple | list):
-        return Text(", ".join(str(v) for v in value)) if value else Text("-", style="dim")
-    return Text(str(value))
+        return data_text(", ".join(str(v) for v in value)) if value else Text("-", style="dim")
+    return data_text(value)
 
 
 def _prov(p: Provenance) -> list[Text]:
@@ -106,7 +107,8 @@ def _prov(p: Provenance) -> list[Text]:
 
 
 def _table(title: str, columns: list[str]) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", show_lines=False, expand=False)
+    table = Table(title=data_text(title), title_justify="left", title_style="bold", show_lines=False,
+                  expand=False)
     for name in [*columns, "import", "written"]:
         table.add_column(name, overflow="fold")
     return table
@@ -115,9 +117,9 @@ def _table(title: str, columns: list[str]) -> Table:
 def print_customer(view: CustomerView, console: Console | None = None) -> None:
     """The customer view as Rich tables: one per kind of record, then the import batches they cite."""
     if console is None:
-        console = Console()
+        console = make_console()
         if not console.is_terminal:
-            console = Console(width=200)
+            console = make_console(width=200)
     c = view.customer.record
     head = _table(f"Customer {c.id}", ["id", "household", "first name", "last name", "birth date",
                                         "age range", "openness", "deceased"])

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from tactful import model
+from tactful.ingest import values as syntax
 from tactful.store import tables
 
 
@@ -129,6 +130,38 @@ class KindSpec:
                                    if back.get(name, name) in target.model.model_fields}))
         return tuple(plans)
 
+    @cached_property
+    def checkers(self) -> dict[str, syntax.Checker]:
+        """Row field → the check of its documented value syntax (:mod:`tactful.ingest.values`)."""
+        out: dict[str, syntax.Checker] = {}
+        for info in self._fields:
+            column = None
+            for target in self.targets:
+                back = {v: k for k, v in target.rename.items()}
+                name = back.get(info.name, info.name)
+                if name in target.table.c:
+                    column = target.table.c[name]
+                    break
+            out[info.name] = syntax.checker(info.type, column)
+        return out
+
+    def check_values(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """The row's values as the record models should see them (trimmed, date-times in UTC), and the
+        problems of those that do not have their documented syntax (left out of the first)."""
+        out: dict[str, Any] = {}
+        problems: list[tuple[str, str]] = []
+        checkers = self.checkers
+        for name, value in values.items():
+            check = checkers.get(name)
+            if check is None:
+                out[name] = value
+                continue
+            try:
+                out[name] = check(value)
+            except syntax.ValueProblem as exc:
+                problems.append((name, str(exc)))
+        return out, problems
+
     def field_names(self) -> list[str]:
         return list(self._names)
 
@@ -147,6 +180,9 @@ class KindSpec:
             (name, f"unknown field (not a field of {self.name}; see docs/import-formats.md)")
             for name in values if name not in self._known
         ]
+        values, bad = self.check_values(values)
+        problems += bad
+        bad_fields = {name for name, _ in bad}
         out: list[tuple[Target, BaseModel]] = []
         for target, plan in self._plans:
             data = {record_field: values[row_field] for row_field, record_field in plan.items()
@@ -157,9 +193,14 @@ class KindSpec:
                 for path, msg in model.validation_errors(exc):
                     head = path.split(".", 1)[0].split("[", 1)[0]
                     item = path[len(head):]
+                    if target.row_field(head) in bad_fields:
+                        continue  # already said (its value was left out, so "missing" here)
                     problem = (target.row_field(head) + item, _tidy(msg))
                     if problem not in problems:
                         problems.append(problem)
+            except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
+                # a validator that failed in an unexpected way: this row's error, never the import's
+                problems.append(("", f"cannot validate the row: {type(exc).__name__}: {exc}"))
         if problems:
             raise RowError(problems)
         return out

@@ -265,7 +265,7 @@ class CsvReader:
         self.lines.taken = []
         try:
             header = next(self.reader)
-            while not header:  # blank lines before the header
+            while not header or (len(header) == 1 and header[0].isspace()):  # blank lines before it
                 self.lines.taken = []
                 header = next(self.reader)
         except StopIteration:
@@ -344,8 +344,8 @@ class CsvReader:
                 yield RawRecord(row, first.no, None, problem, self._strip(first.raw))
                 continue
             taken = self.lines.taken
-            if not fields:
-                continue  # a blank line is not a row
+            if not fields or (len(taken) == 1 and taken[0].error is None and taken[0].text.isspace()):
+                continue  # a blank line (or one of spaces and tabs only) is not a row
             row += 1
             if len(taken) == 1 and len(fields) == width and taken[0].error is None:  # the usual row
                 first = taken[0]
@@ -429,11 +429,33 @@ class JsonlReader:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             return None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+        except RecursionError:
+            return None, "the JSON is nested too deeply to read"
+        except ValueError as exc:  # an integer of more than 4300 digits
+            return None, f"a value cannot be read: {exc}"
         if not isinstance(value, dict):
             return None, f"expected a JSON object on each line, got a JSON {type(value).__name__}"
+        if "\\u" in text and _has_surrogate(value):
+            return None, "a string holds an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode"
         value.pop(ROW_KEY, None)
         value.pop(REASON_KEY, None)
         return value, None
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a lone surrogate (only ``\\udXXX`` escapes can produce one)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 # --------------------------------------------------------------------------- Parquet
@@ -454,7 +476,18 @@ class ParquetReader:
             raise IngestError(f"{path}: not a readable Parquet file: {exc}") from None
         self.path = path
         self.batch_size = batch_size
-        self.columns: list[str] | None = list(self.file.schema_arrow.names)
+        names = list(self.file.schema_arrow.names)
+        seen: set[str] = set()
+        for i, name in enumerate(names, start=1):
+            if name in seen:
+                self.file.close()
+                raise IngestError(f"{path}: column {name!r} appears twice in the file's schema",
+                                  hint="give every column its own name")
+            if not name.strip():
+                self.file.close()
+                raise IngestError(f"{path}: column {i} of the file's schema has no name")
+            seen.add(name)
+        self.columns: list[str] | None = names
         self.total = int(self.file.metadata.num_rows)
         self.done = 0
 
@@ -465,16 +498,48 @@ class ParquetReader:
         import pyarrow as pa
 
         row = 0
-        try:
-            for batch in self.file.iter_batches(batch_size=self.batch_size):
-                for values in batch.to_pylist():
-                    row += 1
-                    self.done = row
+        batches = self.file.iter_batches(batch_size=self.batch_size)
+        while True:
+            try:
+                batch = next(batches)
+                rows: list[tuple[dict[str, Any] | None, str | None]]
+                try:
+                    rows = [(values, None) for values in batch.to_pylist()]
+                except (ValueError, OverflowError, pa.ArrowException):
+                    rows = self._row_by_row(batch)  # a value Python cannot hold: find its row
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError, ValueError) as exc:  # a corrupt page or row group
+                raise IngestError(f"{self.path}: cannot read the Parquet data after row {row} (is the "
+                                  f"file damaged?): {' '.join(str(exc).split())}") from None
+            for values, problem in rows:
+                row += 1
+                self.done = row
+                if values is not None:
                     values.pop(ROW_KEY, None)
                     values.pop(REASON_KEY, None)
-                    yield RawRecord(row, None, values)
-        except pa.ArrowException as exc:
-            raise IngestError(f"{self.path}: cannot read row group after row {row}: {exc}") from None
+                yield RawRecord(row, None, values, problem)
+
+    @staticmethod
+    def _row_by_row(batch: Any) -> list[tuple[dict[str, Any] | None, str | None]]:
+        """The batch's rows one value at a time; a value that cannot be converted (a timestamp beyond
+        year 9999) spoils its row only."""
+        import pyarrow as pa
+
+        out: list[tuple[dict[str, Any] | None, str | None]] = []
+        names = batch.schema.names
+        columns = batch.columns
+        for i in range(batch.num_rows):
+            values: dict[str, Any] = {}
+            problem = None
+            for name, column in zip(names, columns, strict=True):
+                try:
+                    values[name] = column[i].as_py()
+                except (ValueError, OverflowError, pa.ArrowException) as exc:
+                    problem = f"{name}: the value cannot be read: {' '.join(str(exc).split())}"
+                    break
+            out.append((None, problem) if problem else (values, None))
+        return out
 
 
 def open_reader(path: Path, fmt: str, options: CsvOptions) -> Reader:

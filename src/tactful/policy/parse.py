@@ -4,14 +4,17 @@ The pack is read with ``yaml.compose`` so that every value keeps its position: a
 names the pack file, the line and column, the offending value and what was expected.
 
 A pack may ``extends:`` another (``default`` is the packaged default pack; anything else is a path,
-relative to the extending file): it inherits the parent's settings and rules, overrides settings key
-by key, replaces a rule by id (``replace: true``), disables rules (``disable: [id, ...]``) and adds
-rules. Rules marked ``locked: true`` (the fail-closed guards) can be neither disabled nor replaced.
+relative to the extending file, that must stay under the directory of the pack that was loaded: a
+file elsewhere is refused without being read; cycles are errors): it inherits the parent's settings
+and rules, overrides settings key by key, replaces a rule by id (``replace: true``), disables rules
+(``disable: [id, ...]``) and adds rules. Rules marked ``locked: true`` (the fail-closed guards) can be
+neither disabled nor replaced.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import string
 from collections.abc import Callable, Iterable
@@ -46,9 +49,12 @@ from tactful.policy.nodes import (
     RuleTreeError,
     SettingRef,
 )
+from tactful.safeload import PACK_LIMITS, DocumentError, compose_yaml, decode, read_bytes
 from tactful.vocab import Channel, Depth, Openness, SharedWith, TouchKind, Verdict
 
 DEFAULT_PACK = "default"
+#: packs that extend each other, at most (a chain this long is a mistake, not a design)
+MAX_EXTENDS = 16
 TOP_KEYS = ("name", "version", "description", "extends", "settings", "disable", "rules")
 RULE_KEYS = ("id", "title", "source", "rationale", "when", "verdict", "message", "remedy", "max_depth",
              "named", "locked", "replace")
@@ -435,25 +441,56 @@ def _rule(ctx: _Ctx, node: Node, index: int) -> _RawRule:
 # --------------------------------------------------------------------------- packs
 
 
+def _policy_error(exc: DocumentError) -> PolicyError:
+    return PolicyError(exc.problem if not exc.path else f"{exc.path}: {exc.problem}", file=exc.source,
+                       line=exc.line, column=exc.column, hint=exc.hint)
+
+
 def _read(path: Path) -> str:
+    """A pack file's text through the bounded reader (size, UTF-8; tactful.safeload)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"cannot read policy pack {path}: {exc.strerror or exc}") from exc
+        return decode(read_bytes(path, PACK_LIMITS), str(path), PACK_LIMITS.what)
+    except DocumentError as exc:
+        raise _policy_error(exc) from None
+
+
+def _packaged(name: str) -> str | None:
+    """The text of the packaged pack ``name`` (``default`` → packs/default.yaml), if there is one."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        return None
+    resource = resources.files("tactful.policy").joinpath("packs", f"{name}.yaml")
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None
+
+
+def _resolve_extends(ctx: _Ctx, node: Node, extends: str, base_dir: Path | None,
+                     root_dir: Path | None) -> Path:
+    """The file an ``extends`` path names, refused (without being read) unless it lies under the
+    directory of the pack that was loaded first (symbolic links resolved)."""
+    if root_dir is None or base_dir is None:
+        ctx.fail(node, f"extends: {extends!r} is not a packaged pack, and a pack given as text can only "
+                 "extend packaged packs", f"'{DEFAULT_PACK}'")
+    target = Path(os.path.realpath(base_dir / extends))
+    root = Path(os.path.realpath(root_dir))
+    if not target.is_relative_to(root):
+        ctx.fail(node, f"extends: {extends!r} is outside the pack's directory {root}; it was not read",
+                 f"'{DEFAULT_PACK}', another packaged pack, or a pack file under {root}")
+    if not target.is_file():
+        ctx.fail(node, f"extends: no pack at {target}", f"'{DEFAULT_PACK}' or a path to a pack")
+    return target
 
 
 def parse_pack(text: str, *, source: str = "<pack>", base_dir: Path | None = None,
-               _chain: tuple[str, ...] = ()) -> Pack:
+               root_dir: Path | None = None, _chain: tuple[str, ...] = ()) -> Pack:
     """Parse a pack from YAML text. ``source`` names the file in errors; ``base_dir`` resolves a
-    relative ``extends`` path."""
+    relative ``extends`` path, which must stay under ``root_dir`` (default: ``base_dir``, the
+    directory of the first pack). Packaged packs are extended by name (``extends: default``)."""
     ctx = _Ctx(source)
+    if root_dir is None:
+        root_dir = base_dir
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        raise PolicyError(f"not valid YAML: {exc.problem}", file=source,
-                          line=mark.line + 1 if mark else None,
-                          column=mark.column + 1 if mark else None) from None
+        root = compose_yaml(text, source, PACK_LIMITS)
+    except DocumentError as exc:
+        raise _policy_error(exc) from None
     if root is None:
         ctx.fail(None, "the pack is empty", "a mapping with name, version and rules")
     items = ctx.mapping(root, "pack")
@@ -470,19 +507,24 @@ def parse_pack(text: str, *, source: str = "<pack>", base_dir: Path | None = Non
     extends: str | None = None
     if "extends" in got:
         extends = ctx.text(got["extends"], "extends")
-        if extends in _chain:
-            ctx.fail(got["extends"], f"extends: cycle {' -> '.join((*_chain, extends))}", "no cycle")
-        chain = (*_chain, source)
+        here = _chain_key(source, base_dir)
+        chain = (*_chain, here)
         if extends == DEFAULT_PACK:
             parent = default_pack()
+        elif (packaged := _packaged(extends)) is not None:
+            key = f"<packaged {extends}.yaml>"
+            if key in chain:
+                ctx.fail(got["extends"], f"extends: cycle {' -> '.join((*chain, key))}", "no cycle")
+            parent = parse_pack(packaged, source=key, _chain=chain)
         else:
-            ppath = (base_dir or Path.cwd()) / extends
+            ppath = _resolve_extends(ctx, got["extends"], extends, base_dir, root_dir)
             if str(ppath) in chain:
-                ctx.fail(got["extends"], f"extends: cycle through {ppath}", "no cycle")
-            if not ppath.is_file():
-                ctx.fail(got["extends"], f"extends: no pack at {ppath}",
-                         f"'{DEFAULT_PACK}' or a path to a pack")
-            parent = parse_pack(_read(ppath), source=str(ppath), base_dir=ppath.parent, _chain=chain)
+                ctx.fail(got["extends"], f"extends: cycle {' -> '.join((*chain, str(ppath)))}", "no cycle")
+            if len(chain) > MAX_EXTENDS:
+                ctx.fail(got["extends"], f"extends: more than {MAX_EXTENDS} packs extend each other",
+                         f"at most {MAX_EXTENDS} levels of extends")
+            parent = parse_pack(_read(ppath), source=str(ppath), base_dir=ppath.parent, root_dir=root_dir,
+                                _chain=chain)
 
     own_settings = _settings(ctx, got["settings"]) if "settings" in got else {}
     merged: dict[str, Any] = {}
@@ -558,3 +600,12 @@ def load_pack(path: str | Path | None = None) -> Pack:
         return default_pack()
     p = Path(path)
     return parse_pack(_read(p), source=str(p), base_dir=p.parent)
+
+
+def _chain_key(source: str, base_dir: Path | None) -> str:
+    """How a pack is named in the ``extends`` chain: its real path when it is a file."""
+    if base_dir is not None and not source.startswith("<"):
+        candidate = Path(source)
+        if candidate.is_file():
+            return os.path.realpath(candidate)
+    return source
