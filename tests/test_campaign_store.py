@@ -6,9 +6,14 @@ tactful.policy.testing. Tampering is done with plain SQL, as an intruder with da
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -330,3 +335,87 @@ def test_runs_are_recorded(store: Engine) -> None:
         row = conn.execute(sa.select(tables.campaign_runs)).mappings().one()
     assert row["id"] == run and run.startswith("spring-20261122T100000Z-")
     assert (row["status"], row["summary"], row["period"]) == ("finished", {"allow": 3}, "2026-11")
+
+
+# --------------------------------------------------------------------------- crash safety (a real kill -9)
+
+WORKER = r'''
+import sys, time
+from tactful.compose import Message, compose, demo_messages
+from tactful.policy import evaluate, load_pack
+from tactful.policy.testing import scenario
+from tactful.store import audit, db, outbox
+from tactful.vocab import Depth
+
+url, run_id, n, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+engine = db.open_store(url)
+with engine.begin() as conn:
+    outbox.start_run(conn, campaign="spring", period="2026-11", policy_name="default", policy_version="1",
+                     run_id=run_id)
+pack, m = load_pack(), demo_messages()
+for start in range(0, n, 10):
+    batch = []
+    for i in range(start, start + 10):
+        sc = scenario(customer={"id": f"k{i}"}, **({"consents": []} if i % 3 == 0 else {}))
+        d = evaluate(sc, pack)
+        out = compose(m.templates, d, m.data(items=["Bread"]), channel=sc.touch.channel,
+                      proposed_depth=Depth.ITEM, sender=m.shop)
+        sent = isinstance(out, Message)
+        logged = audit.LoggedDecision(customer_id=f"k{i}", touch_id="offer", channel="email",
+                                      decision=d, input_hash=audit.input_hash(sc), proposed_depth="item",
+                                      withheld=None if sent else out.reason)
+        entry = outbox.OutboxEntry(campaign="spring", customer_id=f"k{i}", touch_id="offer",
+                                   touch_kind="offer", purpose="marketing.communications.email",
+                                   period="2026-11", run_id=run_id, contact_point_id=f"mail-{i}",
+                                   message=out) if sent else None
+        batch.append(outbox.Decided(logged, entry))
+    with engine.begin() as conn:
+        outbox.record(conn, run_id, batch)
+        print(f"batch {start} written", flush=True)
+        time.sleep(pause)  # the kill lands here: inside the transaction, before the commit
+    print(f"batch {start} committed", flush=True)
+print("finished", flush=True)
+'''
+
+
+def test_a_run_killed_with_kill_9_and_rerun_loses_nothing_and_duplicates_nothing(
+        db_url: str, tmp_path: Path) -> None:
+    n = 60
+    engine = db.init_store(db_url)
+    try:
+        seed(engine, [Customer(id=f"k{i}") for i in range(n)]
+             + [ContactPoint(id=f"mail-{i}", customer_id=f"k{i}", kind="email", value=f"k{i}@example.org",
+                             shared_with="private", verified_at="2026-06-01") for i in range(n)])
+        url = engine.url.render_as_string(hide_password=False)
+        script = tmp_path / "worker.py"
+        script.write_text(WORKER, encoding="utf-8")
+        run_id = "spring-crash-test"
+        proc = subprocess.Popen([sys.executable, str(script), url, run_id, str(n), "0.4"],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("batch 30 written"):  # batches 0-20 committed, 30 in flight
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        with engine.connect() as conn:
+            logged = conn.execute(sa.select(sa.func.count()).select_from(tables.decisions)).scalar_one()
+        assert logged == 30  # three batches committed; the one in flight was rolled back whole
+        assert _outbox_rows(engine) == 20
+        # the rerun resumes the run and completes it; a third run changes nothing
+        for _ in range(2):
+            done = subprocess.run([sys.executable, str(script), url, run_id, str(n), "0"],
+                                  capture_output=True, text=True, timeout=120, check=False)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.rstrip().endswith("finished")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(tables.decisions.c.customer_id, tables.decisions.c.withheld)).all()
+            keys = conn.execute(sa.select(tables.outbox.c.customer_id)).scalars().all()
+        assert sorted(c for c, _ in rows) == sorted(f"k{i}" for i in range(n))  # every decision, once
+        assert sum(1 for _, w in rows if w) == n // 3  # the blocked ones say why nothing was sent
+        assert sorted(keys) == sorted(f"k{i}" for i in range(n) if i % 3)  # every message, once
+        report = audit.verify_chain(engine)
+        assert report.ok and report.rows == n
+    finally:
+        engine.dispose()

@@ -28,7 +28,8 @@ from tactful.store import tables
 GENESIS = "0" * 64
 _LOCK_KEY = 0x7AC7F01  # the advisory lock that serialises decision-log appends on PostgreSQL
 _HASHED = ("seq", "run_id", "customer_id", "touch_id", "channel", "verdict", "max_depth", "named",
-           "reasons", "policy_name", "policy_version", "input_hash", "decided_at")
+           "reasons", "policy_name", "policy_version", "input_hash", "proposed_depth", "withheld",
+           "decided_at")
 
 
 def canonical_json(value: Any) -> str:
@@ -63,6 +64,8 @@ class LoggedDecision:
     channel: str
     decision: Decision
     input_hash: str
+    proposed_depth: str | None = None  # the depth the campaign proposed
+    withheld: str | None = None  # why nothing was sent, when nothing was
 
 
 def _lock(conn: Connection, run_id: str) -> None:
@@ -107,7 +110,8 @@ def append(conn: Connection, run_id: str, items: Sequence[LoggedDecision],
             "channel": item.channel, "verdict": dec.verdict.value, "max_depth": dec.max_depth.value,
             "named": dec.named, "reasons": [r.model_dump(mode="json") for r in dec.reasons],
             "policy_name": dec.policy.name, "policy_version": dec.policy.version,
-            "input_hash": item.input_hash, "decided_at": when,
+            "input_hash": item.input_hash, "proposed_depth": item.proposed_depth,
+            "withheld": item.withheld, "decided_at": when,
         }
         row["prev_hash"] = prev
         row["row_hash"] = prev = row_hash(prev, row)

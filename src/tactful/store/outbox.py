@@ -23,8 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from tactful import __version__
 from tactful.compose import Message
-from tactful.errors import NotFoundError
-from tactful.store import tables
+from tactful.errors import CampaignError, NotFoundError
+from tactful.store import audit, tables
 
 PENDING, SENT, BOUNCED, FAILED = "pending", "sent", "bounced", "failed"
 
@@ -44,8 +44,21 @@ def new_run_id(campaign: str, at: datetime | None = None) -> str:
 def start_run(conn: Connection, *, campaign: str, period: str, policy_name: str, policy_version: str,
               campaign_hash: str | None = None, dry_run: bool = False, run_id: str | None = None,
               at: datetime | None = None) -> str:
-    """Record a new campaign run (status ``running``); returns its id."""
+    """Record a new campaign run (status ``running``); returns its id.
+
+    Given the ``run_id`` of an unfinished run of the same campaign and period (one that was killed), the
+    run is resumed: its decisions and messages so far are kept and will not be written twice."""
     rid = run_id or new_run_id(campaign, at)
+    if run_id is not None:
+        old = conn.execute(sa.select(tables.campaign_runs).where(tables.campaign_runs.c.id == run_id)).first()
+        if old is not None:
+            if (old.campaign, old.period) != (campaign, period):
+                raise CampaignError(f"run {run_id} belongs to campaign {old.campaign!r}, period "
+                                    f"{old.period}, not {campaign!r}, {period}",
+                                    hint="start a new run instead")
+            conn.execute(tables.campaign_runs.update().where(tables.campaign_runs.c.id == run_id)
+                         .values(status="running", finished_at=None))
+            return run_id
     conn.execute(tables.campaign_runs.insert().values(
         id=rid, campaign=campaign, campaign_hash=campaign_hash, period=period, policy_name=policy_name,
         policy_version=policy_version, dry_run=dry_run, status="running",
@@ -197,3 +210,23 @@ def counts(engine: Engine, run_id: str) -> dict[str, int]:
     with engine.connect() as conn:
         return {str(s): int(n) for s, n in conn.execute(
             sa.select(o.c.status, sa.func.count()).where(o.c.run_id == run_id).group_by(o.c.status))}
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One decided touch of a run: the decision to log, and the message to queue if one goes out."""
+
+    logged: audit.LoggedDecision
+    entry: OutboxEntry | None = None
+
+
+def record(conn: Connection, run_id: str, batch: Sequence[Decided]) -> tuple[int, int]:
+    """Log a batch of decisions and queue their messages in the caller's transaction, so that a crash
+    keeps both or neither. Returns (decisions logged or already there, new messages queued)."""
+    seqs = audit.append(conn, run_id, [d.logged for d in batch])
+    entries = []
+    for d in batch:
+        if d.entry is not None:
+            seq = seqs[(d.logged.customer_id, d.logged.touch_id)]
+            entries.append(OutboxEntry(**{**d.entry.__dict__, "decision_seq": seq}))
+    return len(seqs), enqueue(conn, entries)

@@ -235,6 +235,8 @@ decisions = Table(
     Column("policy_name", String(200), nullable=False),
     Column("policy_version", String(40), nullable=False),
     Column("input_hash", String(64), nullable=False),  # sha256 of the scenario that was judged
+    Column("proposed_depth", String(20)),  # what the campaign proposed (the report compares)
+    Column("withheld", Text),  # why nothing was sent, when nothing was (blocked, ask on a postcard...)
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("row_hash", String(64), nullable=False),

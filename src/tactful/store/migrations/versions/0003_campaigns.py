@@ -48,6 +48,8 @@ def upgrade() -> None:
         sa.Column("policy_name", sa.String(length=200), nullable=False),
         sa.Column("policy_version", sa.String(length=40), nullable=False),
         sa.Column("input_hash", sa.String(length=64), nullable=False),
+        sa.Column("proposed_depth", sa.String(length=20), nullable=True),
+        sa.Column("withheld", sa.Text(), nullable=True),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("row_hash", sa.String(length=64), nullable=False),
