@@ -14,8 +14,7 @@ import typer
 from rich.text import Text
 
 from tactful import __version__
-from tactful.commands import ingest, policy, sample, scenario, store, vocab
-from tactful.commands.common import console, data_text
+from tactful.commands import audit, ingest, policy, sample, scenario, store, vocab
 from tactful.errors import TactfulError
 
 app = typer.Typer(
@@ -38,7 +37,7 @@ def _root(
         raise typer.Exit(0)
 
 
-for _module in (store, ingest, sample, policy, scenario, vocab):
+for _module in (store, ingest, sample, policy, scenario, vocab, audit):
     _module.register(app)
 
 
