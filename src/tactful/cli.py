@@ -15,6 +15,7 @@ from rich.text import Text
 
 from tactful import __version__
 from tactful.commands import audit, ingest, policy, sample, scenario, store, vocab
+from tactful.commands.common import console, data_text
 from tactful.errors import TactfulError
 
 app = typer.Typer(
