@@ -397,7 +397,7 @@ class Boom(Cond):
 
 def _with_rule(rule: Rule) -> object:
     pack = load_pack()
-    return dataclasses.replace(pack, rules=(*pack.rules, rule), _memo={})
+    return dataclasses.replace(pack, rules=(*pack.rules, rule))
 
 
 def test_rule_that_cannot_be_evaluated_blocks() -> None:

@@ -67,7 +67,7 @@ def test_guard_adds_nothing_when_the_pack_already_blocks_on_it() -> None:
 
 
 def test_an_empty_pack_blocks() -> None:
-    pack = dataclasses.replace(load_pack(), rules=(), _memo={})
+    pack = dataclasses.replace(load_pack(), rules=())
     d = evaluate(scenario(), pack)
     assert d.verdict is Verdict.BLOCK
     assert "no rules" in d.reasons[0].message
@@ -277,7 +277,7 @@ def test_rule_reading_a_guard_feature_but_never_blocking_is_linted() -> None:
 
     pack = dataclasses.replace(load_pack(), rules=(Rule(id="x", title="t", source="s",
                                when=Flag("unknown_vocabulary"), verdict=Verdict.SOFTEN, message="m",
-                               drop_name=True),), _memo={})
+                               drop_name=True),))
     assert any("fail-closed guard" in w for w in pack_warnings(pack))
 
 
