@@ -69,7 +69,8 @@ def import_command(
     sensitivity: Annotated[Path | None, typer.Option(
         "--sensitivity", help="Products only: the product → data category mapping YAML used when a row "
                               "has no implies (default: the packaged one).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction.")]
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1_000_000,
+                                            help="Rows per transaction.")]
         = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Import a file into the store: validate every row, quarantine bad ones, upsert the good ones.

@@ -120,9 +120,9 @@ def register(app: typer.Typer) -> None:
         if customer is None:
             if scenario is None:
                 raise ScenarioError("give a scenario file, or --customer ID --touch TOUCH.yaml")
-            if touch is not None or db is not None or now is not None:
-                raise ScenarioError("--touch, --db and --now go with --customer (a scenario file "
-                                    "states its own now)")
+            if touch is not None or now is not None:
+                raise ScenarioError("--touch and --now go with --customer (a scenario file states its "
+                                    "own now)")
             pack = load_pack(policy)
             doc = load_scenario_file(scenario)
         else:

@@ -12,6 +12,12 @@ from rich.text import Text
 from tactful.commands.common import DbOption, data_text
 from tactful.commands.common import console as make_console
 
+# the CLI does not import the sample world's modules (NumPy, the Complete Journey) until it runs:
+# tests/test_store_errors.py keeps this equal to tactful.sample.synthetic.MAX_CUSTOMERS
+MAX_CUSTOMERS = 89_999_999
+MAX_SEED = 2**63 - 1  # NumPy seeds are non-negative; beyond 63 bits a seed is a typo
+MAX_JOBS = 64  # generator processes: more than the cores of any machine this runs on
+
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
@@ -21,13 +27,15 @@ def register(app: typer.Typer) -> None:
 def sample(
     db: DbOption = None,
     seed: Annotated[
-        int, typer.Option("--seed", help="Seed of everything generated; same seed, same rows.")
+        int, typer.Option("--seed", min=0, max=MAX_SEED,
+                          help="Seed of everything generated; same seed, same rows.")
     ] = 42,
     synthetic: Annotated[
         int | None,
         typer.Option(
             "--synthetic",
             min=1,
+            max=MAX_CUSTOMERS,
             metavar="N",
             help="Build a synthetic world of N customers (about 20 orders each) "
             "instead of The Complete Journey.",
@@ -54,6 +62,7 @@ def sample(
         typer.Option(
             "--jobs",
             min=0,
+            max=MAX_JOBS,
             help="Extra processes generating a synthetic world while this one writes (0: none).",
         ),
     ] = 0,
