@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any
@@ -30,7 +31,6 @@ from tactful.ingest.kinds import Target
 MISSING: Any = object()  # a row field that is absent (or empty) in a row
 _UNSEEN: Any = object()
 CACHE_LIMIT = 50_000  # distinct values remembered per field (bounded memory)
-_SQLITE_IN_CHUNK = 900  # ids per IN (...) lookup; well under SQLite's bound-parameter limit
 
 
 def _db_value(value: Any) -> Any:
@@ -175,16 +175,17 @@ class BatchWriter:
     def existing(self, cur: Any, table: sa.Table, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are in ``table`` (by its ``id`` column)."""
         name = self.dialect.identifier_preparer.format_table(table)
-        found: set[str] = set()
-        if not self.sqlite:
-            cur.execute(f"SELECT id FROM {name} WHERE id = ANY(%s)", (list(ids),))
-            found.update(r[0] for r in cur.fetchall())
-            return found
-        for i in range(0, len(ids), _SQLITE_IN_CHUNK):
-            chunk = ids[i:i + _SQLITE_IN_CHUNK]
-            cur.execute(f"SELECT id FROM {name} WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            found.update(r[0] for r in cur.fetchall())
-        return found
+        # one statement whatever the number of ids (SQLite: they travel as one JSON array); counted
+        # first, as usually every id is there (``ids`` are distinct and ``id`` is the primary key)
+        if self.sqlite:
+            where, param = "id IN (SELECT value FROM json_each(?))", json.dumps(list(ids))
+        else:
+            where, param = "id = ANY(%s)", list(ids)  # type: ignore[assignment]
+        cur.execute(f"SELECT count(*) FROM {name} WHERE {where}", (param,))
+        if cur.fetchone()[0] == len(ids):
+            return set(ids)
+        cur.execute(f"SELECT id FROM {name} WHERE {where}", (param,))
+        return {r for (r,) in cur.fetchall()}
 
     def write(self, cur: Any, per_target: Sequence[Sequence[tuple[Any, ...]]], import_id: int,
               written_at: Any) -> None:
