@@ -7,6 +7,7 @@ Then measures separately, with ``time.perf_counter_ns``:
 
 * ``yaml.safe_load`` of the document dumped as YAML (what ``tactful decide FILE`` pays first; the C
   loader too when PyYAML has it; and ``json.loads`` of the same document as JSON, for comparison),
+* the same two through Tactful's bounded loader (:mod:`tactful.safeload`: what ``decide`` really runs),
 * ``parse_scenario`` of the loaded dict (validation into the model),
 * ``evaluate`` of the already-parsed scenario with the default pack,
 
@@ -32,6 +33,7 @@ import yaml
 
 from tactful.model import parse_scenario
 from tactful.policy import evaluate, load_pack
+from tactful.safeload import SCENARIO_LIMITS, load_json, load_yaml
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -232,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
             "yaml.load (CSafeLoader)",
             measure(lambda: yaml.load(text, Loader=c_loader), args.yaml_iterations, warmup=3),
         )
+    report("tactful load_yaml (bounded)",
+           measure(lambda: load_yaml(text, "<bench>", SCENARIO_LIMITS), args.yaml_iterations, warmup=3))
     json_text = json.dumps(doc)
     report("json.loads (same document)", measure(lambda: json.loads(json_text), args.iterations))
+    report("tactful load_json (bounded)",
+           measure(lambda: load_json(json_text, "<bench>", SCENARIO_LIMITS), args.iterations))
     report("parse_scenario", measure(lambda: parse_scenario(loaded, source="<bench>"), args.iterations))
     report("evaluate (default pack)", measure(lambda: evaluate(scenario, pack), args.iterations))
     return 0

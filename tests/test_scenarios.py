@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-import yaml
 
-from tactful.model import Decision, Scenario, parse_scenario
+from tactful.model import Decision, Scenario
+from tactful.policy.evaluate import EVALUATION_ERROR, FAIL_CLOSED_GUARD
 from tactful.vocab import Verdict
 
 if TYPE_CHECKING:
@@ -34,8 +34,10 @@ def _id(path: Path) -> str:
 
 
 def _load(path: Path) -> Scenario:
-    data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return parse_scenario(data, source=str(path))
+    """Through the same bounded loader as `tactful decide` (a duplicate key in the library is an error)."""
+    from tactful.commands.policy import load_scenario_file
+
+    return load_scenario_file(path)
 
 
 @cache
@@ -74,6 +76,11 @@ def test_default_pack_decides_as_expected(path: Path) -> None:
     expect = scenario.expect
     assert expect is not None
     decision = _evaluate(scenario)
+    fired_ids = {r.rule for r in decision.reasons}
+    if EVALUATION_ERROR in fired_ids and EVALUATION_ERROR not in (expect.rules or ()):
+        # fail closed turns a crash into a block; a test must not mistake that for a judgement
+        crash = next(r.message for r in decision.reasons if r.rule == EVALUATION_ERROR)
+        pytest.fail(f"{_id(path)}: the evaluator crashed (evaluation-error): {crash}")
     got = {"verdict": decision.verdict.value}
     want = {"verdict": expect.verdict.value}
     if expect.max_depth is not None:
@@ -87,6 +94,22 @@ def test_default_pack_decides_as_expected(path: Path) -> None:
         want["rules"] = ",".join(sorted(set(expect.rules)))
     fired = "; ".join(f"{r.rule}={r.verdict.value}: {r.message}" for r in decision.reasons) or "none"
     assert got == want, f"{_id(path)}: expected {want}, got {got}; fired: {fired}"
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=_id)
+def test_non_allow_scenarios_name_the_rules_that_must_fire(path: Path) -> None:
+    """A verdict alone passes for the wrong reason (a crash, a guard, another rule): every scenario
+    that is not ``allow`` lists exactly the rules that must fire, each a rule of the default pack (or
+    a reason the evaluator itself gives); an ``allow`` fires no rule, so it lists none."""
+    expect = _load(path).expect
+    assert expect is not None
+    if expect.verdict is Verdict.ALLOW:
+        assert not expect.rules, f"{_id(path)}: an allow fires no rule, but expect.rules lists {expect.rules}"
+        return
+    assert expect.rules, f"{_id(path)}: a {expect.verdict.value} scenario must list `expect.rules`"
+    known = {r.id for r in _pack().rules} | {EVALUATION_ERROR, FAIL_CLOSED_GUARD}
+    unknown = sorted(set(expect.rules) - known)
+    assert not unknown, f"{_id(path)}: expect.rules names rules the default pack does not have: {unknown}"
 
 
 def test_every_seed_has_a_creepy_and_a_benign_case() -> None:

@@ -98,3 +98,26 @@ class NotFoundError(StoreError):
 
     exit_code = 2
     http_status = 404
+
+
+class CampaignError(TactfulError):
+    """A campaign definition or one of its templates is invalid (names the file and the slot)."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class DeliveryError(TactfulError):
+    """A delivery adapter is misconfigured (an output directory it may not use, a bad SMTP address).
+
+    Failures to deliver one message are not raised: they are recorded on its outbox row."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class AuditChainBroken(StoreError):
+    """The decision log's hash chain does not verify: a row was changed, removed or inserted."""
+
+    exit_code = 3
+    http_status = 500

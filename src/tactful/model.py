@@ -15,6 +15,7 @@ reason), so that one bad fact in a real-time call produces a ``block`` that says
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
@@ -45,22 +46,50 @@ from tactful.vocab import (
     Verdict,
 )
 
+#: The years a date may fall in. A wider range only lets date arithmetic overflow later (``now`` minus
+#: a 90-day window in year 1 is not a date), and no customer record predates 1800 or outlives 2999.
+MIN_YEAR, MAX_YEAR = 1800, 2999
+_DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _out_of_range(value: Any) -> ValueError:
+    shown = value.isoformat() if isinstance(value, date) else value
+    return ValueError(f"expected a date between the years {MIN_YEAR} and {MAX_YEAR}, got {shown!r}")
+
+
+def _in_range(moment: datetime, value: Any) -> datetime:
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise _out_of_range(value)
+    return moment
+
 
 def _to_utc(value: Any) -> Any:
-    """Dates become midnight UTC; naive datetimes are read as UTC; aware ones are converted."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime.combine(value, time(), tzinfo=UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise ValueError(f"expected an ISO 8601 date or date-time, got {value!r}") from exc
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    """Dates become midnight UTC; naive datetimes are read as UTC; aware ones are converted.
+
+    Impossible dates (2026-02-30) and dates outside :data:`MIN_YEAR`..:data:`MAX_YEAR` (year 1 or
+    9999 with an offset would overflow when moved to UTC) are a ``ValueError`` naming the value, which
+    pydantic reports with the field's path."""
+    try:
+        if isinstance(value, datetime):
+            moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            return _in_range(moment, value)
+        if isinstance(value, date):
+            return _in_range(datetime.combine(value, time(), tzinfo=UTC), value)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError as exc:
+                if _DATE_SHAPE.match(text):  # well-formed but impossible: 2026-02-30, 25:00
+                    raise ValueError(f"expected a date and time that exist, got {value!r} ({exc})"
+                                     ) from exc
+                raise ValueError(f"expected an ISO 8601 date or date-time, got {value!r}") from exc
+            moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            return _in_range(moment, value)
+    except OverflowError as exc:  # year 1 or 9999 with an offset: not representable in UTC
+        raise _out_of_range(value) from exc
     return value
 
 
@@ -70,6 +99,13 @@ def _key(value: str) -> str:
             f"expected a dotted lower-case key such as user.behavior.purchase_history, got {value!r}"
         )
     return value
+
+
+def _context(value: str) -> str:
+    words = vocab.normalise_context(value)
+    if not words:
+        raise ValueError(f"expected a context key such as checkout or support_chat, got {value!r}")
+    return words
 
 
 def _fact_source(value: str) -> str:
@@ -146,8 +182,10 @@ class ScenarioFact(Frozen):
     label: str | None = None
     origin: Origin
     source: FactSource
-    context: Annotated[str, Field(min_length=1, max_length=100)]
+    # normalised (case, separators, documented aliases): `Support Chat` is support_chat
+    context: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_context)]
     at: UTCDateTime | None = None
+    conversation: Id | None = None  # optional Tactful addition: the conversation it was said in
 
 
 class ScenarioRecentTouch(Frozen):
@@ -172,6 +210,8 @@ class ScenarioTouch(Frozen):
     trigger: Trigger = Trigger.SCHEDULED
     granularity: Granularity | None = None
     group_size: Annotated[int, Field(ge=0)] | None = None
+    conversation: Id | None = None  # optional Tactful addition: the conversation an advisor prompt is in
+    requested_channel: Channel | None = None  # optional Tactful addition: the channel the customer asked for
 
 
 class Expectation(Frozen):
@@ -181,13 +221,30 @@ class Expectation(Frozen):
     rules: tuple[str, ...] | None = None  # optional Tactful addition: exactly these rules fire
 
 
+def _unique_ids(section: str) -> Any:
+    """An after-validator for a list of records with ``id``: each id at most once. Two facts (or two
+    contact points) with one id would let one hide the other (a sensitive fact, a shared address), so
+    the scenario is invalid; the message names both positions."""
+
+    def check(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        first: dict[str, int] = {}
+        for i, item in enumerate(items):
+            if item.id in first:
+                raise ValueError(f"duplicate id {item.id!r}: {section}[{first[item.id]}] and "
+                                 f"{section}[{i}] both use it (ids must be unique within {section})")
+            first[item.id] = i
+        return items
+
+    return AfterValidator(check)
+
+
 class Scenario(Frozen):
     version: Literal[1]
     now: UTCDateTime | None = None
     customer: ScenarioCustomer
-    contact_points: tuple[ScenarioContactPoint, ...] = ()
+    contact_points: Annotated[tuple[ScenarioContactPoint, ...], _unique_ids("contact_points")] = ()
     consents: tuple[ScenarioConsent, ...] = ()
-    facts: tuple[ScenarioFact, ...] = ()
+    facts: Annotated[tuple[ScenarioFact, ...], _unique_ids("facts")] = ()
     recent_touches: tuple[ScenarioRecentTouch, ...] = ()
     touch: ScenarioTouch
     expect: Expectation | None = None

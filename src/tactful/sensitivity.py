@@ -27,9 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tactful.errors import VocabularyError
+from tactful.safeload import SENSITIVITY_LIMITS, DocumentError, load_document, load_yaml
 from tactful.vocab import check_category
 
 DEFAULT_MAPPING_NAME = "sensitivity.yaml"
@@ -247,21 +246,18 @@ def parse_mapping(data: object, source: str) -> SensitivityMapping:
 @cache
 def _default_mapping() -> SensitivityMapping:
     text = resources.files("tactful").joinpath(DEFAULT_MAPPING_NAME).read_text(encoding="utf-8")
-    return parse_mapping(yaml.safe_load(text), f"<packaged {DEFAULT_MAPPING_NAME}>")
+    source = f"<packaged {DEFAULT_MAPPING_NAME}>"
+    return parse_mapping(load_yaml(text, source, SENSITIVITY_LIMITS), source)
 
 
 def load_mapping(path: Path | None = None) -> SensitivityMapping:
     """Read a sensitivity mapping; ``None`` gives the packaged default (``tactful/sensitivity.yaml``)."""
     if path is None:
         return _default_mapping()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SensitivityError(f"cannot read sensitivity mapping {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SensitivityError(f"{path}: not valid YAML: {exc}") from exc
+    try:  # the bounded loader: size, depth, aliases, tags, duplicate keys (tactful.safeload)
+        data = load_document(Path(path), SENSITIVITY_LIMITS, json_only=False, source=str(path))
+    except DocumentError as exc:
+        raise SensitivityError(str(exc), hint=exc.hint) from None
     return parse_mapping(data, str(path))
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 
-from tactful.errors import ScenarioError
+from tactful.commands.common import DbOption, safe_json, safe_text
+from tactful.commands.scenario import NowOption
+from tactful.errors import ScenarioError, TactfulError
 from tactful.model import Decision, Scenario, parse_scenario
+from tactful.safeload import SCENARIO_LIMITS, STDIN, DocumentError, load_document, load_json, load_yaml
 
 SCENARIO_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -29,48 +29,32 @@ PolicyOption = Annotated[
 ]
 
 
-STDIN = "-"
-
-
 def load_scenario_file(path: Path) -> Scenario:
     """Read and validate a scenario file (YAML or JSON; ``-`` reads standard input, YAML or JSON).
-    Errors exit 2 naming the file, line and column (syntax) or the field path (contract)."""
-    if str(path) == STDIN:
-        return load_scenario_text(sys.stdin.read(), "<stdin>")
+
+    Read through the bounded loader (:mod:`tactful.safeload`: size, depth, aliases, tags, duplicate
+    keys, 64-bit integers, UTF-8). Errors exit 2 naming the file, line and column (syntax) or the
+    field path (contract)."""
+    source = "<stdin>" if str(path) == STDIN else str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror or exc}", source=str(path)) from exc
-    return load_scenario_text(text, str(path), json_only=path.suffix == ".json")
-
-
-# libyaml's safe loader is ~6x faster on a large profile (benchmarks/bench_decide.py); same errors.
-_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = load_document(path, SCENARIO_LIMITS, source=source)
+    except DocumentError as exc:
+        raise ScenarioError(str(exc), source=source) from None
+    return parse_scenario(data, source=source)
 
 
 def load_scenario_text(text: str, path: str, *, json_only: bool = False) -> Scenario:
     """Parse and validate a scenario document; ``path`` names it in errors. YAML reads JSON too."""
-    data: Any
-    if json_only:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScenarioError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}",
-                                source=str(path)) from None
-    else:
-        try:
-            data = yaml.load(text, Loader=_SAFE_LOADER)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-            raise ScenarioError(f"{where}: not valid YAML: {exc.problem}", source=str(path)) from None
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"{path}: not valid YAML: {exc}", source=str(path)) from None
-    return parse_scenario(data, source=str(path))
+    try:
+        data = load_json(text, path, SCENARIO_LIMITS) if json_only else load_yaml(text, path, SCENARIO_LIMITS)
+    except DocumentError as exc:
+        raise ScenarioError(str(exc), source=path) from None
+    return parse_scenario(data, source=path)
 
 
 def format_decision(decision: Decision) -> str:
     """The decision as plain text for a person."""
+    s = safe_text  # every piece that came from the scenario or the pack: one line, nothing obeyed
     lines = [f"verdict: {decision.verdict.value}"]
     if decision.verdict.value in ("allow", "soften"):
         lines.append(f"may use: depth {decision.max_depth.value}, "
@@ -78,14 +62,14 @@ def format_decision(decision: Decision) -> str:
     if decision.reasons:
         lines.append("reasons:")
         for r in decision.reasons:
-            facts = f" [facts: {', '.join(r.facts)}]" if r.facts else ""
-            lines.append(f"  - {r.verdict.value:6} {r.rule}: {r.message}{facts}")
+            facts = f" [facts: {', '.join(s(f) for f in r.facts)}]" if r.facts else ""
+            lines.append(f"  - {r.verdict.value:6} {s(r.rule)}: {s(r.message)}{facts}")
     else:
         lines.append("reasons: none (no rule fired)")
     if decision.remedies:
         lines.append("remedies:")
-        lines.extend(f"  - {m}" for m in decision.remedies)
-    lines.append(f"policy: {decision.policy.name} {decision.policy.version}")
+        lines.extend(f"  - {s(m)}" for m in decision.remedies)
+    lines.append(f"policy: {s(decision.policy.name)} {s(decision.policy.version)}")
     return "\n".join(lines)
 
 
@@ -116,18 +100,44 @@ def register(app: typer.Typer) -> None:
 
     @app.command("decide")
     def decide(
-        scenario: Annotated[Path, typer.Argument(
-            help="A scenario file (YAML or JSON); - reads it from standard input.")],
+        scenario: Annotated[Path | None, typer.Argument(
+            help="A scenario file (YAML or JSON); - reads it from standard input. Or give --customer "
+                 "and --touch instead.", show_default=False)] = None,
+        customer: Annotated[str | None, typer.Option(
+            "--customer", help="Decide for this customer of the store (with --touch): the scenario is "
+                               "built from the store (docs/realtime.md).", show_default=False)] = None,
+        touch: Annotated[Path | None, typer.Option(
+            "--touch", help="A touch file (docs/realtime.md): the proposed touch, with fact selectors "
+                            "and shown products; needs --customer.", show_default=False)] = None,
+        db: DbOption = None,
+        now: NowOption = None,
         policy: PolicyOption = None,
         fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TEXT,
     ) -> None:
         """Decide one scenario: allow, soften, ask or block, with every reason. Exits 0 whatever the
-        verdict; 2 for an invalid scenario or pack."""
-        pack = load_pack(policy)
-        doc = load_scenario_file(scenario)
+        verdict; 2 for an invalid scenario, touch file or pack, or an unknown customer; 3 when the
+        store cannot be read."""
+        if customer is None:
+            if scenario is None:
+                raise ScenarioError("give a scenario file, or --customer ID --touch TOUCH.yaml")
+            if touch is not None or now is not None:
+                raise ScenarioError("--touch and --now go with --customer (a scenario file states its "
+                                    "own now)")
+            pack = load_pack(policy)
+            doc = load_scenario_file(scenario)
+        else:
+            if scenario is not None:
+                raise ScenarioError("give either a scenario file or --customer, not both")
+            if touch is None:
+                raise ScenarioError("--customer needs --touch TOUCH.yaml (the touch to decide; "
+                                    "docs/realtime.md)")
+            from tactful.realtime import load_touch_file, scenario_from_store
+
+            pack = load_pack(policy)
+            doc = scenario_from_store(db, customer, load_touch_file(touch), pack, now=now)
         decision = evaluate(doc, pack)
         if fmt is Format.JSON:
-            typer.echo(json.dumps(decision.to_json_dict(), indent=2, ensure_ascii=False))
+            typer.echo(safe_json(decision.to_json_dict()))
         else:
             typer.echo(format_decision(decision))
 
@@ -151,26 +161,32 @@ def register(app: typer.Typer) -> None:
             name = path.relative_to(directory).as_posix()
             try:
                 doc = load_scenario_file(path)
-            except ScenarioError as exc:
+            except TactfulError as exc:
                 failed += 1
-                typer.echo(f"ERROR {name}: {exc}")
+                typer.echo(f"ERROR {safe_text(name)}: {safe_text(exc, multiline=True)}")
+                continue
+            except Exception as exc:  # a file the loader chokes on is one error line, never the end
+                failed += 1
+                typer.echo(f"ERROR {safe_text(name)}: cannot be read as a scenario "
+                           f"({type(exc).__name__}: {safe_text(exc, multiline=True)})")
                 continue
             if doc.expect is None:
                 skipped += 1
                 continue
             decision = evaluate(doc, pack)
             diffs = compare_expectation(doc, decision)
-            fired = ", ".join(r.rule for r in decision.reasons) or "no rule"
+            fired = safe_text(", ".join(r.rule for r in decision.reasons) or "no rule")
+            name = safe_text(name)
             if diffs:
                 failed += 1
-                typer.echo(f"FAIL  {name}: {'; '.join(diffs)} (fired: {fired})")
+                typer.echo(f"FAIL  {name}: {safe_text('; '.join(diffs))} (fired: {fired})")
             else:
                 passed += 1
                 typer.echo(f"ok    {name}: {decision.verdict.value} ({fired})")
         typer.echo(f"{passed} passed, {failed} failed, {skipped} without expect "
-                   f"(policy {pack.name} {pack.version})")
+                   f"(policy {safe_text(pack.name)} {safe_text(pack.version)})")
         if passed + failed == 0:
-            typer.echo(f"{directory}: no scenario with expect was found; nothing was tested")
+            typer.echo(f"{safe_text(directory)}: no scenario with expect was found; nothing was tested")
             raise typer.Exit(1)
         if failed:
             raise typer.Exit(1)
@@ -183,9 +199,10 @@ def register(app: typer.Typer) -> None:
         """Check a pack: syntax and types (file:line:col, the bad value, what was expected), then
         warnings. Exit 2 on an error; 0 otherwise (1 on warnings with --strict)."""
         warnings = lint_pack(pack_file)
+        where = safe_text(pack_file)
         for w in warnings:
-            typer.echo(f"{pack_file}: warning: {w}")
-        typer.echo(f"{pack_file}: ok ({len(warnings)} warning(s))" if warnings else f"{pack_file}: ok")
+            typer.echo(f"{where}: warning: {safe_text(w)}")
+        typer.echo(f"{where}: ok ({len(warnings)} warning(s))" if warnings else f"{where}: ok")
         if warnings and strict:
             raise typer.Exit(1)
 
@@ -194,4 +211,4 @@ def register(app: typer.Typer) -> None:
             help="A policy pack file (default: the packaged default pack).", show_default=False)] = None,
     ) -> None:
         """Print each rule of a pack with its rationale, in plain language."""
-        typer.echo(explain_pack(load_pack(pack_file)))
+        typer.echo(safe_text(explain_pack(load_pack(pack_file)), multiline=True))

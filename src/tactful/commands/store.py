@@ -1,8 +1,7 @@
-"""CLI commands over the store: ``tactful init`` and ``tactful customer show``."""
+"""CLI commands over the store: ``tactful init``, ``tactful customer show|list``, ``tactful imports list``."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -12,9 +11,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tactful.commands.common import DbOption
-from tactful.store.db import initialise, open_store
-from tactful.store.repo import CustomerView, Provenance, customer_ids, read_customer
+from tactful.commands.common import DbOption, data_text, safe_json, safe_text
+from tactful.commands.common import console as make_console
+from tactful.store.bookkeeping import ImportState
+from tactful.store.db import incomplete_error, initialise, open_store, store_marks
+from tactful.store.repo import (
+    CustomerView,
+    ImportBatch,
+    Provenance,
+    customer_ids,
+    list_imports,
+    read_customer,
+)
 
 
 class OutputFormat(StrEnum):
@@ -24,6 +32,10 @@ class OutputFormat(StrEnum):
 
 customer_app = typer.Typer(name="customer", help="Read what the store holds about a customer.",
                            no_args_is_help=True)
+imports_app = typer.Typer(name="imports", help="The import batches the store has run, with their state.",
+                          no_args_is_help=True)
+MAX_LIST = 1_000_000  # bounds of --limit / --offset: beyond them a value is a typo, not a page
+MAX_ORDERS = 1_000_000
 
 
 def init(db: DbOption = None) -> None:
@@ -34,7 +46,7 @@ def init(db: DbOption = None) -> None:
     """
     result = initialise(db)
     try:
-        typer.echo(result.describe())
+        typer.echo(safe_text(result.describe(), multiline=True))
     finally:
         result.engine.dispose()
 
@@ -44,7 +56,7 @@ def show(
     customer_id: Annotated[str, typer.Argument(help="The customer's id, as stored.", show_default=False)],
     db: DbOption = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="text (tables) or json.")] = OutputFormat.TEXT,
-    orders: Annotated[int, typer.Option("--orders", min=0,
+    orders: Annotated[int, typer.Option("--orders", min=0, max=MAX_ORDERS,
                                         help="Show the newest N orders; 0 shows all.")] = 20,
 ) -> None:
     """Everything the store knows about a customer, and where each piece came from.
@@ -60,7 +72,7 @@ def show(
     finally:
         engine.dispose()
     if fmt is OutputFormat.JSON:
-        typer.echo(json.dumps(view.to_json_dict(), indent=2, ensure_ascii=False))
+        typer.echo(safe_json(view.to_json_dict()))
     else:
         print_customer(view)
 
@@ -68,8 +80,9 @@ def show(
 @customer_app.command("list")
 def list_customers(
     db: DbOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many ids.")] = 50,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many ids first.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIST, help="At most this many ids.")] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, max=2**62,
+                                        help="Skip this many ids first.")] = 0,
 ) -> None:
     """Customer ids in the store, in id order, one per line (page with --limit and --offset)."""
     engine = open_store(db)
@@ -79,14 +92,78 @@ def list_customers(
     finally:
         engine.dispose()
     for customer_id in ids:
-        typer.echo(customer_id)
+        typer.echo(safe_text(customer_id))
+
+
+@imports_app.command("list")
+def list_imports_command(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIST,
+                                       help="At most this many, newest first.")] = 50,
+    state: Annotated[ImportState | None, typer.Option(
+        "--state", help="Only imports in this state.", case_sensitive=False)] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="text (a table) or json.")] = \
+        OutputFormat.TEXT,
+) -> None:
+    """Import batches (imports, sample builds, API writes), newest first, with their state.
+
+    running: still writing (its process is alive); finished; failed (with the error); interrupted: its
+    process stopped without finishing (killed, crashed). The counts (rows read, imported, quarantined)
+    are those of the last batch it committed. Re-running an interrupted or failed import is safe: rows are
+    upserted by key.
+    """
+    engine = open_store(db, allow_incomplete=True)  # the list says what happened to an incomplete store
+    try:
+        for mark in store_marks(engine):
+            error = incomplete_error(engine, mark)
+            make_console(stderr=True).print(
+                data_text(f"warning: {error.message}\n  fix: {error.hint}", style="yellow", multiline=True),
+                soft_wrap=True)
+        with engine.connect() as conn:
+            batches = list_imports(conn, limit=limit, state=state.value if state else None)
+    finally:
+        engine.dispose()
+    if fmt is OutputFormat.JSON:
+        typer.echo(safe_json([b.to_json_dict() for b in batches]))
+        return
+    print_imports(batches)
+
+
+_STATE_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow"}
+
+
+def print_imports(batches: list[ImportBatch], console: Console | None = None) -> None:
+    """The import batches as a Rich table (stored text shown as is, never as markup)."""
+    if console is None:
+        console = make_console()
+        if not console.is_terminal:
+            console = make_console(width=200)
+    if not batches:
+        console.print("no imports")
+        return
+    table = Table(title="Imports, newest first", title_justify="left", title_style="bold")
+    for name in ("import", "kind", "state", "origin", "source label", "started", "finished / last batch",
+                 "read", "imported", "quarantined", "note"):
+        table.add_column(name, overflow="fold", justify="right" if name in (
+            "read", "imported", "quarantined") else "left")
+    for b in batches:
+        note = b.error or (f"quarantine: {b.quarantine_file}" if b.quarantine_file else None)
+        table.add_row(_cell(f"#{b.id}"), _cell(b.kind), Text(b.state, style=_STATE_STYLE.get(b.state, "")),
+                      _cell(b.origin), _cell(b.source_label), _cell(b.started_at),
+                      _cell(b.finished_at or b.heartbeat_at), _cell(f"{b.rows_read:,}"),
+                      _cell(f"{b.rows_imported:,}"), _cell(f"{b.rows_quarantined:,}"), _cell(note))
+    console.print(table)
+    if any(b.state in ("interrupted", "failed") for b in batches):
+        console.print(Text("Interrupted or failed imports kept the batches they committed; run the same "
+                           "import again to finish (rows are upserted by key).", style="yellow"))
 
 
 # --------------------------------------------------------------------------- text rendering
 
 
 def _cell(value: Any) -> Text:
-    """A table cell as plain text (never Rich markup: stored values may hold brackets)."""
+    """A table cell as plain text (never Rich markup, emoji codes or control characters: stored values
+    are data, see :func:`tactful.commands.common.data_text`)."""
     if value is None:
         return Text("-", style="dim")
     if isinstance(value, datetime):
@@ -95,10 +172,10 @@ def _cell(value: Any) -> Text:
     if isinstance(value, bool):
         return Text("yes" if value else "no")
     if isinstance(value, StrEnum):
-        return Text(value.value)
+        return data_text(value.value)
     if isinstance(value, tuple | list):
-        return Text(", ".join(str(v) for v in value)) if value else Text("-", style="dim")
-    return Text(str(value))
+        return data_text(", ".join(str(v) for v in value)) if value else Text("-", style="dim")
+    return data_text(value)
 
 
 def _prov(p: Provenance) -> list[Text]:
@@ -106,7 +183,8 @@ def _prov(p: Provenance) -> list[Text]:
 
 
 def _table(title: str, columns: list[str]) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", show_lines=False, expand=False)
+    table = Table(title=data_text(title), title_justify="left", title_style="bold", show_lines=False,
+                  expand=False)
     for name in [*columns, "import", "written"]:
         table.add_column(name, overflow="fold")
     return table
@@ -115,9 +193,9 @@ def _table(title: str, columns: list[str]) -> Table:
 def print_customer(view: CustomerView, console: Console | None = None) -> None:
     """The customer view as Rich tables: one per kind of record, then the import batches they cite."""
     if console is None:
-        console = Console()
+        console = make_console()
         if not console.is_terminal:
-            console = Console(width=200)
+            console = make_console(width=200)
     c = view.customer.record
     head = _table(f"Customer {c.id}", ["id", "household", "first name", "last name", "birth date",
                                         "age range", "openness", "deceased"])
@@ -196,3 +274,4 @@ def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
     app.command("init")(init)
     app.add_typer(customer_app)
+    app.add_typer(imports_app)

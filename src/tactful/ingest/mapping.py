@@ -27,26 +27,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tactful.errors import IngestError, VocabularyError
 from tactful.ingest.kinds import KINDS, KindSpec
+from tactful.safeload import MAPPING_LIMITS, DocumentError, load_document
 
 DEFAULT_LIST_SEPARATOR = "|"
 _FIELD_KEYS = ("column", "value", "values", "date_format", "split")
 _TOP_KEYS = ("kind", "format", "csv", "date_format", "list_separator", "fields")
 _CSV_KEYS = ("delimiter", "quotechar", "encoding")
 _FORMATS = ("csv", "jsonl", "parquet")
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML without implicit booleans: in a value map ``yes``/``no``/``on`` are text, as in the data."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,22 +262,20 @@ def parse_mapping(document: Any, kind: KindSpec, *, source: str = "<mapping>") -
 
 
 def load_mapping(path: Path | None, kind: KindSpec) -> ColumnMapping:
-    """The mapping in ``path`` for ``kind``, or the identity mapping when ``path`` is None."""
+    """The mapping in ``path`` for ``kind``, or the identity mapping when ``path`` is None.
+
+    Read through the bounded loader (:data:`tactful.safeload.MAPPING_LIMITS`: at most 256 KiB, also
+    once YAML aliases are expanded, so the copy kept in ``imports.mapping`` stays that small; no
+    tags, no duplicate keys). ``yes``/``no``/``on`` stay text: they are values of their data."""
     if path is None:
         return identity_mapping(kind)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise IngestError(f"mapping file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IngestError(f"cannot read mapping file {path}: {exc}") from None
-    try:
-        document = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise IngestError(f"{path}{where}: not valid YAML: {problem}") from None
+        document = load_document(path, MAPPING_LIMITS, json_only=False, booleans=False,
+                                 source=str(path))
+    except DocumentError as exc:
+        if not path.exists():
+            raise IngestError(f"mapping file {path} does not exist") from None
+        raise IngestError(str(exc), hint=exc.hint) from None
     return parse_mapping(document, kind, source=str(path))
 
 

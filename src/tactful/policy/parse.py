@@ -4,17 +4,20 @@ The pack is read with ``yaml.compose`` so that every value keeps its position: a
 names the pack file, the line and column, the offending value and what was expected.
 
 A pack may ``extends:`` another (``default`` is the packaged default pack; anything else is a path,
-relative to the extending file): it inherits the parent's settings and rules, overrides settings key
-by key, replaces a rule by id (``replace: true``), disables rules (``disable: [id, ...]``) and adds
-rules. Rules marked ``locked: true`` (the fail-closed guards) can be neither disabled nor replaced.
+relative to the extending file, that must stay under the directory of the pack that was loaded: a
+file elsewhere is refused without being read; cycles are errors): it inherits the parent's settings
+and rules, overrides settings key by key, replaces a rule by id (``replace: true``), disables rules
+(``disable: [id, ...]``) and adds rules. Rules marked ``locked: true`` (the fail-closed guards) can be
+neither disabled nor replaced.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -45,10 +48,15 @@ from tactful.policy.nodes import (
     Rule,
     RuleTreeError,
     SettingRef,
+    SourcePos,
+    at,
 )
+from tactful.safeload import PACK_LIMITS, DocumentError, compose_yaml, decode, read_bytes
 from tactful.vocab import Channel, Depth, Openness, SharedWith, TouchKind, Verdict
 
 DEFAULT_PACK = "default"
+#: packs that extend each other, at most (a chain this long is a mistake, not a design)
+MAX_EXTENDS = 16
 TOP_KEYS = ("name", "version", "description", "extends", "settings", "disable", "rules")
 RULE_KEYS = ("id", "title", "source", "rationale", "when", "verdict", "message", "remedy", "max_depth",
              "named", "locked", "replace")
@@ -68,6 +76,10 @@ class _Ctx:
     """Where we are: the file name, for errors."""
 
     file: str
+
+    def pos(self, node: Node) -> SourcePos:
+        """Where ``node`` starts in the pack file (kept on the rule tree for compile errors)."""
+        return SourcePos(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def fail(self, node: Node | None, message: str, expected: str | None = None) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else None
@@ -96,10 +108,12 @@ class _Ctx:
             self.fail(node, f"{what}: {value!r} is not a boolean", "true or false")
         return value
 
-    def integer(self, node: Node, what: str) -> int:
+    def integer(self, node: Node, what: str, maximum: int | None = None) -> int:
         value = self.scalar(node)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             self.fail(node, f"{what}: {value!r} is not a non-negative integer", "an integer such as 10")
+        if maximum is not None and value > maximum:
+            self.fail(node, f"{what}: {value} is more than {maximum}", f"an integer from 0 to {maximum}")
         return value
 
     def member(self, node: Node, enum: type[E], what: str) -> E:
@@ -168,6 +182,20 @@ def _list(ctx: _Ctx, node: Node, what: str, item: Callable[[Node, str], Any]) ->
     return tuple(item(n, f"{what}[{i}]") for i, n in enumerate(ctx.sequence(node, what)))
 
 
+#: Bounds of integer settings. A window reaches back from ``now``: one of a million days would fall
+#: before year 1 and make every decision an evaluation error, so a pack that asks for it is invalid.
+MAX_DAYS = 36_500  # a century
+MAX_COUNT = 1_000_000
+
+
+def _int_maximum(name: str) -> int:
+    if name.endswith("_days"):
+        return MAX_DAYS
+    if name.endswith("_minutes"):
+        return MAX_DAYS * 24 * 60
+    return MAX_COUNT
+
+
 def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
     kind = SETTINGS[name].kind
     what = f"setting {name}"
@@ -178,7 +206,7 @@ def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
     if kind is SKind.SHARED_WITH:
         return ctx.member(node, SharedWith, what)
     if kind is SKind.INT:
-        return ctx.integer(node, what)
+        return ctx.integer(node, what, _int_maximum(name))
     if kind is SKind.CATEGORIES:
         return _list(ctx, node, what, ctx.category)
     if kind is SKind.USES:
@@ -230,10 +258,33 @@ def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
                 if any(c in other.channels for other in caps):
                     ctx.fail(got["channels"], f"{w}: channel {c.value} is already in another cap group",
                              "each channel in at most one group")
-            caps.append(FrequencyCap(channels, ctx.integer(got["max"], f"{w}.max"),
-                                     ctx.integer(got["days"], f"{w}.days")))
+            caps.append(FrequencyCap(channels, ctx.integer(got["max"], f"{w}.max", MAX_COUNT),
+                                     ctx.integer(got["days"], f"{w}.days", MAX_DAYS)))
         return tuple(caps)
     raise PolicyError(f"setting kind {kind} has no parser")  # pragma: no cover - every kind is above
+
+
+#: Settings an input guard reads, and the guard: a pack that extends another may add to them but not
+#: drop or change what it inherits, or the locked guard rule would stay in the pack and never fire
+#: (``channel_purposes: {}`` would switch purpose-off-channel off).
+GUARD_SETTINGS: Mapping[str, str] = MappingProxyType({
+    "channel_purposes": "the locked rule purpose-off-channel (feature purpose_off_channel)",
+})
+
+
+def _check_guard_settings(ctx: _Ctx, settings_node: Node, parent: Pack, own: Mapping[str, Any]) -> None:
+    for name, guard in GUARD_SETTINGS.items():
+        if name not in own:
+            continue
+        inherited: Mapping[Any, Any] = parent.settings.value(name)
+        mine: Mapping[Any, Any] = own[name]
+        lost = [f"{getattr(k, 'value', k)}: {v}" for k, v in inherited.items() if mine.get(k) != v]
+        if lost:
+            where = next((v for k, v in getattr(settings_node, "value", ())
+                          if isinstance(k, ScalarNode) and k.value == name), settings_node)
+            ctx.fail(where, f"setting {name}: {guard} reads it, so a pack that extends another may add "
+                     f"entries but not drop or change inherited ones ({', '.join(lost)})",
+                     f"every inherited entry kept, or {name} left out")
 
 
 def _settings(ctx: _Ctx, node: Node) -> dict[str, Any]:
@@ -296,7 +347,7 @@ def _operand(ctx: _Ctx, feature: str, op: Op, node: Node) -> Operand:
 
 def _build(ctx: _Ctx, node: Node, make: Callable[[], Cond]) -> Cond:
     try:
-        return make()
+        return at(make(), ctx.pos(node))
     except RuleTreeError as exc:
         ctx.fail(node, exc.message, exc.hint[len("expected "):] if exc.hint and exc.hint.startswith(
             "expected ") else exc.hint)
@@ -424,6 +475,7 @@ def _rule(ctx: _Ctx, node: Node, index: int) -> _RawRule:
             rationale=ctx.text(got["rationale"], "rationale") if "rationale" in got else "",
             remedies=remedies, max_depth=max_depth, drop_name=drop_name,
             locked=ctx.boolean(got["locked"], "locked") if "locked" in got else False,
+            pos=ctx.pos(node),
         )
     except RuleTreeError as exc:
         ctx.fail(got.get("verdict", node), exc.message, exc.hint[len("expected "):] if exc.hint
@@ -435,25 +487,56 @@ def _rule(ctx: _Ctx, node: Node, index: int) -> _RawRule:
 # --------------------------------------------------------------------------- packs
 
 
+def _policy_error(exc: DocumentError) -> PolicyError:
+    return PolicyError(exc.problem if not exc.path else f"{exc.path}: {exc.problem}", file=exc.source,
+                       line=exc.line, column=exc.column, hint=exc.hint)
+
+
 def _read(path: Path) -> str:
+    """A pack file's text through the bounded reader (size, UTF-8; tactful.safeload)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"cannot read policy pack {path}: {exc.strerror or exc}") from exc
+        return decode(read_bytes(path, PACK_LIMITS), str(path), PACK_LIMITS.what)
+    except DocumentError as exc:
+        raise _policy_error(exc) from None
+
+
+def _packaged(name: str) -> str | None:
+    """The text of the packaged pack ``name`` (``default`` → packs/default.yaml), if there is one."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        return None
+    resource = resources.files("tactful.policy").joinpath("packs", f"{name}.yaml")
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None
+
+
+def _resolve_extends(ctx: _Ctx, node: Node, extends: str, base_dir: Path | None,
+                     root_dir: Path | None) -> Path:
+    """The file an ``extends`` path names, refused (without being read) unless it lies under the
+    directory of the pack that was loaded first (symbolic links resolved)."""
+    if root_dir is None or base_dir is None:
+        ctx.fail(node, f"extends: {extends!r} is not a packaged pack, and a pack given as text can only "
+                 "extend packaged packs", f"'{DEFAULT_PACK}'")
+    target = Path(os.path.realpath(base_dir / extends))
+    root = Path(os.path.realpath(root_dir))
+    if not target.is_relative_to(root):
+        ctx.fail(node, f"extends: {extends!r} is outside the pack's directory {root}; it was not read",
+                 f"'{DEFAULT_PACK}', another packaged pack, or a pack file under {root}")
+    if not target.is_file():
+        ctx.fail(node, f"extends: no pack at {target}", f"'{DEFAULT_PACK}' or a path to a pack")
+    return target
 
 
 def parse_pack(text: str, *, source: str = "<pack>", base_dir: Path | None = None,
-               _chain: tuple[str, ...] = ()) -> Pack:
+               root_dir: Path | None = None, _chain: tuple[str, ...] = ()) -> Pack:
     """Parse a pack from YAML text. ``source`` names the file in errors; ``base_dir`` resolves a
-    relative ``extends`` path."""
+    relative ``extends`` path, which must stay under ``root_dir`` (default: ``base_dir``, the
+    directory of the first pack). Packaged packs are extended by name (``extends: default``)."""
     ctx = _Ctx(source)
+    if root_dir is None:
+        root_dir = base_dir
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        raise PolicyError(f"not valid YAML: {exc.problem}", file=source,
-                          line=mark.line + 1 if mark else None,
-                          column=mark.column + 1 if mark else None) from None
+        root = compose_yaml(text, source, PACK_LIMITS)
+    except DocumentError as exc:
+        raise _policy_error(exc) from None
     if root is None:
         ctx.fail(None, "the pack is empty", "a mapping with name, version and rules")
     items = ctx.mapping(root, "pack")
@@ -470,24 +553,30 @@ def parse_pack(text: str, *, source: str = "<pack>", base_dir: Path | None = Non
     extends: str | None = None
     if "extends" in got:
         extends = ctx.text(got["extends"], "extends")
-        if extends in _chain:
-            ctx.fail(got["extends"], f"extends: cycle {' -> '.join((*_chain, extends))}", "no cycle")
-        chain = (*_chain, source)
+        here = _chain_key(source, base_dir)
+        chain = (*_chain, here)
         if extends == DEFAULT_PACK:
             parent = default_pack()
+        elif (packaged := _packaged(extends)) is not None:
+            key = f"<packaged {extends}.yaml>"
+            if key in chain:
+                ctx.fail(got["extends"], f"extends: cycle {' -> '.join((*chain, key))}", "no cycle")
+            parent = parse_pack(packaged, source=key, _chain=chain)
         else:
-            ppath = (base_dir or Path.cwd()) / extends
+            ppath = _resolve_extends(ctx, got["extends"], extends, base_dir, root_dir)
             if str(ppath) in chain:
-                ctx.fail(got["extends"], f"extends: cycle through {ppath}", "no cycle")
-            if not ppath.is_file():
-                ctx.fail(got["extends"], f"extends: no pack at {ppath}",
-                         f"'{DEFAULT_PACK}' or a path to a pack")
-            parent = parse_pack(_read(ppath), source=str(ppath), base_dir=ppath.parent, _chain=chain)
+                ctx.fail(got["extends"], f"extends: cycle {' -> '.join((*chain, str(ppath)))}", "no cycle")
+            if len(chain) > MAX_EXTENDS:
+                ctx.fail(got["extends"], f"extends: more than {MAX_EXTENDS} packs extend each other",
+                         f"at most {MAX_EXTENDS} levels of extends")
+            parent = parse_pack(_read(ppath), source=str(ppath), base_dir=ppath.parent, root_dir=root_dir,
+                                _chain=chain)
 
     own_settings = _settings(ctx, got["settings"]) if "settings" in got else {}
     merged: dict[str, Any] = {}
     if parent is not None:
         merged = {n: parent.settings.value(n) for n in SETTINGS}
+        _check_guard_settings(ctx, got.get("settings", root), parent, own_settings)
     merged.update(own_settings)
     missing = [n for n in SETTINGS if n not in merged]
     if missing:
@@ -558,3 +647,12 @@ def load_pack(path: str | Path | None = None) -> Pack:
         return default_pack()
     p = Path(path)
     return parse_pack(_read(p), source=str(p), base_dir=p.parent)
+
+
+def _chain_key(source: str, base_dir: Path | None) -> str:
+    """How a pack is named in the ``extends`` chain: its real path when it is a file."""
+    if base_dir is not None and not source.startswith("<"):
+        candidate = Path(source)
+        if candidate.is_file():
+            return os.path.realpath(candidate)
+    return source

@@ -1,0 +1,1 @@
+"""Campaign definitions that ship with Tactful (the demo campaign's templates live in demo.yaml)."""

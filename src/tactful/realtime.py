@@ -1,0 +1,603 @@
+"""Real time: build the scenario of one customer and one touch from the store, and decide it.
+
+A *touch file* (docs/realtime.md) describes the proposed touch the way a campaign or a page knows it:
+the scenario's ``touch`` section, except that
+
+* ``to`` may be a contact-point id or a selector ``{kind: email}`` (the customer's best contact point
+  of that kind),
+* ``uses`` and ``shows`` hold fact *selectors* — a fact or order id, or a mapping such as
+  ``{kind: purchase, within_days: 60}`` — resolved against this customer's facts and orders,
+* ``shows_items`` names the products the touch shows; their implied categories (the products'
+  stored labels plus the sensitivity mapping, :mod:`tactful.sensitivity`) become ``shows_implies``.
+
+:class:`StoreScenarioBuilder` reads the store with a handful of indexed queries per customer (the
+customer by primary key; contact points, consents, facts, orders and touches by ``customer_id``) and
+returns the :class:`~tactful.model.Scenario` that is judged — validated like any scenario file, so that
+``tactful scenario export`` writes exactly the document ``tactful decide FILE`` replays.
+
+Fail closed: a selector never silently drops a matching fact (reads are bounded by the selectors' and
+the policy's windows, and a customer over the hard ceilings is an error, not a truncated history);
+an exact fact id that is not found stays in the touch, so the evaluator blocks on it
+(``missing-fact-reference``); a contact point that cannot be found leaves ``to`` empty (the channel's
+``missing-contact-point`` block); a shown product that is not in the store, an unknown customer or a
+store row that is not valid is an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from sqlalchemy.engine import Connection
+
+from tactful import vocab
+from tactful.errors import NotFoundError, ScenarioError, StoreError
+from tactful.model import (
+    Id,
+    Key,
+    Scenario,
+    Sender,
+    UTCDateTime,
+    validation_errors,
+)
+from tactful.policy import Pack
+from tactful.safeload import TOUCH_LIMITS, DocumentError, load_document
+from tactful.sensitivity import SensitivityMapping, load_mapping
+from tactful.store import tables as t
+from tactful.vocab import (
+    Channel,
+    ContactKind,
+    Depth,
+    FactKind,
+    Granularity,
+    Origin,
+    TouchKind,
+    Trigger,
+)
+
+PURCHASE_CATEGORY = "user.behavior.purchase_history"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Hard ceilings per customer and decision. Above them the decision is refused (an error, fail closed)
+#: rather than made on a truncated history. Selectors with ``within_days`` keep real reads far below.
+MAX_FACTS = 10_000
+MAX_ORDER_LINES = 20_000
+MAX_RECENT_TOUCHES = 10_000
+MAX_SHOWN_ITEMS = 1_000
+#: How many product names an order's label lists.
+LABEL_ITEMS = 5
+
+
+# --------------------------------------------------------------------------- the touch file
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class FactSelector(_Strict):
+    """Which of the customer's facts and orders a touch uses or shows. Every field given must match;
+    a selector with no field matches every fact and every order (within the ceilings)."""
+
+    id: Id | None = None
+    kind: FactKind | None = None
+    category: Key | None = None  # covers its sub-keys
+    origin: Origin | None = None
+    source: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    context: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    within_days: Annotated[int, Field(ge=0, le=36_600)] | None = None
+    newest: Annotated[int, Field(ge=1, le=MAX_FACTS)] | None = None  # only the newest N that match
+
+    def can_match_orders(self) -> bool:
+        """Could an order (a purchase fact: observed, purchase history) match this selector?"""
+        return (self.kind in (None, FactKind.PURCHASE) and self.origin in (None, Origin.OBSERVED)
+                and (self.category is None or vocab.covers(self.category, PURCHASE_CATEGORY)))
+
+
+class ContactSelector(_Strict):
+    """The customer's contact point of this kind: not bounced first, then the most recently verified,
+    then the smallest id (documented in docs/realtime.md)."""
+
+    kind: ContactKind
+
+
+def _selectors(value: Any) -> Any:
+    """A bare id (``persona-shoes-f1``) is shorthand for ``{id: ...}``; ints are ids too."""
+    if isinstance(value, list | tuple):
+        return [{"id": str(v)} if isinstance(v, str | int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+class TouchSpec(_Strict):
+    """The ``touch`` section of a touch file: the scenario's touch, with selectors (docs/realtime.md)."""
+
+    kind: TouchKind
+    purpose: Key
+    channel: Channel
+    to: Id | ContactSelector | None = None
+    sender: Sender = "first_party"
+    sender_implies: tuple[Key, ...] = ()
+    uses: tuple[FactSelector, ...] = ()
+    shows: tuple[FactSelector, ...] = ()
+    shows_items: tuple[Id, ...] = ()
+    shows_implies: tuple[Key, ...] = ()
+    depth: Depth = Depth.NONE
+    named: bool = False
+    trigger: Trigger = Trigger.SCHEDULED
+    granularity: Granularity | None = None
+    group_size: Annotated[int, Field(ge=0)] | None = None
+
+    @field_validator("uses", "shows", mode="before")
+    @classmethod
+    def _fact_selectors(cls, value: Any) -> Any:
+        return _selectors(value)
+
+    @field_validator("shows_items", mode="before")
+    @classmethod
+    def _item_ids(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
+
+
+class TouchFile(_Strict):
+    """A touch file: an optional evaluation time and the touch."""
+
+    version: Annotated[int, Field(ge=1, le=1)] = 1
+    now: UTCDateTime | None = None
+    touch: TouchSpec
+
+
+def parse_touch(data: Any, *, source: str = "<touch>") -> TouchFile:
+    """Validate a touch document (already loaded); errors name the file and the field path."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: a touch file is a mapping with a `touch` section "
+                            "(see docs/realtime.md)", source=source)
+    try:
+        return TouchFile.model_validate(data)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        errors = [(p, "unknown field (not in the touch file format; see docs/realtime.md)"
+                   if m.startswith("unknown field") else m) for p, m in errors]
+        lines = "\n".join(f"  {path}: {msg}" for path, msg in errors)
+        raise ScenarioError(f"{source}: invalid touch file\n{lines}", errors=errors, source=source) from None
+
+
+def load_touch_file(path: Path) -> TouchFile:
+    """Read and validate a touch file (YAML or JSON) through the bounded loader (tactful.safeload:
+    size, depth, aliases, tags, duplicate keys, UTF-8). Exit 2 errors name the file, line or field."""
+    try:
+        data = load_document(path, TOUCH_LIMITS, source=str(path))
+    except DocumentError as exc:
+        raise ScenarioError(str(exc), source=str(path)) from None
+    return parse_touch(data, source=str(path))
+
+
+# --------------------------------------------------------------------------- reading the store
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; the store writes UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _db_time(value: datetime) -> datetime:
+    """A bound parameter for a time column: UTC (naive for SQLite, which stores UTC text)."""
+    return value.astimezone(UTC)
+
+
+def _json_list(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):  # a driver that hands back JSON text
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise StoreError(f"{where}: implies is not a JSON list: {value!r}") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise StoreError(f"{where}: implies is not a list of data categories: {value!r}",
+                         hint="correct the row (re-import it) and retry")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A fact or an order, as a scenario fact (a dict) plus what selectors look at."""
+
+    doc: dict[str, Any]
+    from_order: bool
+
+    @property
+    def id(self) -> str:
+        return str(self.doc["id"])
+
+    @property
+    def at(self) -> datetime | None:
+        at: datetime | None = self.doc.get("at")
+        return at
+
+
+def _matches(sel: FactSelector, c: _Candidate, now: datetime) -> bool:
+    d = c.doc
+    if sel.id is not None and d["id"] != sel.id:
+        return False
+    if sel.kind is not None and d["kind"] != sel.kind.value:
+        return False
+    if sel.category is not None and not vocab.covers(sel.category, d["category"]):
+        return False
+    if sel.origin is not None and d["origin"] != sel.origin.value:
+        return False
+    if sel.source is not None and d["source"] != sel.source:
+        return False
+    if sel.context is not None and d["context"] != sel.context:
+        return False
+    # a fact without a time may be recent: it is selected (using more never loosens a decision)
+    return sel.within_days is None or c.at is None or now - timedelta(days=sel.within_days) < c.at <= now
+
+
+def _select(selectors: Sequence[FactSelector], pool: Sequence[_Candidate], now: datetime,
+            by_order: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(selected candidate ids, exact ids that matched nothing) in selector order, deduplicated.
+    An exact id naming an order that a purchase fact stands for selects that fact."""
+    out: dict[str, None] = {}
+    missing: list[str] = []
+    for sel in selectors:
+        if sel.id is not None and sel.id in by_order:
+            sel = sel.model_copy(update={"id": by_order[sel.id]})
+        hits = [c for c in pool if _matches(sel, c, now)]
+        if sel.newest is not None:
+            hits.sort(key=lambda c: (c.at is not None, c.at or datetime.min.replace(tzinfo=UTC), c.id),
+                      reverse=True)
+            hits = hits[:sel.newest]
+        if not hits and sel.id is not None:
+            missing.append(sel.id)
+        out.update(dict.fromkeys(c.id for c in hits))
+    return list(out), missing
+
+
+class StoreScenarioBuilder:
+    """Builds scenarios from the store for one policy pack (its windows bound what is read).
+
+    One builder serves many customers; it keeps the prepared statements and a per-product cache of
+    the sensitivity mapping's labels. Not thread-safe (the cache); use one per thread.
+    """
+
+    def __init__(self, pack: Pack, mapping: SensitivityMapping | None = None) -> None:
+        self.pack = pack
+        self.mapping = mapping if mapping is not None else load_mapping()
+        s = pack.settings
+        self.touch_window_days = max([c.days for c in s.frequency_caps] + [s.survey_window_days])
+        self._labels: dict[tuple[str | None, ...], tuple[str, ...]] = {}
+        self._statements()
+
+    def _statements(self) -> None:
+        cid: sa.BindParameter[str] = sa.bindparam("cid", type_=t.customers.c.id.type)
+        self._q_customer = sa.select(t.customers.c.id, t.customers.c.openness, t.customers.c.deceased
+                                     ).where(t.customers.c.id == cid)
+        cp = t.contact_points.c
+        self._q_contacts = (sa.select(cp.id, cp.kind, cp.shared_with, cp.verified_at, cp.bounced)
+                            .where(cp.customer_id == cid).order_by(cp.id))
+        cs = t.consents.c
+        self._q_consents = (sa.select(cs.id, cs.purpose, cs.channel, cs.status, cs.source, cs.at)
+                            .where(cs.customer_id == cid).order_by(cs.at, cs.id))
+        f = t.facts.c
+        self._q_facts = (sa.select(f.id, f.kind, f.category, f.implies, f.label, f.value, f.origin, f.source,
+                                   f.context, f.at)
+                         .where(f.customer_id == cid).order_by(f.at, f.id).limit(MAX_FACTS + 1))
+        tc = t.touches.c
+        self._q_touches = (sa.select(tc.id, tc.channel, tc.purpose, tc.kind, tc.at)
+                           .where(tc.customer_id == cid, tc.at > sa.bindparam("since"),
+                                  tc.at <= sa.bindparam("now"))
+                           .order_by(tc.at, tc.id).limit(MAX_RECENT_TOUCHES + 1))
+        p = t.products.c
+        self._product_cols = (p.id.label("product_id"), p.name, p.department, p.category, p.subcategory,
+                              p.implies)
+        self._q_products = sa.select(*self._product_cols).where(
+            p.id.in_(sa.bindparam("ids", expanding=True, type_=p.id.type)))
+        self._orders_statements()
+
+    # ---- products
+
+    def product_implies(self, row: Any) -> tuple[str, ...]:
+        """A product's implied categories: its stored label united with the sensitivity mapping's
+        (both can only add: a product is never less sensitive than either says)."""
+        stored = _json_list(row.implies, f"products row {row.product_id!r}")
+        key = (row.department, row.category, row.subcategory, row.name)
+        mapped = self._labels.get(key)
+        if mapped is None:
+            if len(self._labels) > 200_000:
+                self._labels.clear()
+            mapped = self.mapping.implies(*key)
+            self._labels[key] = mapped
+        if not stored:
+            return mapped
+        return tuple(sorted({*stored, *mapped}))
+
+    def orders_query(self, customer_id: str, since: datetime | None, all_orders: bool,
+                     ids: Iterable[str]) -> tuple[sa.Select[Any], dict[str, Any]] | None:
+        """The one query (prepared once) that reads the orders a touch can reach — all of them, or
+        those after ``since`` — plus those named in ``ids``, with their lines and products; and its
+        parameters. None when nothing can be reached."""
+        wanted = sorted(set(ids))
+        if not all_orders and since is None and not wanted:
+            return None
+        params = {"cid": customer_id, "ids": wanted,
+                  "since": _db_time(since) if since is not None else _EPOCH}
+        return (self._q_orders_all if all_orders else self._q_orders), params
+
+    def _orders_statements(self) -> None:
+        o, ln = t.orders.c, t.order_lines.c
+        base = (sa.select(o.id.label("order_id"), o.at, o.source, o.context, ln.line_no, *self._product_cols)
+                .select_from(t.orders.outerjoin(t.order_lines, ln.order_id == o.id)
+                             .outerjoin(t.products, t.products.c.id == ln.product_id))
+                .order_by(o.at, o.id, ln.line_no).limit(MAX_ORDER_LINES + 1))
+        cid = sa.bindparam("cid", type_=o.customer_id.type)
+        ids = sa.bindparam("ids", expanding=True, type_=o.id.type)
+        self._q_orders_all = base.where(o.customer_id == cid)
+        self._q_orders = base.where(o.customer_id == cid,
+                                    sa.or_(o.at > sa.bindparam("since", type_=o.at.type), o.id.in_(ids)))
+
+    def _orders(self, conn: Connection, customer_id: str, since: datetime | None, all_orders: bool,
+                ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Orders of the customer (those after ``since``, every one with ``all_orders``, and those named
+        in ``ids``) with their lines' products: order id -> {order row, names, implies}."""
+        prepared = self.orders_query(customer_id, since, all_orders, ids)
+        if prepared is None:
+            return {}
+        query, params = prepared
+        rows = conn.execute(query, params).all()
+        if len(rows) > MAX_ORDER_LINES:
+            raise StoreError(
+                f"customer {customer_id!r}: the touch selects more than {MAX_ORDER_LINES} order lines; "
+                "a real-time decision refuses to judge a truncated history",
+                hint="narrow the touch's purchase selectors with within_days or newest")
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            entry = out.get(r.order_id)
+            if entry is None:
+                entry = out[r.order_id] = {"at": _utc(r.at), "source": r.source, "context": r.context,
+                                           "names": [], "implies": set()}
+            if r.line_no is None:
+                continue
+            if r.product_id is None:  # pragma: no cover - the foreign key prevents it
+                raise StoreError(f"order {r.order_id!r} line {r.line_no} names a product that is not in "
+                                 "the store")
+            entry["implies"].update(self.product_implies(r))
+            entry["names"].append(r.name or str(r.product_id))
+        return out
+
+    def shown_items(self, conn: Connection, items: Sequence[str]) -> tuple[str, ...]:
+        """The implied categories of the shown products; an unknown product is an error (exit 2)."""
+        if not items:
+            return ()
+        if len(items) > MAX_SHOWN_ITEMS:
+            raise ScenarioError(f"touch.shows_items: {len(items)} products; at most {MAX_SHOWN_ITEMS}")
+        wanted = list(dict.fromkeys(items))
+        rows = {r.product_id: r for r in conn.execute(self._q_products, {"ids": wanted})}
+        unknown = [i for i in wanted if i not in rows]
+        if unknown:
+            raise NotFoundError(f"touch.shows_items: no product {', '.join(repr(u) for u in unknown)} "
+                                "in the store", hint="name products by the id the store holds")
+        found: set[str] = set()
+        for i in wanted:
+            found.update(self.product_implies(rows[i]))
+        return tuple(sorted(found))
+
+    # ---- the scenario
+
+    def document(self, conn: Connection, customer_id: str, spec: TouchFile | None,
+                 now: datetime | None = None) -> dict[str, Any]:
+        """The scenario document (a dict of Python values) for ``customer_id`` and the touch.
+
+        ``now`` wins over the touch file's ``now``, which wins over the current time. Without a touch
+        file the touch is a placeholder (a generic web service message that uses nothing)."""
+        when = now or (spec.now if spec is not None else None) or datetime.now(UTC)
+        when = when.astimezone(UTC)
+        touch = spec.touch if spec is not None else TouchSpec(
+            kind=TouchKind.SERVICE, purpose="essential.service", channel=Channel.WEB)
+        try:
+            return self._document(conn, customer_id, touch, when)
+        except sa.exc.SQLAlchemyError as exc:
+            detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            raise StoreError(f"cannot read customer {customer_id!r} from the store: {detail}",
+                             hint="check the store URL and that `tactful init` was run on it") from exc
+
+    def _document(self, conn: Connection, customer_id: str, touch: TouchSpec,
+                  now: datetime) -> dict[str, Any]:
+        params = {"cid": customer_id}
+        cust = conn.execute(self._q_customer, params).first()
+        if cust is None:
+            raise NotFoundError(f"no customer {customer_id!r} in the store",
+                                hint="check the id; `tactful customer list` prints the ids the store holds")
+        doc: dict[str, Any] = {"version": 1, "now": now}
+        customer: dict[str, Any] = {"id": cust.id, "deceased": bool(cust.deceased)}
+        if cust.openness is not None:
+            customer["openness"] = cust.openness
+        doc["customer"] = customer
+
+        contacts = conn.execute(self._q_contacts, params).all()
+        doc["contact_points"] = [
+            {"id": r.id, "kind": r.kind, "shared_with": r.shared_with, "verified_at": _utc(r.verified_at),
+             "bounced": bool(r.bounced)} for r in contacts]
+        doc["consents"] = [
+            {"purpose": r.purpose, "channel": r.channel, "status": r.status, "source": r.source,
+             "at": _utc(r.at)} for r in conn.execute(self._q_consents, params)]
+
+        # facts of the facts table: all of them (few per customer; the declared ones widen what the
+        # customer told us, every one is checked against the vocabulary)
+        fact_rows = conn.execute(self._q_facts, params).all()
+        if len(fact_rows) > MAX_FACTS:
+            raise StoreError(f"customer {customer_id!r} has more than {MAX_FACTS} facts; a real-time "
+                             "decision refuses to judge a truncated profile",
+                             hint="archive old events, or decide this customer in batch")
+        pool: list[_Candidate] = []
+        stands_for: dict[str, str] = {}  # order id -> the purchase fact that stands for it
+        for r in fact_rows:
+            implies = _json_list(r.implies, f"facts row {r.id!r}")
+            pool.append(_Candidate({
+                "id": r.id, "kind": r.kind, "category": r.category, "implies": implies, "label": r.label,
+                "origin": r.origin, "source": r.source, "context": r.context, "at": _utc(r.at)}, False))
+            if r.kind == FactKind.PURCHASE.value and r.value:
+                stands_for.setdefault(str(r.value), r.id)
+
+        # orders: only those a selector can reach (its window), those a purchase fact stands for, and
+        # those named by id
+        selectors = (*touch.uses, *touch.shows)
+        order_sels = [s for s in selectors if s.id is None and s.can_match_orders()]
+        fact_ids = {c.id for c in pool}
+        named = [s.id for s in selectors if s.id is not None and s.id not in fact_ids]
+        all_orders = any(s.within_days is None for s in order_sels)
+        since = (now - timedelta(days=max(s.within_days or 0 for s in order_sels))) if order_sels else None
+        orders = self._orders(conn, customer_id, since, all_orders, [*stands_for, *named])
+        facts_by_id = {c.id: c for c in pool}
+        for oid, entry in orders.items():
+            standing = stands_for.get(oid)
+            if standing is not None:
+                # the fact stands for the order: it reveals at least what the order's products imply
+                fact = facts_by_id[standing].doc
+                fact["implies"] = sorted({*fact["implies"], *entry["implies"]})
+                continue
+            if oid in facts_by_id:
+                raise StoreError(f"customer {customer_id!r}: order {oid!r} has the id of a fact; "
+                                 "a touch could not say which one it uses",
+                                 hint="give the fact another id (re-import it)")
+            names = entry["names"]
+            shown = ", ".join(names[:LABEL_ITEMS]) + (f" and {len(names) - LABEL_ITEMS} more"
+                                                       if len(names) > LABEL_ITEMS else "")
+            pool.append(_Candidate({
+                "id": oid, "kind": FactKind.PURCHASE.value, "category": PURCHASE_CATEGORY,
+                "implies": sorted(entry["implies"]),
+                "label": f"Order {oid}" + (f": {shown}" if shown else ""),
+                "origin": Origin.OBSERVED.value, "source": entry["source"], "context": entry["context"],
+                "at": entry["at"]}, True))
+        by_order = {oid: fid for oid, fid in stands_for.items() if fid in facts_by_id}
+        uses, missing_uses = _select(touch.uses, pool, now, by_order)
+        shows, missing_shows = _select(touch.shows, pool, now, by_order)
+        chosen = set(uses) | set(shows)
+        # the scenario holds every fact of the facts table, and the orders the touch uses or shows
+        doc["facts"] = [c.doc for c in pool if not c.from_order or c.id in chosen]
+
+        since_touch = now - timedelta(days=self.touch_window_days)
+        touch_rows = conn.execute(self._q_touches, {"cid": customer_id, "since": _db_time(since_touch),
+                                                    "now": _db_time(now)}).all()
+        if len(touch_rows) > MAX_RECENT_TOUCHES:
+            raise StoreError(f"customer {customer_id!r} has more than {MAX_RECENT_TOUCHES} touches in the "
+                             f"policy's {self.touch_window_days}-day window; refusing to judge a truncated "
+                             "history")
+        doc["recent_touches"] = [
+            {"channel": r.channel, "purpose": r.purpose, "at": _utc(r.at), "kind": r.kind}
+            for r in touch_rows]
+
+        out: dict[str, Any] = {"kind": touch.kind, "purpose": touch.purpose, "channel": touch.channel}
+        to = self._recipient(touch, contacts)
+        if to is not None:
+            out["to"] = to
+        out["sender"] = touch.sender
+        out["sender_implies"] = list(touch.sender_implies)
+        # exact ids that matched nothing stay: the evaluator blocks on a dangling reference
+        out["uses"] = [*uses, *missing_uses]
+        out["shows"] = [*shows, *missing_shows]
+        implied = self.shown_items(conn, touch.shows_items)
+        out["shows_implies"] = list(dict.fromkeys((*touch.shows_implies, *implied)))
+        out["depth"] = touch.depth
+        out["named"] = touch.named
+        out["trigger"] = touch.trigger
+        if touch.granularity is not None:
+            out["granularity"] = touch.granularity
+        if touch.group_size is not None:
+            out["group_size"] = touch.group_size
+        doc["touch"] = out
+        return doc
+
+    @staticmethod
+    def _recipient(touch: TouchSpec, contacts: Sequence[Any]) -> str | None:
+        if touch.to is None:
+            return None
+        if isinstance(touch.to, str):
+            return touch.to  # checked by the evaluator: unknown id -> missing-contact-point
+        kind = touch.to.kind.value
+        fits = [c for c in contacts if c.kind == kind]
+        if not fits:
+            return None
+
+        def rank(c: Any) -> tuple[bool, bool, float, str]:
+            verified = _utc(c.verified_at)
+            return (bool(c.bounced), verified is None, -verified.timestamp() if verified else 0.0, str(c.id))
+
+        return str(min(fits, key=rank).id)
+
+    def scenario(self, conn: Connection, customer_id: str, spec: TouchFile | None,
+                 now: datetime | None = None) -> Scenario:
+        """The validated scenario (the same validation as a scenario file)."""
+        return to_scenario(self.document(conn, customer_id, spec, now), customer_id)
+
+
+def to_scenario(doc: Mapping[str, Any], customer_id: str) -> Scenario:
+    """Validate a document built from the store; a row that does not fit the contract is a store error
+    that names the element (fail closed: nothing half-understood reaches a decision)."""
+    try:
+        return Scenario.model_validate(doc)
+    except ValidationError as exc:
+        problems = []
+        for path, msg in validation_errors(exc):
+            problems.append(f"  {_name_element(doc, path)}: {msg}")
+        raise StoreError(f"customer {customer_id!r}: the store's data does not form a valid scenario\n"
+                         + "\n".join(problems),
+                         hint="correct the rows named above (re-import them) and retry") from None
+
+
+def _name_element(doc: Mapping[str, Any], path: str) -> str:
+    """``facts[3].kind`` -> ``facts[3] (id persona-x-f1).kind`` so the store row can be found."""
+    head, _, rest = path.partition("[")
+    if rest and head in ("facts", "contact_points"):
+        index = rest.split("]", 1)[0]
+        try:
+            element = doc[head][int(index)]
+        except (KeyError, IndexError, ValueError, TypeError):
+            return path
+        tail = path[len(head) + len(index) + 2:]
+        return f"{head}[{index}] (id {element.get('id')!r}){tail}"
+    return path
+
+
+def scenario_document(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as the contract's JSON-able document (what ``scenario export`` writes)."""
+    return scenario.model_dump(mode="json", exclude_none=True)
+
+
+def parse_now(text: str | None) -> datetime | None:
+    """``--now``: an ISO 8601 date or date-time (UTC when no offset is given)."""
+    if text is None:
+        return None
+    try:
+        return _NOW.validate_python(text)
+    except ValidationError as exc:
+        msg = "; ".join(m for _p, m in validation_errors(exc))
+        raise ScenarioError(f"--now: {msg}") from None
+
+
+_NOW: TypeAdapter[datetime] = TypeAdapter(UTCDateTime)
+
+
+def scenario_from_store(url: str | None, customer_id: str, spec: TouchFile | None, pack: Pack, *,
+                        now: str | datetime | None = None,
+                        mapping: SensitivityMapping | None = None) -> Scenario:
+    """Open the store at ``url``, build the scenario of ``customer_id`` and the touch, close the store.
+    (A server keeps one engine and one :class:`StoreScenarioBuilder` instead.)"""
+    from tactful.store.db import open_store
+
+    when = parse_now(now) if isinstance(now, str) else now
+    builder = StoreScenarioBuilder(pack, mapping)
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            return builder.scenario(conn, customer_id, spec, when)
+    finally:
+        engine.dispose()
