@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic.fields import FieldInfo
 from sqlalchemy.engine import Dialect
 
+from tactful import model
 from tactful.ingest.kinds import KindSpec, Target
 from tactful.ingest.values import INT32, ValueProblem, column_bounds
 
@@ -92,6 +93,13 @@ def _bounds(metadata: list[Any]) -> tuple[dict[str, Any], bool]:
     return out, False
 
 
+def _only_to_utc(metadata: list[Any]) -> bool:
+    """Whether a date-time field's only validator is the model's ``_to_utc`` (mirrored by
+    :func:`_parse_iso`, with its year range)."""
+    validators = [m for m in metadata if not isinstance(m, at.BaseMetadata)]
+    return len(validators) == 1 and getattr(validators[0], "func", None) is model._to_utc
+
+
 def _db_value(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
@@ -132,7 +140,7 @@ class FieldColumn:
             self.mode = "number"
         elif field_type == "date" and base is date and not other:
             self.mode = "date"
-        elif field_type == "date-time" and base is datetime:
+        elif field_type == "date-time" and base is datetime and _only_to_utc([*info.metadata, *metadata]):
             self.mode = "date-time"  # the model's only validator is _to_utc, which the check mirrors
         if self.mode in ("text", "integer") and self.processor is not None:
             self.mode = "distinct"  # a store type that converts the value: leave it to the validator
@@ -287,7 +295,10 @@ def _parse_iso(texts: list[str], *, dates_only: bool) -> tuple[np.ndarray, np.nd
     that is not in one of them or not a valid calendar value (those go through the model).
 
     Shapes: ``YYYY-MM-DD``; and for date-times also ``YYYY-MM-DD[T ]HH:MM``, ``...:SS``, ``...:SSZ``
-    and ``...:SS+HH:MM`` / ``-HH:MM``. Years 1 and 9999 are left to the model (the edge of range)."""
+    and ``...:SS+HH:MM`` / ``-HH:MM``. Dates are taken in years 2-9998 (what ``date`` holds, less the
+    edges); date-times in the years the record models allow (``model.MIN_YEAR``..``MAX_YEAR``) less
+    their first and last year, so that an offset never moves a taken value out of range: the edges go
+    to the model."""
     n = len(texts)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
     codes = np.array(texts, dtype="U25").view(np.uint32).reshape(n, 25).astype(np.int64) if n else \
@@ -329,7 +340,8 @@ def _parse_iso(texts: list[str], *, dates_only: bool) -> tuple[np.ndarray, np.nd
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     safe_month = np.clip(month, 1, 12)
     dim = _DAYS_IN_MONTH[safe_month] + ((safe_month == 2) & leap)
-    valid = (shape & (year >= 2) & (year <= 9998) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= dim)
+    low, high = (2, 9998) if dates_only else (model.MIN_YEAR + 1, model.MAX_YEAR - 1)
+    valid = (shape & (year >= low) & (year <= high) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= dim)
              & (hour <= 23) & (minute <= 59) & (second <= 59) & (off_h <= 23) & (off_m <= 59))
     # days from the civil date (H. Hinnant's algorithm), valid for years >= 1
     y = year - (safe_month <= 2)

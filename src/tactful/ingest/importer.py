@@ -279,8 +279,10 @@ class _Run:
             out[name] = spec.column
         return out
 
-    def take_chunk(self, chunk: CsvChunk, batch_size: int, column_of: dict[str, str | None]) -> None:
-        """Take a :class:`CsvChunk` a column at a time, cut at the same batch boundaries as row by row."""
+    def take_chunk(self, chunk: CsvChunk, batch_size: int, column_of: dict[str, str | None],
+                   after_part: Callable[[], None] | None = None) -> None:
+        """Take a :class:`CsvChunk` a column at a time, cut at the same batch boundaries as row by row
+        (``after_part`` is called after each piece: the progress bar moves batch by batch)."""
         start = 0
         while start < len(chunk):
             room = max(1, batch_size - len(self.batch))
@@ -289,6 +291,8 @@ class _Run:
             self._take_part(part, column_of)
             if len(self.batch) >= batch_size:
                 self.hand_over()
+            if after_part is not None:
+                after_part()
 
     def _take_part(self, part: CsvChunk, column_of: dict[str, str | None]) -> None:
         self.read += len(part)
@@ -523,9 +527,8 @@ def run_import(
             for item in items:
                 if isinstance(item, CsvChunk):
                     assert column_of is not None
-                    run.take_chunk(item, batch_size, column_of)
-                    if progress is not None:
-                        progress(reader.done, reader.total)
+                    run.take_chunk(item, batch_size, column_of,
+                                   None if progress is None else lambda: progress(reader.done, reader.total))
                     continue
                 take(item)
                 if len(run.batch) >= batch_size:
