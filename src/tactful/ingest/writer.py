@@ -8,9 +8,11 @@
   and a model that does not qualify is always validated in full.
 * :class:`BatchWriter` writes batches through one raw DB-API connection with a statement compiled once
   (``INSERT ... ON CONFLICT (pk) DO UPDATE``, as :func:`tactful.store.db.upsert`), the column values
-  already converted by SQLAlchemy's own bind processors. On SQLite each batch is one ``BEGIN IMMEDIATE``
-  transaction: the reference check and the writes happen under the write lock, so no other writer can
-  remove a customer or product between the check and the insert, and SQLite's per-row foreign-key
+  already converted by SQLAlchemy's own bind processors. On PostgreSQL a batch is copied (``COPY``)
+  into a temporary staging table of the same columns and upserted from it in one statement, in key
+  order (bulk-load speed; concurrent writers lock shared rows in one order). On SQLite each batch is
+  one ``BEGIN IMMEDIATE`` transaction: the reference check and the writes happen under the write lock,
+  so no other writer can remove a customer or product between the check and the insert, and SQLite's per-row foreign-key
   lookups are switched off for that connection (every reference was just checked in the same
   transaction; the order → order line and import → row references hold by construction).
 """
@@ -137,6 +139,26 @@ class BatchWriter:
         for plan in plans:
             sql, order = upsert_statement(plan.target.table, plan.columns, self.dialect)
             self.statements.append((sql, [plan.columns.index(n) for n in order] if order else None))
+        # PostgreSQL: each target's rows are copied into a temporary staging table (COPY), then
+        # upserted from it in key order in one statement
+        self.staged: list[tuple[str, str, str]] = []  # (create, copy, upsert) per target
+        if not self.sqlite:
+            quote = self.dialect.identifier_preparer.quote
+            for plan in plans:
+                table = plan.target.table
+                name = self.dialect.identifier_preparer.format_table(table)
+                stage = quote(f"tactful_stage_{table.name}")  # per session; one per table
+                cols = ", ".join(quote(c) for c in plan.columns)
+                key = [quote(c.name) for c in table.primary_key.columns]
+                update = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in plan.columns
+                                   if quote(c) not in key)
+                action = f"DO UPDATE SET {update}" if update else "DO NOTHING"
+                self.staged.append((
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {name} INCLUDING DEFAULTS) "
+                    "ON COMMIT DELETE ROWS",
+                    f"COPY {stage} ({cols}) FROM STDIN",
+                    f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {stage} ORDER BY {', '.join(key)} "
+                    f"ON CONFLICT ({', '.join(key)}) {action}"))
         self._conn: sa.Connection | None = None
         self._raw: Any = None
 
@@ -145,6 +167,14 @@ class BatchWriter:
         raw = self._conn.connection.dbapi_connection
         assert raw is not None
         self._raw = raw
+        if self.staged:
+            cur = raw.cursor()
+            try:
+                for create, _copy, _upsert in self.staged:
+                    cur.execute(create)
+                raw.commit()
+            finally:
+                cur.close()
         if self.sqlite:
             raw.commit()
             raw.execute("PRAGMA foreign_keys=OFF")  # see the module docstring
@@ -191,7 +221,8 @@ class BatchWriter:
     def write(self, cur: Any, per_target: Sequence[Sequence[tuple[Any, ...]]], import_id: int,
               written_at: Any) -> None:
         """Upsert each target's rows (the last row with a key wins), with provenance."""
-        for plan, (sql, order), rows in zip(self.plans, self.statements, per_target, strict=True):
+        for i, (plan, (sql, order), rows) in enumerate(zip(self.plans, self.statements, per_target,
+                                                          strict=True)):
             if not rows:
                 continue
             stamp_at = plan.written_processor(written_at) if plan.written_processor else written_at
@@ -204,6 +235,13 @@ class BatchWriter:
             tail = (import_id, stamp_at)
             # in key order: concurrent writers lock shared rows in one order (no deadlock)
             params: list[Any] = [r + tail for r in key_ordered(by_key)]
+            if self.staged:  # PostgreSQL: COPY into the staging table, then one upsert from it
+                _create, copy_sql, upsert = self.staged[i]
+                with cur.copy(copy_sql) as copy:
+                    for p in params:
+                        copy.write_row(p)
+                cur.execute(upsert)
+                continue
             if order is not None:
                 if order != list(range(len(plan.columns))):
                     params = [tuple(p[i] for i in order) for p in params]
