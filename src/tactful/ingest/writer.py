@@ -206,12 +206,13 @@ class BatchWriter:
     def existing(self, cur: Any, table: sa.Table, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are in ``table`` (by its ``id`` column)."""
         name = self.dialect.identifier_preparer.format_table(table)
-        # one statement whatever the number of ids (SQLite: they travel as one JSON array); counted
-        # first, as usually every id is there (``ids`` are distinct and ``id`` is the primary key)
+        # one statement whatever the number of ids (they travel as one JSON array, cheap to send);
+        # counted first, as usually every id is there (``ids`` are distinct and ``id`` is the primary key)
+        param = json.dumps(list(ids))
         if self.sqlite:
-            where, param = "id IN (SELECT value FROM json_each(?))", json.dumps(list(ids))
+            where = "id IN (SELECT value FROM json_each(?))"
         else:
-            where, param = "id = ANY(%s)", list(ids)  # type: ignore[assignment]
+            where = "id IN (SELECT jsonb_array_elements_text(%s::jsonb))"
         cur.execute(f"SELECT count(*) FROM {name} WHERE {where}", (param,))
         if cur.fetchone()[0] == len(ids):
             return set(ids)
