@@ -178,7 +178,9 @@ def _write_files(tmp: Path, rng: random.Random) -> dict[str, Path]:
         if i % 50 == 7:
             row[1] = "h-unknown"
         cust.append(",".join(v.replace(",", ";").replace('"', "'").replace("\n", " ") for v in row))
-    cust.insert(200, '"c-quoted",h1,"Quoted, Name",x,1980-01-01,,,')  # a quoted field: a slow block
+    # a quoted field (read record by record) whose id comes again on a simple line just after it, in
+    # the same batch: the later row must win, whichever way each was read
+    cust.insert(200, '"c205",h1,"Quoted, Name",x,1980-01-01,,,')
     cust.insert(300, "c-short,h1")  # a wrong column count
     cust.insert(301, "   ")  # a blank line
     (tmp / "customers.csv").write_bytes(("\n".join(cust) + "\n").encode("utf-8", "surrogatepass"))

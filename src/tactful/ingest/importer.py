@@ -295,6 +295,8 @@ class _Run:
                 after_part()
 
     def _take_part(self, part: CsvChunk, column_of: dict[str, str | None]) -> None:
+        if self.batch.pending:  # rows read record by record before this part come first in the batch
+            self.check_columns(self.batch)
         self.read += len(part)
         per_target = [columns.arrow_rows(part.table, column_of) for columns in self.columns]
         first_row, first_line = part.first_row, part.first_line
