@@ -290,11 +290,11 @@ def test_two_concurrent_inits_of_a_new_store_both_end_well(db_url: str, tmp_path
 
 
 def test_concurrent_cli_inits_all_succeed(db_url: str) -> None:
-    procs = [_tactful("init", "--db", db_url) for _ in range(3)]
+    procs = [_tactful("init", "--db", db_url) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert [p.returncode for p in procs] == [0, 0], outs
     said = sorted(o.split(" ")[0] for o, _ in outs)
-    assert said == ["created", "store", "store"], outs  # one created it; the others found it up to date
+    assert said == ["created", "store"], outs  # one created it; the other found it up to date
 
 
 # --------------------------------------------------------------------------- sample: killed
