@@ -37,8 +37,8 @@ from tactful.testing.cli import run_cli
 from tactful.testing.store import seed, temp_store
 
 PREGNANCY = "user.health_and_medical.reproductive"
-HEAD = db.head_revision()
 EMAIL_MARKETING = "marketing.communications.email"
+HEAD = db.head_revision()  # the newest migration; the tests below follow it as revisions are added
 
 
 def world() -> list[BaseModel]:

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from tactful.commands.common import DbOption
+from tactful.commands.common import DbOption, data_text
+from tactful.commands.common import console as make_console
 
 # the CLI does not import the sample world's modules (NumPy, the Complete Journey) until it runs:
 # tests/test_store_errors.py keeps this equal to tactful.sample.synthetic.MAX_CUSTOMERS
@@ -75,7 +76,7 @@ def sample(
     from tactful.store.db import make_engine
 
     mapping = load_mapping(sensitivity)
-    console = Console()
+    console = make_console()
     if quiet:
         result = build_sample(
             db, seed=seed, synthetic_n=synthetic, replace=replace, mapping=mapping, jobs=jobs
@@ -104,11 +105,13 @@ def sample(
                 jobs=jobs,
             )
     rate = result.total_rows / result.seconds if result.seconds else 0.0
-    console.print(
-        f"[green]built[/] the {result.world} sample world (seed {seed}) in {result.url}: "
-        f"{result.customers:,} customers, {result.total_rows:,} rows in {result.seconds:.1f} s "
-        f"({rate:,.0f} rows/s), import #{result.import_id}"
-    )
+    console.print(Text.assemble(
+        ("built", "green"),
+        f" the {result.world} sample world (seed {seed}) in ",
+        data_text(result.url),
+        f": {result.customers:,} customers, {result.total_rows:,} rows in {result.seconds:.1f} s "
+        f"({rate:,.0f} rows/s), import #{result.import_id}",
+    ))
     if not quiet:
         engine = make_engine(db)
         try:

@@ -345,6 +345,15 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _store_files(engine: Engine) -> list[tuple[Path, str]]:
+    """The files of a SQLite store (a quarantine file may never replace them)."""
+    if engine.url.get_backend_name() != "sqlite" or not engine.url.database \
+            or engine.url.database == ":memory:":
+        return []
+    base = Path(engine.url.database)
+    return [(base.with_name(base.name + suffix), "store") for suffix in ("", "-wal", "-journal", "-shm")]
+
+
 def run_import(
     engine: Engine,
     kind: str,
@@ -377,15 +386,15 @@ def run_import(
     elif sensitivity_path is not None:
         raise IngestError("--sensitivity applies to products only")
     q_path = quarantine_path or default_path(path, fmt)
-    if q_path.resolve() == path.resolve():
-        raise IngestError(f"the quarantine file {q_path} would overwrite the input",
-                          hint="pass another --quarantine path")
 
     reader: Reader = open_reader(path, fmt, mapping.csv)
     try:
         check_columns(mapping, reader.columns, path)
         header_raw = reader.header_raw if isinstance(reader, CsvReader) else b""
-        quarantine = Quarantine(q_path, fmt, csv_options=mapping.csv, header_raw=header_raw)
+        quarantine = Quarantine(q_path, fmt, csv_options=mapping.csv, header_raw=header_raw,
+                                protect=[(path, "input"), *_store_files(engine)],
+                                remove_stale=quarantine_path is None)
+        quarantine.prepare()  # refuses a bad or unwritable path (exit 2) before anything is committed
         document = {"file": mapping.source, **mapping.document} if mapping.explicit else None
         with engine.begin() as conn:
             import_id = db.begin_import(conn, kind=spec.name, origin=str(path.resolve()),
@@ -417,8 +426,6 @@ def run_import(
         fail_import(engine, import_id, "rows were lost between reading and writing")
         raise TactfulError(f"import {import_id}: {run.read} rows read but {run.imported} imported and "
                            f"{run.quarantined} quarantined; please report this bug")
-    if run.quarantined == 0 and quarantine_path is None and q_path.exists():
-        q_path.unlink()  # a quarantine file left by an earlier run of this import no longer applies
     written = q_path if run.quarantined else None
     with engine.begin() as conn:
         db.finish_import(conn, import_id, rows_read=run.read, rows_imported=run.imported,

@@ -123,8 +123,34 @@ def make_engine(url: str | None = None) -> Engine:
                          hint=f"use {URL_FORMS} (the PostgreSQL driver is psycopg 3: +psycopg)") from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas(int(busy_s * 1000)))
+        _create_owner_only(engine)
     remember_url(redact_url(engine.url))
     return engine
+
+
+# --------------------------------------------------------------------------- owner-only store files
+
+
+def _create_owner_only(engine: Engine) -> None:
+    """Make a new SQLite store file readable and writable by its owner only (0600; it holds personal
+    data). SQLite would create it 0644 (less the umask); so, just before the first connection, an
+    absent file is created empty with mode 0600 (an empty file is a new database to SQLite), and
+    SQLite gives the ``-wal``, ``-journal`` and ``-shm`` files it makes the mode of the database file.
+    An existing file keeps its mode."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = database
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except FileExistsError:
+            return
+        except OSError:
+            return  # let SQLite report why it cannot open the file (a store error, exit 3)
+        os.close(fd)
 
 
 def _unreachable(engine: Engine, exc: sa.exc.DBAPIError) -> StoreError:
