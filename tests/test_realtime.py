@@ -398,3 +398,25 @@ def test_hostile_store_text_is_exported_safely_and_replays_exactly(db_url: str, 
     code, text, err = run_cli(["decide", "--customer", "c1", "--touch", str(touch), "--db", db_url])
     assert code == 0, err
     assert not any(c in text for c in "\x1b\x07\r\u202e")
+
+
+def test_another_sensitivity_mapping_adds_to_the_stored_labels(db_url: str, tmp_path: Path) -> None:
+    engine = _store(db_url)
+    engine.dispose()
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("version: 1\nrules:\n  - id: garden-health\n    when: {department: [GARDEN]}\n"
+                       "    implies: [user.health_and_medical]\n", encoding="utf-8")
+    touch = tmp_path / "t.json"
+    touch.write_text(json.dumps({"now": AS_OF, "touch": {**EMAIL, "shows_items": ["p-plain"]}}),
+                     encoding="utf-8")
+    code, out, err = run_cli(["scenario", "export", "c1", "--touch", str(touch), "--db", db_url])
+    assert code == 0, err
+    assert yaml.safe_load(out)["touch"]["shows_implies"] == []
+    code, out, err = run_cli(["scenario", "export", "c1", "--touch", str(touch), "--db", db_url,
+                              "--sensitivity", str(mapping)])
+    assert code == 0, err
+    assert yaml.safe_load(out)["touch"]["shows_implies"] == ["user.health_and_medical"]
+    code, out, err = run_cli(["decide", "--customer", "c1", "--touch", str(touch), "--db", db_url,
+                              "--sensitivity", str(mapping), "--format", "json"])
+    assert code == 0, err
+    assert json.loads(out)["verdict"] != "allow"
