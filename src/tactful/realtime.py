@@ -47,7 +47,7 @@ from tactful.model import (
     validation_errors,
 )
 from tactful.policy import Pack
-from tactful.safeload import MIB, DocumentError, Limits, load_document
+from tactful.safeload import TOUCH_LIMITS, DocumentError, load_document
 from tactful.sensitivity import SensitivityMapping, load_mapping
 from tactful.store import tables as t
 from tactful.vocab import (
@@ -168,13 +168,9 @@ def parse_touch(data: Any, *, source: str = "<touch>") -> TouchFile:
         raise ScenarioError(f"{source}: invalid touch file\n{lines}", errors=errors, source=source) from None
 
 
-#: a touch file is small: a touch section with a few selectors and at most MAX_SHOWN_ITEMS products
-TOUCH_LIMITS = Limits("touch file", max_bytes=1 * MIB, max_depth=16, max_nodes=100_000)
-
-
 def load_touch_file(path: Path) -> TouchFile:
-    """Read and validate a touch file (YAML or JSON; ``.json`` is read as JSON) through the bounded
-    loader (:mod:`tactful.safeload`). Exit 2 errors name the file, line or field."""
+    """Read and validate a touch file (YAML or JSON) through the bounded loader (tactful.safeload:
+    size, depth, aliases, tags, duplicate keys, UTF-8). Exit 2 errors name the file, line or field."""
     try:
         data = load_document(path, TOUCH_LIMITS, source=str(path))
     except DocumentError as exc:

@@ -37,8 +37,7 @@ def load_scenario_file(path: Path) -> Scenario:
     field path (contract)."""
     source = "<stdin>" if str(path) == STDIN else str(path)
     try:
-        data = load_document(path, SCENARIO_LIMITS, source=source,
-                             json_only=None if str(path) != STDIN else False)
+        data = load_document(path, SCENARIO_LIMITS, source=source)
     except DocumentError as exc:
         raise ScenarioError(str(exc), source=source) from None
     return parse_scenario(data, source=source)

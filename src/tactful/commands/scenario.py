@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from tactful.commands.common import DbOption, safe_json, safe_text
+from tactful.commands.common import DbOption, has_unsafe, safe_json, safe_text
 from tactful.errors import ScenarioError
 
 NowOption = Annotated[
@@ -32,10 +32,11 @@ def render_document(document: dict[str, object], *, as_json: bool, header: list[
     invisible format characters from the data are escaped (``\\u202e``), so they reach no terminal,
     and the document still reads back to exactly the same values."""
     if as_json:
-        return safe_json(document) + "\n"
-    # allow_unicode=False: every non-ASCII character is written as an escape in a double-quoted scalar
-    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=False, default_flow_style=False,
-                          width=100)
+        return safe_json(document) + "\n"  # C1 controls and bidi overrides as \\uXXXX (same values)
+    body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    if has_unsafe(body):  # YAML would write a bidi override raw: escape all non-ASCII instead (lossless)
+        body = yaml.safe_dump(document, sort_keys=False, allow_unicode=False, default_flow_style=False,
+                              width=100)
     return "".join(f"# {safe_text(line)}\n" for line in header) + body
 
 
