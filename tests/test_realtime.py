@@ -280,6 +280,12 @@ def test_windows_select_orders_and_fail_closed_on_dangling_ids(db_url: str) -> N
         assert s.touch.uses == ("c1-o-old", "nope")
         fired = {r.rule for r in evaluate(s, PACK).reasons}
         assert "missing-fact-reference" in fired
+        # contexts compare in their normalised form; the optional touch fields pass through
+        s = _scenario(engine, {**EMAIL, "uses": [{"context": "CHECKOUT", "within_days": 30}],
+                               "trigger": "customer_request", "requested_channel": "email",
+                               "conversation": "chat-1"})
+        assert s.touch.uses == ("c1-o-new",)
+        assert s.touch.requested_channel == "email" and s.touch.conversation == "chat-1"
         # another customer's order is not this customer's
         s = _scenario(engine, {**EMAIL, "uses": ["c1-o-new"]}, customer="c2")
         assert "missing-fact-reference" in {r.rule for r in evaluate(s, PACK).reasons}
