@@ -280,6 +280,10 @@ def test_windows_select_orders_and_fail_closed_on_dangling_ids(db_url: str) -> N
         assert s.touch.uses == ("c1-o-old", "nope")
         fired = {r.rule for r in evaluate(s, PACK).reasons}
         assert "missing-fact-reference" in fired
+        # an id that exists but that the selector's other fields filter out selects nothing
+        s = _scenario(engine, {**EMAIL, "uses": [{"id": "c1-o-old", "within_days": 30}]})
+        assert s.touch.uses == ()
+        assert "missing-fact-reference" not in {r.rule for r in evaluate(s, PACK).reasons}
         # contexts compare in their normalised form; the optional touch fields pass through
         s = _scenario(engine, {**EMAIL, "uses": [{"context": "CHECKOUT", "within_days": 30}],
                                "trigger": "customer_request", "requested_channel": "email",

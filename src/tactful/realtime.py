@@ -259,8 +259,8 @@ def _select(selectors: Sequence[FactSelector], pool: Sequence[_Candidate], now: 
             hits.sort(key=lambda c: (c.at is not None, c.at or datetime.min.replace(tzinfo=UTC), c.id),
                       reverse=True)
             hits = hits[:sel.newest]
-        if not hits and sel.id is not None:
-            missing.append(sel.id)
+        if not hits and sel.id is not None and not any(c.id == sel.id for c in pool):
+            missing.append(sel.id)  # not found at all (one that other fields filtered out is not missing)
         out.update(dict.fromkeys(c.id for c in hits))
     return list(out), missing
 
