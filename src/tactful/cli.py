@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tactful import __version__
-from tactful.commands import ingest, policy, sample, scenario, store, vocab
+from tactful.commands import batch, ingest, policy, sample, scenario, store, vocab
 from tactful.errors import TactfulError
 
 app = typer.Typer(
@@ -37,7 +37,7 @@ def _root(
         raise typer.Exit(0)
 
 
-for _module in (store, ingest, sample, policy, scenario, vocab):
+for _module in (store, ingest, sample, policy, scenario, vocab, batch):
     _module.register(app)
 
 
