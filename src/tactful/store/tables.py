@@ -63,6 +63,27 @@ imports = Table(
     Column("rows_quarantined", BigInteger, nullable=False, default=0),
     Column("quarantine_file", Text, nullable=True),
     Column("tool_version", String(40), nullable=True),
+    # running | finished | failed | interrupted (tactful.store.bookkeeping); pid, host and heartbeat_at
+    # let another process tell a running import from one whose process died
+    Column("state", String(20), nullable=False, server_default="running"),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),  # why a failed import failed
+)
+
+# Marks on the store as a whole. Today one: ``incomplete`` (a bulk load that drops indexes, such as
+# ``tactful sample``, set it before it started and clears it when it finished), which every command
+# that opens the store reports with its fix.
+store_state = Table(
+    "store_state",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("fix", Text, nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
 )
 
 households = Table(
@@ -196,4 +217,83 @@ personas = Table(
     Column("seed", String(20), nullable=False),  # the seed story, e.g. "001"
     Column("description", Text, nullable=False),
     UniqueConstraint("customer_id", "key"),
+)
+
+# --------------------------------------------------------------------------- campaigns (migration 0003)
+
+campaign_runs = Table(
+    "campaign_runs",
+    metadata,
+    Column("id", String(80), primary_key=True),  # e.g. demo-20261130T180000Z-3f2a
+    Column("campaign", String(200), nullable=False),
+    Column("campaign_hash", String(64)),  # sha256 of the campaign definition that ran
+    Column("period", String(40), nullable=False),  # the outbox period, e.g. 2026-11
+    Column("policy_name", String(200), nullable=False),
+    Column("policy_version", String(40), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("status", String(20), nullable=False),  # running | finished | failed
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("summary", JSON),
+    Column("tool_version", String(40)),
+)
+
+# The decision log: append-only and tamper-evident. Each row's row_hash covers its content and the
+# previous row's hash (prev_hash), in seq order; `tactful audit verify` recomputes the chain.
+# customer_id is deliberately not a foreign key: the log outlives the customer records it speaks of.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # 1, 2, 3 ... the chain order
+    Column("run_id", String(80), ForeignKey("campaign_runs.id"), nullable=False),
+    Column("customer_id", ID, nullable=False),
+    Column("touch_id", String(200), nullable=False),
+    Column("channel", String(30), nullable=False),
+    Column("verdict", String(10), nullable=False),
+    Column("max_depth", String(20), nullable=False),
+    Column("named", Boolean, nullable=False),
+    Column("reasons", JSON, nullable=False),  # [{rule, verdict, message, facts}]
+    Column("policy_name", String(200), nullable=False),
+    Column("policy_version", String(40), nullable=False),
+    Column("input_hash", String(64), nullable=False),  # sha256 of the scenario that was judged
+    Column("proposed_depth", String(20)),  # what the campaign proposed (the report compares)
+    Column("withheld", Text),  # why nothing was sent, when nothing was (blocked, ask on a postcard...)
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("row_hash", String(64), nullable=False),
+    UniqueConstraint("run_id", "customer_id", "touch_id"),
+    Index("ix_decisions_customer_id", "customer_id"),
+)
+
+# Messages approved for sending. The idempotency key (sha256 of campaign, customer, touch, period) is
+# unique: writing the same message twice, in a rerun or after a crash, never makes a second row.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("campaign", String(200), nullable=False),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False),
+    Column("touch_id", String(200), nullable=False),
+    Column("period", String(40), nullable=False),
+    Column("run_id", String(80), ForeignKey("campaign_runs.id"), nullable=False),
+    Column("decision_seq", BigInteger, ForeignKey("decisions.seq")),
+    Column("touch_kind", String(30), nullable=False),  # offer, survey ... (becomes the past touch's kind)
+    Column("message_kind", String(30), nullable=False),  # offer | permission_request
+    Column("purpose", KEY, nullable=False),
+    Column("channel", String(30), nullable=False),
+    Column("contact_point_id", ID, ForeignKey("contact_points.id")),
+    Column("depth", String(20), nullable=False),  # what the composed text reveals
+    Column("named", Boolean, nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("subject", Text),
+    Column("body", Text, nullable=False),
+    Column("html", Boolean, nullable=False, default=False),
+    Column("status", String(20), nullable=False),  # pending | sent | bounced | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("adapter", String(40)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_outbox_status_run_id", "status", "run_id"),
 )

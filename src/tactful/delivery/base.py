@@ -1,0 +1,70 @@
+"""What every delivery adapter is: a name, the channels it carries, and ``send`` for one message.
+
+An adapter raises :class:`Bounce` when the address refuses the message for good (the contact point is
+then marked bounced), :class:`TemporaryFailure` when trying again later may work (the delivery loop
+retries with exponential back-off), and :class:`PermanentFailure` for anything else that will not
+work by retrying. Misconfiguration (a directory it may not use) raises
+:class:`~tactful.errors.DeliveryError` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from tactful.errors import DeliveryError
+from tactful.store.outbox import Pending
+from tactful.vocab import Channel
+
+
+class DeliveryFailure(Exception):
+    """One message could not be delivered; ``str()`` says why in plain words."""
+
+
+class Bounce(DeliveryFailure):
+    """The address does not exist or refuses mail: record it on the contact point."""
+
+
+class TemporaryFailure(DeliveryFailure):
+    """Worth retrying: the server is busy or unreachable, a mailbox is full..."""
+
+
+class PermanentFailure(DeliveryFailure):
+    """Retrying will not help (the message is malformed, the server refuses it for its content)."""
+
+
+class Adapter(Protocol):
+    name: str
+    channels: frozenset[Channel]
+
+    def send(self, message: Pending) -> None:
+        """Deliver one message, or raise a :class:`DeliveryFailure`."""
+
+    def close(self) -> None:
+        """Flush and release what the adapter holds (files, connections)."""
+
+
+def private_directory(path: Path) -> Path:
+    """``path`` as a directory for files holding personal data: created owner-only (0700) when
+    missing; an existing one must be a directory."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeliveryError(f"cannot create the output directory {path}: {exc.strerror or exc}",
+                            hint="choose a directory you can write to") from None
+    if not path.is_dir():
+        raise DeliveryError(f"{path} is not a directory", hint="choose a new directory for the output")
+    return path
+
+
+def create_private_file(path: Path) -> int:
+    """Create ``path`` owner-only (0600) and return its descriptor; never opens an existing file,
+    so a file this adapter did not create is never overwritten."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise DeliveryError(f"{path} already exists and will not be overwritten",
+                            hint="deliver into a new directory (each run gets its own)") from None
+    except OSError as exc:
+        raise DeliveryError(f"cannot create {path}: {exc.strerror or exc}") from None

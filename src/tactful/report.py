@@ -1,0 +1,252 @@
+"""The campaign run report: one self-contained HTML page a marketer can read without the code.
+
+What it shows: totals by verdict in plain words (sent as proposed, sent toned down, permission asked,
+held back), by rule and by channel; how personal the messages were (depth proposed vs depth sent);
+for each rule that fired, a few customers with the proposed and the final message side by side and the
+reasons; and the seed personas' outcomes.
+
+Self-contained: the charts are drawn by matplotlib into the page as inline SVG, the styles are inline,
+and a Content-Security-Policy forbids the page from loading anything at all, so it opens offline and
+never calls out. Every value from the data is HTML-escaped (Jinja2 autoescape).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+
+from tactful import __version__
+from tactful.compose import Message, Withheld, clean_text
+from tactful.delivery.base import create_private_file
+from tactful.model import Decision
+from tactful.policy.nodes import Pack
+from tactful.vocab import DEPTH_ORDER, Depth, Verdict
+
+#: What each verdict means for the marketer, in the order of the report.
+VERDICT_WORDS: dict[Verdict, str] = {
+    Verdict.ALLOW: "Sent as proposed",
+    Verdict.SOFTEN: "Sent toned down",
+    Verdict.ASK: "Permission asked first",
+    Verdict.BLOCK: "Held back",
+}
+VERDICT_COLOURS: dict[Verdict, str] = {
+    Verdict.ALLOW: "#2e7d32", Verdict.SOFTEN: "#1565c0", Verdict.ASK: "#ef8f00", Verdict.BLOCK: "#c62828",
+}
+DEPTH_WORDS: dict[Depth, str] = {
+    Depth.NONE: "generic",
+    Depth.SEGMENT: "segment (\u201cpopular near you\u201d)",
+    Depth.CATEGORY: "category (\u201cnew in running gear\u201d)",
+    Depth.ITEM: "items picked for them",
+    Depth.HISTORY: "\u201cbecause you bought\u2026\u201d",
+    Depth.DETAILED_HISTORY: "lists what was bought when",
+}
+SAMPLES_PER_RULE = 3
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One decided touch of a run: what was proposed, what the engine decided, what went out."""
+
+    customer_id: str
+    channel: str
+    proposed_depth: Depth
+    decision: Decision
+    proposed: Message | Withheld
+    final: Message | Withheld
+    persona: str | None = None  # the seed persona's title, when the customer is one
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    campaign: str
+    period: str
+    policy_name: str
+    policy_version: str
+    started_at: datetime
+    dry_run: bool = False
+    swaps: int = 0  # candidates replaced because they revealed too much
+    delivery: Mapping[str, int] = field(default_factory=dict)  # outbox status -> count
+
+
+def rule_titles(pack: Pack) -> dict[str, str]:
+    """Rule id -> its title, for the report's plain-language headings."""
+    return {rule.id: rule.title for rule in pack.rules}
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def _svg(fig: Figure, title: str) -> str:
+    buf = io.StringIO()
+    # Text stays text (small, selectable); a fixed hash salt and no date make the output reproducible.
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "tactful-report"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Title": title})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    return re.sub(r"<svg ", f'<svg role="img" aria-label="{escape(title)}" ', text,
+                  count=1)
+
+
+def _figure(rows: float) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(7.5, max(1.6, 0.42 * rows + 0.8)), dpi=100)
+    ax = fig.add_subplot()
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig, ax
+
+
+def chart_verdicts(counts: Mapping[Verdict, int]) -> str:
+    verdicts = list(VERDICT_WORDS)
+    fig, ax = _figure(len(verdicts))
+    values = [counts.get(v, 0) for v in verdicts]
+    bars = ax.barh([VERDICT_WORDS[v] for v in verdicts], values, color=[VERDICT_COLOURS[v] for v in verdicts])
+    ax.bar_label(bars, padding=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("customers")
+    return _svg(fig, "Decisions by outcome")
+
+
+def chart_channels(by_channel: Mapping[str, Mapping[Verdict, int]]) -> str:
+    channels = sorted(by_channel)
+    fig, ax = _figure(len(channels))
+    left = [0] * len(channels)
+    labels = [c.replace("_", " ") for c in channels]
+    for v in VERDICT_WORDS:
+        values = [by_channel[c].get(v, 0) for c in channels]
+        ax.barh(labels, values, left=left, color=VERDICT_COLOURS[v], label=VERDICT_WORDS[v])
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel("customers")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    return _svg(fig, "Decisions by channel")
+
+
+def chart_depths(proposed: Mapping[Depth, int], sent: Mapping[Depth, int], not_sent: int) -> str:
+    depths = [d for d in DEPTH_ORDER if proposed.get(d) or sent.get(d)]
+    labels = [DEPTH_WORDS[d] for d in depths] + ["nothing sent"]
+    fig, ax = _figure(len(labels) * 1.4)
+    ys = list(range(len(labels)))
+    h = 0.38
+    ax.barh([y - h / 2 for y in ys], [proposed.get(d, 0) for d in depths] + [0], height=h,
+            color="#9e9e9e", label="proposed")
+    bars = ax.barh([y + h / 2 for y in ys], [sent.get(d, 0) for d in depths] + [not_sent], height=h,
+                   color="#1565c0", label="sent")
+    ax.bar_label(bars, padding=3, fontsize="small")
+    ax.set_yticks(ys, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("customers")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    return _svg(fig, "How personal the messages were")
+
+
+def chart_rules(counts: Sequence[tuple[str, int, Verdict]]) -> str:
+    fig, ax = _figure(len(counts))
+    bars = ax.barh([clean_text(t, 60) for t, _, _ in counts], [n for _, n, _ in counts],
+                   color=[VERDICT_COLOURS[v] for _, _, v in counts])
+    ax.bar_label(bars, padding=3, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("customers the rule applied to")
+    return _svg(fig, "Which rules applied")
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def _text(item: Message | Withheld) -> dict[str, Any]:
+    if isinstance(item, Message):
+        what = "permission request" if item.kind == "permission_request" else "offer"
+        return {"sent": True, "what": f"{what} by {item.channel.value.replace('_', ' ')}, from {item.sender}",
+                "subject": item.subject, "body": item.body, "depth": DEPTH_WORDS[item.depth],
+                "named": item.named}
+    body = "Nothing goes to this customer (the reasons are above)." if item.code == "blocked" else item.reason
+    return {"sent": False, "what": "nothing sent", "subject": "", "body": body, "depth": "", "named": False}
+
+
+def build(info: RunInfo, rows: Sequence[ReportRow], titles: Mapping[str, str] | None = None) -> str:
+    """The report page for one run, as HTML text."""
+    titles = titles or {}
+    verdicts: Counter[Verdict] = Counter(r.decision.verdict for r in rows)
+    by_channel: dict[str, Counter[Verdict]] = defaultdict(Counter)
+    proposed_depth: Counter[Depth] = Counter()
+    sent_depth: Counter[Depth] = Counter()
+    not_sent = 0
+    rule_count: Counter[str] = Counter()
+    rule_verdict: dict[str, Verdict] = {}
+    samples: dict[str, list[ReportRow]] = defaultdict(list)
+    for row in rows:
+        by_channel[row.channel][row.decision.verdict] += 1
+        proposed_depth[row.proposed_depth] += 1
+        if isinstance(row.final, Message):
+            sent_depth[row.final.depth] += 1
+        else:
+            not_sent += 1
+        for rule in dict.fromkeys(r.rule for r in row.decision.reasons):
+            rule_count[rule] += 1
+            verdict = next(r.verdict for r in row.decision.reasons if r.rule == rule)
+            if rule not in rule_verdict or verdict.rank > rule_verdict[rule].rank:
+                rule_verdict[rule] = verdict
+            if len(samples[rule]) < SAMPLES_PER_RULE:
+                samples[rule].append(row)
+    ordered_rules = sorted(rule_count, key=lambda r: (-rule_count[r], r))
+    rule_rows = [(titles.get(r, r), rule_count[r], rule_verdict[r]) for r in ordered_rules]
+    charts = {
+        "verdicts": chart_verdicts(verdicts),
+        "channels": chart_channels(by_channel) if by_channel else "",
+        "depths": chart_depths(proposed_depth, sent_depth, not_sent) if rows else "",
+        "rules": chart_rules(rule_rows) if rule_rows else "",
+    }
+    rules_view = []
+    for rule in ordered_rules:
+        examples = []
+        for row in samples[rule]:
+            reasons = [r.message for r in row.decision.reasons]
+            examples.append({"customer": row.customer_id, "persona": row.persona,
+                             "channel": row.channel.replace("_", " "), "verdict": row.decision.verdict,
+                             "verdict_words": VERDICT_WORDS[row.decision.verdict],
+                             "proposed": _text(row.proposed), "final": _text(row.final), "reasons": reasons})
+        rules_view.append({"id": rule, "title": titles.get(rule, rule), "count": rule_count[rule],
+                           "verdict": rule_verdict[rule], "verdict_words": VERDICT_WORDS[rule_verdict[rule]],
+                           "examples": examples})
+    personas = [{"title": r.persona, "customer": r.customer_id, "channel": r.channel.replace("_", " "),
+                 "verdict": r.decision.verdict, "verdict_words": VERDICT_WORDS[r.decision.verdict],
+                 "final": _text(r.final), "reasons": [x.message for x in r.decision.reasons]}
+                for r in rows if r.persona]
+    total = len(rows)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    template = env.from_string(
+        (resources.files("tactful") / "report.html.j2").read_text(encoding="utf-8"))
+    return template.render(
+        info=info, total=total, verdicts=[(v, VERDICT_WORDS[v], verdicts.get(v, 0), VERDICT_COLOURS[v])
+                                          for v in VERDICT_WORDS],
+        sent=total - not_sent, not_sent=not_sent,
+        channels=[(c.replace("_", " "), [by_channel[c].get(v, 0) for v in VERDICT_WORDS],
+                   sum(by_channel[c].values())) for c in sorted(by_channel)],
+        verdict_words=list(VERDICT_WORDS.values()), rules=rules_view, personas=personas,
+        charts={k: Markup(v) for k, v in charts.items()},  # drawn by matplotlib, which escapes its text
+        version=__version__,
+    )
+
+
+def write(path: str | Path, html: str) -> Path:
+    """Write the report owner-only (it names customers and quotes their messages); never overwrites."""
+    p = Path(path)
+    p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = create_private_file(p)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(html)
+    return p

@@ -1,0 +1,232 @@
+"""Campaign runs and the outbox: messages approved for sending, idempotent by key.
+
+The idempotency key of a message is SHA-256 of (campaign, customer, touch, period): the same campaign
+sends one message per customer, touch and period however often it runs, and a crash between writing
+and sending never turns into a second row (``INSERT ... ON CONFLICT DO NOTHING`` on the unique key).
+
+Delivery (``tactful.delivery``) reads pending rows with the recipient's contact point, and records the
+result here: a sent message becomes a past touch (``touches``), so the frequency caps of the next run
+see it; a bounce marks the contact point ``bounced``, so the next run's decision blocks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from tactful import __version__
+from tactful.compose import Message
+from tactful.errors import CampaignError, NotFoundError
+from tactful.store import audit, tables
+
+PENDING, SENT, BOUNCED, FAILED = "pending", "sent", "bounced", "failed"
+
+
+def idempotency_key(campaign: str, customer_id: str, touch_id: str, period: str) -> str:
+    """The outbox key: one message per (campaign, customer, touch, period)."""
+    text = "\x1f".join((campaign, customer_id, touch_id, period))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def new_run_id(campaign: str, at: datetime | None = None) -> str:
+    when = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    slug = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in campaign)[:50]
+    return f"{slug}-{when}-{secrets.token_hex(3)}"
+
+
+def start_run(conn: Connection, *, campaign: str, period: str, policy_name: str, policy_version: str,
+              campaign_hash: str | None = None, dry_run: bool = False, run_id: str | None = None,
+              at: datetime | None = None) -> str:
+    """Record a new campaign run (status ``running``); returns its id.
+
+    Given the ``run_id`` of an unfinished run of the same campaign and period (one that was killed), the
+    run is resumed: its decisions and messages so far are kept and will not be written twice."""
+    rid = run_id or new_run_id(campaign, at)
+    if run_id is not None:
+        old = conn.execute(sa.select(tables.campaign_runs).where(tables.campaign_runs.c.id == run_id)).first()
+        if old is not None:
+            if (old.campaign, old.period) != (campaign, period):
+                raise CampaignError(f"run {run_id} belongs to campaign {old.campaign!r}, period "
+                                    f"{old.period}, not {campaign!r}, {period}",
+                                    hint="start a new run instead")
+            conn.execute(tables.campaign_runs.update().where(tables.campaign_runs.c.id == run_id)
+                         .values(status="running", finished_at=None))
+            return run_id
+    conn.execute(tables.campaign_runs.insert().values(
+        id=rid, campaign=campaign, campaign_hash=campaign_hash, period=period, policy_name=policy_name,
+        policy_version=policy_version, dry_run=dry_run, status="running",
+        started_at=at or datetime.now(UTC), tool_version=__version__))
+    return rid
+
+
+def finish_run(conn: Connection, run_id: str, *, status: str = "finished",
+               summary: dict[str, Any] | None = None) -> None:
+    conn.execute(tables.campaign_runs.update().where(tables.campaign_runs.c.id == run_id).values(
+        status=status, finished_at=datetime.now(UTC), summary=summary))
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A composed message for one customer and touch, ready to be queued."""
+
+    campaign: str
+    customer_id: str
+    touch_id: str
+    touch_kind: str
+    purpose: str
+    period: str
+    run_id: str
+    contact_point_id: str | None
+    message: Message
+    decision_seq: int | None = None
+
+    @property
+    def key(self) -> str:
+        return idempotency_key(self.campaign, self.customer_id, self.touch_id, self.period)
+
+
+def enqueue(conn: Connection, entries: Sequence[OutboxEntry], at: datetime | None = None) -> int:
+    """Queue messages; an entry whose key is already in the outbox is skipped. Returns how many were new."""
+    if not entries:
+        return 0
+    when = at or datetime.now(UTC)
+    rows = [{
+        "idempotency_key": e.key, "campaign": e.campaign, "customer_id": e.customer_id,
+        "touch_id": e.touch_id, "period": e.period, "run_id": e.run_id, "decision_seq": e.decision_seq,
+        "touch_kind": e.touch_kind, "message_kind": e.message.kind, "purpose": e.purpose,
+        "channel": e.message.channel.value, "contact_point_id": e.contact_point_id,
+        "depth": e.message.depth.value, "named": e.message.named, "sender": e.message.sender,
+        "subject": e.message.subject, "body": e.message.body, "html": e.message.html,
+        "status": PENDING, "attempts": 0, "created_at": when,
+    } for e in entries]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(tables.outbox)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(tables.outbox)
+    # RETURNING gives back only the rows actually inserted: an exact count of new messages on both backends
+    stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(tables.outbox.c.id)
+    return len(conn.execute(stmt, rows).all())
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An outbox message with what delivery needs: the address and the customer's name."""
+
+    id: int
+    key: str
+    campaign: str
+    run_id: str
+    customer_id: str
+    channel: str
+    message_kind: str
+    contact_point_id: str | None
+    address: str | None  # the contact point's value (an email address, a postal address, a phone)
+    address_bounced: bool
+    first_name: str | None
+    last_name: str | None
+    named: bool
+    sender: str
+    subject: str
+    body: str
+    html: bool
+    attempts: int
+
+
+def pending(engine: Engine, *, run_id: str | None = None, limit: int | None = None) -> list[Pending]:
+    """Pending messages (of one run, or all), oldest first."""
+    o, cp, c = tables.outbox, tables.contact_points, tables.customers
+    query = (sa.select(o.c.id, o.c.idempotency_key, o.c.campaign, o.c.run_id, o.c.customer_id, o.c.channel,
+                       o.c.message_kind, o.c.contact_point_id, cp.c.value, cp.c.bounced, c.c.first_name,
+                       c.c.last_name, o.c.named, o.c.sender, o.c.subject, o.c.body, o.c.html, o.c.attempts)
+             .select_from(o.outerjoin(cp, cp.c.id == o.c.contact_point_id).join(c, c.c.id == o.c.customer_id))
+             .where(o.c.status == PENDING).order_by(o.c.id))
+    if run_id is not None:
+        query = query.where(o.c.run_id == run_id)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return [Pending(id=int(r[0]), key=r[1], campaign=r[2], run_id=r[3], customer_id=r[4], channel=r[5],
+                        message_kind=r[6], contact_point_id=r[7], address=r[8], address_bounced=bool(r[9]),
+                        first_name=r[10], last_name=r[11], named=bool(r[12]), sender=r[13],
+                        subject=r[14] or "", body=r[15], html=bool(r[16]), attempts=int(r[17]))
+                for r in conn.execute(query)]
+
+
+def _row(conn: Connection, outbox_id: int) -> sa.Row[Any]:
+    row = conn.execute(sa.select(tables.outbox).where(tables.outbox.c.id == outbox_id)).first()
+    if row is None:
+        raise NotFoundError(f"outbox message {outbox_id} is not in the store")
+    return row
+
+
+def mark_sent(conn: Connection, outbox_id: int, *, adapter: str, attempts: int,
+              at: datetime | None = None) -> None:
+    """The message went out: record it and add it to the customer's past touches (frequency caps)."""
+    when = at or datetime.now(UTC)
+    row = _row(conn, outbox_id)
+    conn.execute(tables.outbox.update().where(tables.outbox.c.id == outbox_id).values(
+        status=SENT, sent_at=when, adapter=adapter, attempts=attempts, last_error=None))
+    touch_id = f"outbox-{row.idempotency_key}"
+    exists = conn.execute(sa.select(tables.touches.c.id).where(tables.touches.c.id == touch_id)).first()
+    if exists is None:
+        conn.execute(tables.touches.insert().values(
+            id=touch_id, customer_id=row.customer_id,
+            kind=row.touch_kind,  # a permission request counts like the touch it asks about
+            purpose=row.purpose, channel=row.channel, contact_point_id=row.contact_point_id, at=when,
+            campaign=row.campaign, written_at=when))
+
+
+def mark_bounced(conn: Connection, outbox_id: int, *, adapter: str, attempts: int, error: str) -> None:
+    """The address refused the message for good: the contact point is marked bounced for the next run."""
+    row = _row(conn, outbox_id)
+    conn.execute(tables.outbox.update().where(tables.outbox.c.id == outbox_id).values(
+        status=BOUNCED, adapter=adapter, attempts=attempts, last_error=error))
+    if row.contact_point_id is not None:
+        conn.execute(tables.contact_points.update()
+                     .where(tables.contact_points.c.id == row.contact_point_id)
+                     .values(bounced=True, written_at=datetime.now(UTC)))
+
+
+def mark_failed(conn: Connection, outbox_id: int, *, adapter: str, attempts: int, error: str) -> None:
+    """Delivery gave up after its retries; the message stays in the outbox as ``failed``."""
+    conn.execute(tables.outbox.update().where(tables.outbox.c.id == outbox_id).values(
+        status=FAILED, adapter=adapter, attempts=attempts, last_error=error))
+
+
+def counts(engine: Engine, run_id: str) -> dict[str, int]:
+    """Outbox messages of a run by status."""
+    o = tables.outbox
+    with engine.connect() as conn:
+        return {str(s): int(n) for s, n in conn.execute(
+            sa.select(o.c.status, sa.func.count()).where(o.c.run_id == run_id).group_by(o.c.status))}
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One decided touch of a run: the decision to log, and the message to queue if one goes out."""
+
+    logged: audit.LoggedDecision
+    entry: OutboxEntry | None = None
+
+
+def record(conn: Connection, run_id: str, batch: Sequence[Decided]) -> tuple[int, int]:
+    """Log a batch of decisions and queue their messages in the caller's transaction, so that a crash
+    keeps both or neither. Returns (decisions logged or already there, new messages queued)."""
+    seqs = audit.append(conn, run_id, [d.logged for d in batch])
+    entries = []
+    for d in batch:
+        if d.entry is not None:
+            seq = seqs[(d.logged.customer_id, d.logged.touch_id)]
+            entries.append(OutboxEntry(**{**d.entry.__dict__, "decision_seq": seq}))
+    return len(seqs), enqueue(conn, entries)

@@ -1,0 +1,269 @@
+"""Delivery: the print-shop CSV, the .eml set, and SMTP against a real SMTP server (aiosmtpd) on
+127.0.0.1 — retries with back-off, bounces recorded on the contact point, files owner-only."""
+
+from __future__ import annotations
+
+import csv
+import email
+import socket
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email import policy as email_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+from sqlalchemy.engine import Engine
+
+from tactful.compose import Message, compose, demo_messages
+from tactful.delivery import EmlDirectory, PrintShopCsv, RetryPolicy, Smtp, deliver
+from tactful.errors import DeliveryError
+from tactful.model import ContactPoint, Customer
+from tactful.policy import evaluate, load_pack
+from tactful.policy.testing import scenario
+from tactful.store import db, outbox, tables
+from tactful.testing.store import seed
+from tactful.vocab import Channel, Depth
+
+FAST = RetryPolicy(attempts=3, initial=0.01, maximum=0.05)
+EMAIL = "marketing.communications.email"
+POSTAL = "marketing.communications.postal"
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Engine]:
+    engine = db.init_store(f"sqlite:///{tmp_path}/tactful.db")
+    seed(engine, [
+        Customer(id="c1", first_name="Jane", last_name="Doe"),
+        Customer(id="c2", first_name="Omar"),
+        Customer(id="c3", first_name="Flo"),
+        ContactPoint(id="e1", customer_id="c1", kind="email", value="jane@example.org",
+                     shared_with="private"),
+        ContactPoint(id="e2", customer_id="c2", kind="email", value="nobody@example.org",
+                     shared_with="private"),
+        ContactPoint(id="e3", customer_id="c3", kind="email", value="flaky@example.org",
+                     shared_with="private"),
+        ContactPoint(id="p1", customer_id="c1", kind="postal", value="1 Main St, Springfield",
+                     shared_with="private"),
+    ])
+    yield engine
+    engine.dispose()
+
+
+def _queue(engine: Engine, rows: list[tuple[str, str, Channel]], html: bool = False) -> str:
+    """Queue a real composed message per (customer, contact point, channel); returns the run id."""
+    m = demo_messages()
+    with engine.begin() as conn:
+        run = outbox.start_run(conn, campaign="spring", period="2026-11", policy_name="default",
+                               policy_version="1")
+        entries = []
+        for i, (customer, to, channel) in enumerate(rows):
+            postal = channel is not Channel.EMAIL
+            sc = scenario(touch={"channel": channel.value, "to": "home" if postal else "mail",
+                                 "purpose": POSTAL if postal else EMAIL})
+            msg = compose(m.templates, evaluate(sc, load_pack()),
+                          m.data(items=["Bread <b>& butter</b>", "Milk"]), channel=channel,
+                          proposed_depth=Depth.ITEM, sender=m.shop)
+            assert isinstance(msg, Message)
+            if html:
+                msg = Message(**{**msg.__dict__, "html": True, "body": f"<p>{msg.body}</p>"})
+            entries.append(outbox.OutboxEntry(campaign="spring", customer_id=customer, touch_id=f"t{i}",
+                                              touch_kind="offer", purpose=POSTAL if postal else EMAIL,
+                                              period="2026-11", run_id=run, contact_point_id=to, message=msg))
+        outbox.enqueue(conn, entries)
+    return run
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _statuses(engine: Engine) -> dict[str, tuple[str, int, str | None]]:
+    o = tables.outbox
+    with engine.connect() as conn:
+        return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
+            sa.select(o.c.customer_id, o.c.status, o.c.attempts, o.c.last_error))}
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_print_shop_csv_and_eml_files(store: Engine, tmp_path: Path) -> None:
+    run = _queue(store, [("c1", "p1", Channel.POSTAL_MAIL), ("c1", "e1", Channel.EMAIL)])
+    out = tmp_path / "out" / run
+    adapters = [PrintShopCsv(out), EmlDirectory(out / "email", from_address="offers@shop.example")]
+    report = deliver(store, adapters, run_id=run, retry=FAST)
+    assert report.counts == {"sent": 2}
+    sheet = out / "print-shop.csv"
+    assert _mode(sheet) == 0o600 and _mode(out) == 0o700
+    with sheet.open(encoding="utf-8", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["format"] == "sealed letter" and row["recipient"] == "Jane Doe"
+    assert row["address"] == "1 Main St, Springfield" and row["sender"] == "Corner Grocery"
+    assert "Bread <b>& butter</b>" in row["body"]  # a letter is plain text
+    (eml,) = (out / "email").glob("*.eml")
+    assert _mode(eml) == 0o600
+    parsed = email.message_from_bytes(eml.read_bytes(), policy=email_policy.default)
+    assert parsed["To"] == "jane@example.org" and "offers@shop.example" in parsed["From"]
+    assert parsed["Subject"] == "Picked for you at Corner Grocery"
+    assert parsed["Message-ID"] == f"<{eml.stem}@tactful.invalid>"
+    body = parsed.get_body()
+    assert body is not None and "Milk" in body.get_content()
+    # sent messages are past touches now, and nothing is pending: a second delivery sends nothing
+    with store.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.touches)).scalar_one() == 2
+    again = deliver(store, [EmlDirectory(out / "email")], run_id=run, retry=FAST)
+    assert again.total == 0 and len(list((out / "email").glob("*.eml"))) == 1
+
+
+def test_a_file_adapter_never_overwrites_a_file(store: Engine, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "print-shop.csv").write_text("someone else's file\n")
+    run = _queue(store, [("c1", "p1", Channel.POSTAL_MAIL)])
+    with pytest.raises(DeliveryError, match="already exists and will not be overwritten"):
+        deliver(store, [PrintShopCsv(out)], run_id=run, retry=FAST)
+    assert (out / "print-shop.csv").read_text() == "someone else's file\n"
+    assert _statuses(store)["c1"][0] == "pending"  # nothing was recorded as sent
+
+
+def test_an_eml_already_written_for_the_same_key_is_not_written_again(store: Engine, tmp_path: Path) -> None:
+    run = _queue(store, [("c1", "e1", Channel.EMAIL)])
+    (pending,) = outbox.pending(store, run_id=run)
+    out = tmp_path / "eml"
+    first = EmlDirectory(out)
+    first.send(pending)  # a crash after writing, before the outbox was updated
+    before = (out / f"{pending.key}.eml").read_bytes()
+    report = deliver(store, [EmlDirectory(out)], run_id=run, retry=FAST)
+    assert report.counts == {"sent": 1}
+    assert (out / f"{pending.key}.eml").read_bytes() == before
+
+
+def test_html_email_bodies_go_out_as_html(store: Engine, tmp_path: Path) -> None:
+    run = _queue(store, [("c1", "e1", Channel.EMAIL)], html=True)
+    deliver(store, [EmlDirectory(tmp_path / "eml")], run_id=run, retry=FAST)
+    (eml,) = (tmp_path / "eml").glob("*.eml")
+    parsed = email.message_from_bytes(eml.read_bytes(), policy=email_policy.default)
+    assert parsed.get_content_type() == "text/html"
+
+
+def test_a_channel_without_an_adapter_stays_pending(store: Engine, tmp_path: Path) -> None:
+    run = _queue(store, [("c1", "p1", Channel.POSTAL_MAIL)])
+    report = deliver(store, [EmlDirectory(tmp_path / "eml")], run_id=run, retry=FAST)
+    assert report.counts == {"no-adapter": 1}
+    assert _statuses(store)["c1"][0] == "pending"
+    with pytest.raises(DeliveryError, match="no delivery adapter"):
+        deliver(store, [], run_id=run)
+
+
+# --------------------------------------------------------------------------- SMTP on loopback
+
+
+class Handler:
+    """A mail server that bounces nobody@, answers 451 twice to flaky@, and keeps what it accepts."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.flaky_tries = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 <nobody@example.org>: no such user"
+        if address.startswith("flaky@"):
+            self.flaky_tries += 1
+            if self.flaky_tries <= 2:
+                return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def smtp_server() -> Iterator[tuple[Handler, int]]:
+    handler = Handler()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def test_smtp_sends_retries_and_records_bounces(store: Engine, smtp_server: tuple[Handler, int]) -> None:
+    handler, port = smtp_server
+    run = _queue(store, [("c1", "e1", Channel.EMAIL), ("c2", "e2", Channel.EMAIL),
+                         ("c3", "e3", Channel.EMAIL)])
+    started = datetime.now(UTC)
+    report = deliver(store, [Smtp("127.0.0.1", port, from_address="offers@shop.example")], run_id=run,
+                     retry=FAST)
+    assert report.counts == {"sent": 2, "bounced": 1}
+    status = _statuses(store)
+    assert status["c1"] == ("sent", 1, None)
+    assert status["c3"] == ("sent", 3, None)  # two 451 answers, then accepted
+    assert status["c2"][0] == "bounced" and "550" in str(status["c2"][2])
+    # the server got exactly one copy of each accepted message
+    assert sorted(r[1][0] for r in handler.received) == ["flaky@example.org", "jane@example.org"]
+    jane = next(email.message_from_bytes(c, policy=email_policy.default) for _, to, c in handler.received
+                if to == ["jane@example.org"])
+    assert jane["Subject"] == "Picked for you at Corner Grocery"
+    assert jane["Message-ID"].endswith("@tactful.invalid>")
+    with store.connect() as conn:
+        cp = tables.contact_points
+        bounced = dict(conn.execute(sa.select(cp.c.id, cp.c.bounced)).all())
+        touches = conn.execute(sa.select(tables.touches.c.customer_id, tables.touches.c.at)).all()
+    assert bounced == {"e1": False, "e2": True, "e3": False, "p1": False}
+    assert sorted(t[0] for t in touches) == ["c1", "c3"]
+    assert all(t[1].replace(tzinfo=UTC) >= started.replace(microsecond=0) for t in touches)
+
+
+def test_smtp_gives_up_after_its_retries_when_the_server_is_down(store: Engine) -> None:
+    port = _free_port()  # nothing listens there
+    run = _queue(store, [("c1", "e1", Channel.EMAIL)])
+    report = deliver(store, [Smtp("127.0.0.1", port, from_address="offers@shop.example", timeout=2)],
+                     run_id=run, retry=FAST)
+    assert report.counts == {"failed": 1}
+    state, attempts, error = _statuses(store)["c1"]
+    assert (state, attempts) == ("failed", FAST.attempts)
+    assert error is not None and "cannot connect" in error and f"after {FAST.attempts} attempt(s)" in error
+    with store.connect() as conn:  # not sent: no past touch, contact point not bounced
+        assert conn.execute(sa.select(tables.touches.c.id)).first() is None
+        assert conn.execute(sa.select(tables.contact_points.c.bounced)
+                            .where(tables.contact_points.c.id == "e1")).scalar_one() is False
+
+
+def test_a_bounced_contact_point_is_not_mailed_again(store: Engine, smtp_server: tuple[Handler, int]) -> None:
+    handler, port = smtp_server
+    run = _queue(store, [("c2", "e2", Channel.EMAIL)])
+    deliver(store, [Smtp("127.0.0.1", port, from_address="offers@shop.example")], run_id=run, retry=FAST)
+    with store.begin() as conn:  # another message to the same address, queued by a later run
+        run2 = outbox.start_run(conn, campaign="autumn", period="2026-11", policy_name="default",
+                                policy_version="1")
+        (old,) = conn.execute(sa.select(tables.outbox)).mappings().all()
+        conn.execute(tables.outbox.insert().values(
+            {**{k: v for k, v in old.items() if k != "id"}, "idempotency_key": "k2", "campaign": "autumn",
+             "run_id": run2, "status": "pending", "attempts": 0, "last_error": None}))
+    report = deliver(store, [Smtp("127.0.0.1", port, from_address="offers@shop.example")], run_id=run2,
+                     retry=FAST)
+    assert report.counts == {"failed": 1}
+    assert handler.received == []
+
+
+def test_bad_smtp_settings_are_refused() -> None:
+    with pytest.raises(DeliveryError, match="bad SMTP server"):
+        Smtp("", 25, from_address="a@b.example")
+    with pytest.raises(DeliveryError, match="bad sender address"):
+        Smtp("127.0.0.1", 25, from_address="nobody")
