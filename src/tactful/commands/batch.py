@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from tactful.commands.common import DbOption, data_text
+from tactful.commands.common import DbOption, console, data_text
 
 BAR_WIDTH = 30
 
@@ -60,11 +59,11 @@ def register(app: typer.Typer) -> None:
 
         pack = load_pack(policy)
         when = parse_now(now)
-        console = Console(stderr=True)
+        err_console = console(stderr=True)
         if out is not None:
             check_output(out)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, disable=quiet, transient=True) as bar:
+                      TimeElapsedColumn(), console=err_console, disable=quiet, transient=True) as bar:
             task = bar.add_task("building features", total=None)
 
             def advance(n: int) -> None:
@@ -85,7 +84,7 @@ def register(app: typer.Typer) -> None:
         for verdict in ("allow", "soften", "ask", "block"):
             count = result.by_verdict.get(verdict, 0)
             table.add_row(verdict, f"{count:,}", _bar(count, total))
-        out_console = Console()
+        out_console = console()
         out_console.print(table)
         rules = Table(title="fired rules")
         rules.add_column("rule")
