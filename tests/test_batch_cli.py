@@ -156,6 +156,14 @@ def test_backends_say_what_they_do_not_support(tmp_path: Path) -> None:
     assert code == 2 and "unknown backend 'oracle'" in err
 
 
+def test_the_backends_list_says_what_each_does_not_support() -> None:
+    code, out, _ = run_cli(["batch", "backends"])
+    assert code == 0
+    for name in ("duckdb", "pyspark", "postgres"):
+        assert name in out
+    assert "SQLite stores" in out and "Java runtime" in out
+
+
 def test_bad_candidates_files_are_named_errors(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     db.init_store(url).dispose()

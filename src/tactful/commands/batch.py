@@ -104,3 +104,17 @@ def register(app: typer.Typer) -> None:
         out_console.print(Text(f"time: {timing}"))
         if out is not None:
             out_console.print(Text(f"wrote {out}"))
+
+    @group.command("backends")
+    def backends() -> None:
+        """List the backends `batch decide --backend` accepts, what each runs on and what it does not
+        support."""
+        from tactful.batch.backends import BACKENDS
+
+        table = Table(title="batch backends")
+        table.add_column("backend")
+        table.add_column("runs")
+        table.add_column("does not support")
+        for b in BACKENDS.values():
+            table.add_row(b.name, b.description, "\n".join(b.unsupported) or "-")
+        console().print(table)
