@@ -487,3 +487,126 @@ def lower_depth_pairs(draw: st.DrawFn) -> tuple[Scenario, Scenario]:
         before = with_depth(before, Depth.DETAILED_HISTORY if draw(BOOL) else Depth.HISTORY)
     lower = [d for d in Depth if d.rank < before.touch.depth.rank]
     return before, with_depth(before, _choose(draw, lower))
+
+
+# --------------------------------------------------------------------------- benign by construction
+# A world where everything blocks passes every monotonicity property above. These scenarios are
+# harmless by construction — every fact ordinary, first party and collected at checkout or signup;
+# the recipient private, verified and not bouncing; the touch's purpose granted on its channel;
+# nothing sensitive shown or revealed by the sender; the depth within what the customer's openness
+# allows; no greeting by name where it is not wanted; caps not reached; a closed customer gets only
+# service messages and surveys — so a pack that does not allow them over-blocks.
+
+#: Ordinary categories only (no birthday: its expectation rule is exercised elsewhere).
+BENIGN_CATEGORIES: tuple[str, ...] = (
+    "user.behavior.purchase_history", "user.demographic.language", "user.account.settings",
+    "user.contact.address.city",
+)
+BENIGN_FACT_KINDS: tuple[str, ...] = ("purchase", "attribute", "event")
+#: (origin, source, context) of a fact the first party collected itself, outside any conversation
+#: or payment; at least a day old (a fact observed minutes ago is a live signal).
+BENIGN_PROVENANCE: tuple[tuple[str, str, str], ...] = (
+    ("observed", "web", "checkout"), ("observed", "pos", "checkout"), ("observed", "app", "checkout"),
+    ("observed", "loyalty", "checkout"), ("declared", "web", "signup"),
+    ("declared", "app", "preference_center"),
+)
+#: Outbound and in-session channels and the touch kinds that are harmless on them when consented.
+BENIGN_MARKETING_KINDS: tuple[str, ...] = ("offer", "recommendation", "reminder")
+BENIGN_TRANSACTIONAL: tuple[tuple[str, str], ...] = (
+    ("service", "essential.service.notifications"), ("survey", "functional.service.improve"))
+BENIGN_CHANNELS: tuple[Channel, ...] = (
+    Channel.EMAIL, Channel.SMS, Channel.POSTAL_MAIL, Channel.POSTCARD, Channel.PUSH, Channel.PHONE,
+    Channel.WEB, Channel.APP, Channel.PARTNER_EXPORT,
+)
+IN_SESSION = (Channel.WEB, Channel.APP)
+
+
+@st.composite
+def benign_scenario_dicts(draw: st.DrawFn, settings: Any) -> dict[str, Any]:
+    """A scenario document that is harmless by construction for a pack with ``settings`` (its
+    openness depth caps, frequency caps, survey window and minimum group size are respected)."""
+    channel = draw(st.sampled_from(BENIGN_CHANNELS))
+    openness = draw(st.sampled_from((None, *Openness)))
+    effective = openness or settings.default_openness
+    cap = settings.openness_max_depth[effective]
+
+    # -- the touch
+    if channel is Channel.PARTNER_EXPORT and effective is Openness.CLOSED:
+        # the default pack's closed-transactional-only also keeps a closed customer out of an
+        # aggregate export (which touches nobody); debatable, so not drawn as "benign" here
+        channel = Channel.EMAIL
+    if channel is Channel.PARTNER_EXPORT:
+        kind, purpose = "share", "third_party_sharing"
+    elif effective is Openness.CLOSED or draw(ONE_IN_4) == 0:
+        kind, purpose = draw(st.sampled_from(BENIGN_TRANSACTIONAL))
+    else:
+        kind, purpose = draw(st.sampled_from(BENIGN_MARKETING_KINDS)), CHANNEL_MARKETING[channel]
+    transactional = kind in ("service", "survey")
+    depths = [d for d in Depth if d is not Depth.DETAILED_HISTORY
+              and (transactional or d.rank <= cap.rank)]
+    depth = draw(st.sampled_from(depths))
+    may_name = channel not in IN_SESSION or effective.rank >= settings.web_greeting_min_openness.rank
+    named = bool(may_name and kind != "share" and draw(BOOL))
+    trigger = "customer_request" if channel in IN_SESSION else draw(st.sampled_from(("scheduled", "event")))
+
+    # -- the recipient and the consents
+    contact_kind = CHANNEL_CONTACT_KIND[channel]
+    cps: list[dict[str, Any]] = []
+    to = None
+    if contact_kind is not None:
+        cps.append({"id": "cp-own", "kind": contact_kind.value, "shared_with": "private",
+                    "verified_at": draw(st.sampled_from(_ago(700, 60)))})
+        to = "cp-own"
+    if draw(BOOL):  # another address the touch does not use: irrelevant to the decision
+        cps.append({"id": "cp-family", "kind": draw(CONTACT_KIND).value, "shared_with": "household",
+                    "verified_at": draw(st.sampled_from(_ago(3650)))})
+    grant_at = draw(st.sampled_from(_ago(2000, 60 * 24)))
+    consents = [{"purpose": purpose, "status": "granted", "source": draw(st.sampled_from(("form", "portal"))),
+                 "at": grant_at, **({"channel": channel.value} if draw(BOOL) else {})}]
+    if draw(BOOL):
+        consents.append({"purpose": "personalize.content", "status": "granted", "source": "form",
+                         "at": grant_at})
+    if channel in IN_SESSION and kind in BENIGN_MARKETING_KINDS:
+        # an offer is marketing by substance whatever purpose it states: the customer opted in to that
+        consents.append({"purpose": "marketing", "status": "granted", "source": "form", "at": grant_at})
+
+    # -- the facts
+    facts = []
+    for i in range(draw(COUNT_0_3)):
+        origin, source, context = draw(st.sampled_from(BENIGN_PROVENANCE))
+        fact_kind = draw(st.sampled_from(BENIGN_FACT_KINDS))
+        facts.append({"id": f"f{i}", "kind": fact_kind, "category": draw(st.sampled_from(BENIGN_CATEGORIES)),
+                      "label": LABELS[FactKind(fact_kind)], "origin": origin, "source": source,
+                      "context": context, "at": draw(st.sampled_from(_ago(700, 60 * 24)))})
+    ids = [f["id"] for f in facts]
+    uses = _sample(draw, ids, 3)
+    shows = _sample(draw, ids, 3) if depth.rank >= Depth.ITEM.rank else []
+
+    # -- history: touches well outside every window, and fewer than the cap inside its own
+    recent: list[dict[str, Any]] = [
+        {"channel": draw(CHANNEL).value, "purpose": "marketing.communications", "kind": "offer",
+         "at": draw(st.sampled_from(_ago(3650, 60 * 24 * 400)))} for _ in range(draw(COUNT_0_2))]
+    group = next((c for c in settings.frequency_caps if channel in c.channels), None)
+    if group is not None and kind != "survey" and group.max > 1:
+        for _ in range(draw(st.integers(0, min(group.max - 1, 2)))):
+            recent.append({"channel": channel.value, "purpose": CHANNEL_MARKETING[channel], "kind": "offer",
+                           "at": draw(st.sampled_from(_ago(max(group.days - 1, 1), 60)))})
+
+    touch: dict[str, Any] = {"kind": kind, "purpose": purpose, "channel": channel.value, "to": to,
+                             "sender": "first_party", "uses": uses, "shows": shows,
+                             "depth": depth.value, "named": named, "trigger": trigger}
+    if kind == "share":
+        touch.update(granularity="aggregate", group_size=draw(st.sampled_from(
+            (settings.min_group_size, settings.min_group_size + 40, 2400))), named=False)
+    doc: dict[str, Any] = {
+        "version": 1, "now": _iso(NOW),
+        "customer": _drop_none({"id": "cust-benign", "openness": openness.value if openness else None}),
+        "contact_points": cps, "consents": consents, "facts": facts, "recent_touches": recent,
+        "touch": _drop_none(touch),
+    }
+    return doc
+
+
+def benign_scenarios(settings: Any) -> st.SearchStrategy[Scenario]:
+    """Harmless-by-construction :class:`Scenario` objects (see :func:`benign_scenario_dicts`)."""
+    return benign_scenario_dicts(settings).map(lambda d: parse_scenario(d, source="<hypothesis benign>"))

@@ -153,6 +153,6 @@ def test_explain_prints_every_rule_in_plain_language() -> None:
     for rule in load_pack().rules:
         assert f"{rule.id} — {rule.title}" in out
         assert f"Source: {rule.source}" in out
-    assert "When the touch is marketing and not (the customer opted in to this purpose on this channel): " \
-           "block the touch." in out
+    assert "When the touch is marketing and not (the customer opted in to this purpose on this channel) " \
+           "and not (the touch is generic in-session content using no personal data)" in out
     assert "{" not in out.split("The most restrictive")[1]

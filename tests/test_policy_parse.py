@@ -319,3 +319,144 @@ def test_extends_cycle_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("name: b\nversion: 1\nextends: a.yaml\n")
     with pytest.raises(PolicyError, match="cycle"):
         load_pack(tmp_path / "a.yaml")
+
+
+# --------------------------------------------------------------------------- guards cannot be disarmed
+
+
+def test_an_extending_pack_cannot_empty_the_settings_a_guard_reads() -> None:
+    # channel_purposes: {} would keep the locked purpose-off-channel rule and make it never fire
+    err = error("name: shop\nversion: 1\nextends: default\nsettings:\n  channel_purposes: {}\n")
+    assert err.file == "shop.yaml" and err.line == 5 and err.column == 21
+    assert "setting channel_purposes: the locked rule purpose-off-channel" in err.message
+    assert "email: marketing.communications.email" in err.message
+
+
+def test_an_extending_pack_cannot_change_an_inherited_channel_purpose() -> None:
+    err = error("name: shop\nversion: 1\nextends: default\nsettings:\n  channel_purposes:\n"
+                "    email: marketing.communications.email\n    sms: marketing.communications\n"
+                "    postal_mail: marketing.communications.postal\n"
+                "    postcard: marketing.communications.postal\n    push: marketing.communications.push\n")
+    assert "(sms: marketing.communications.sms)" in err.message
+
+
+def test_the_guard_still_blocks_under_a_pack_that_adds_channel_purposes(tmp_path: Path) -> None:
+    text = ("name: shop\nversion: 1\nextends: default\nsettings:\n  channel_purposes:\n"
+            "    email: marketing.communications.email\n    sms: marketing.communications.sms\n"
+            "    postal_mail: marketing.communications.postal\n"
+            "    postcard: marketing.communications.postal\n    push: marketing.communications.push\n"
+            "    app: marketing.communications.push\n")
+    pack = parse_pack(text, source="shop.yaml")
+    sms_with_email_purpose = scenario(
+        consents=[{"purpose": "marketing.communications.email", "status": "granted", "source": "form",
+                   "at": "2025-01-01"}],
+        touch={"channel": "sms", "to": "mobile", "purpose": "marketing.communications.email"})
+    assert fired(evaluate(sms_with_email_purpose, pack)) == ["purpose-off-channel"]
+
+
+# --------------------------------------------------------------------------- lint: weakened consent
+
+
+def _lint(tmp_path: Path, text: str) -> list[str]:
+    from tactful.policy.lint import lint_pack
+
+    path = tmp_path / "shop.yaml"
+    path.write_text(text, encoding="utf-8")
+    return lint_pack(path)
+
+
+def test_lint_warns_when_a_pack_disables_or_softens_consent_rules(tmp_path: Path) -> None:
+    warnings = _lint(tmp_path, own("""\
+        - id: consent-refused
+          replace: true
+          title: Refusals only ask
+          source: shop
+          when: consent_refused
+          verdict: ask
+          message: m
+          remedy: r
+        - id: individual-share-needs-consent
+          replace: true
+          title: Shares need consent only by SMS
+          source: shop
+          when: {all: [is_partner_share, {channel: sms}, {not: share_consent_granted}]}
+          verdict: block
+          message: m
+          remedy: r
+        """, extra="disable: [marketing-needs-opt-in, survey-frequency-cap]\n"))
+    assert warnings == [
+        "rule consent-refused: replaces a consent rule with a weaker verdict (block -> ask)",
+        "disables the consent rule marketing-needs-opt-in (Marketing is opt-in, per channel)",
+        "rule individual-share-needs-consent: replaces a consent rule with another condition; make sure "
+        "it blocks at least what the inherited rule blocked",
+    ]
+
+
+def test_lint_warns_when_settings_weaken_consent(tmp_path: Path) -> None:
+    warnings = _lint(tmp_path, "name: shop\nversion: 1\nextends: default\nsettings:\n"
+                     "  marketing_purposes: [marketing.communications]\n"
+                     "  marketing_kinds: []\n"
+                     "  gpc_refuses: [third_party_sharing]\n"
+                     "  share_consent_purposes: [third_party_sharing, personalize]\n"
+                     "  profiling_opt_in_purposes: [personalize]\n"
+                     "  transactional_kinds: [service, survey, reminder]\n"
+                     "  min_group_size: 3\n"
+                     "  sensitive_categories: [user.biometric]\n"
+                     "  frequency_caps:\n"
+                     "    - {channels: [postal_mail, postcard], max: 1, days: 14}\n"
+                     "    - {channels: [email], max: 3, days: 7}\n"
+                     "    - {channels: [sms], max: 2, days: 60}\n"
+                     "    - {channels: [push], max: 4, days: 7}\n")
+    text = "\n".join(warnings)
+    for expected in ("marketing_purposes drops marketing:", "marketing_kinds drops offer:",
+                     "gpc_refuses drops marketing.advertising.third_party:",
+                     "share_consent_purposes adds personalize:",
+                     "profiling_opt_in_purposes adds personalize:",
+                     "transactional_kinds adds reminder:",
+                     "sensitive_categories drops user.health_and_medical,",
+                     "frequency_caps: postal_mail allows 1 in 14 days (was 1 in 28 days)",
+                     "frequency_caps: postcard allows 1 in 14 days",
+                     "frequency_caps: push allows 4 in 7 days",
+                     "min_group_size lowers the smallest aggregate from 10 to 3"):
+        assert expected in text, (expected, warnings)
+    assert "email allows" not in text and "sms allows" not in text  # same or stricter
+    assert len(warnings) == 11, warnings
+
+
+def test_lint_is_quiet_for_a_stricter_pack(tmp_path: Path) -> None:
+    assert _lint(tmp_path, "name: shop\nversion: 1\nextends: default\nsettings:\n"
+                 "  marketing_purposes: [marketing, personalize.content.profiled]\n"
+                 "  min_group_size: 50\n"
+                 "  frequency_caps:\n    - {channels: [postal_mail, postcard], max: 1, days: 56}\n"
+                 "    - {channels: [email], max: 1, days: 7}\n    - {channels: [sms], max: 1, days: 30}\n"
+                 "    - {channels: [push], max: 3, days: 7}\n    - {channels: [phone], max: 1, days: 90}\n"
+                 "disable: [web-greeting-by-name]\n") == []
+
+
+def test_lint_warns_when_a_root_pack_reads_no_consent(tmp_path: Path) -> None:
+    default = (Path(__file__).parents[1] / "src/tactful/policy/packs/default.yaml").read_text(
+        encoding="utf-8")
+    head = default.split("\nrules:\n")[0].replace("name: default", "name: mine")
+    text = head + ("\nrules:\n  - {id: dead, title: t, source: s, when: customer_deceased, verdict: block, "
+                   "message: m, remedy: r}\n")
+    assert _lint(tmp_path, text) == [
+        "no rule reads the customer's consent (consent_granted, consent_refused, profiling_opt_in, "
+        "share_consent_granted): opt-ins and refusals are not checked"]
+
+
+@pytest.mark.parametrize(("setting", "value", "maximum"), [
+    ("survey_window_days", "100000000", 36500),   # now minus that many days is before year 1
+    ("stale_contact_days", "36501", 36500),
+    ("min_group_size", "10000000000000", 1_000_000),
+])
+def test_integer_settings_are_bounded(setting: str, value: str, maximum: int) -> None:
+    err = error(f"name: shop\nversion: 1\nextends: default\nsettings:\n  {setting}: {value}\n")
+    assert err.line == 5 and f"setting {setting}: {value} is more than {maximum}" in err.message
+
+
+def test_frequency_cap_windows_are_bounded() -> None:
+    err = error("name: shop\nversion: 1\nextends: default\nsettings:\n  frequency_caps:\n"
+                "    - {channels: [email], max: 3, days: 1000000}\n")
+    assert "frequency_caps[0].days: 1000000 is more than 36500" in err.message
+    assert parse("name: shop\nversion: 1\nextends: default\nsettings:\n  frequency_caps:\n"
+                 "    - {channels: [email], max: 3, days: 36500}\n") is not None

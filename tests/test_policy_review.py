@@ -67,7 +67,7 @@ def test_guard_adds_nothing_when_the_pack_already_blocks_on_it() -> None:
 
 
 def test_an_empty_pack_blocks() -> None:
-    pack = dataclasses.replace(load_pack(), rules=(), _memo={})
+    pack = dataclasses.replace(load_pack(), rules=())
     d = evaluate(scenario(), pack)
     assert d.verdict is Verdict.BLOCK
     assert "no rules" in d.reasons[0].message
@@ -234,12 +234,18 @@ def test_a_broad_declared_category_does_not_unlock_a_specific_inference() -> Non
     assert "shown-items-reveal-inference" in fired(shown)
 
 
-def test_a_specific_declaration_covers_a_broader_inference() -> None:
+def test_a_specific_declaration_covers_a_broader_inference_only_when_it_names_it() -> None:
+    # issue 7 §2: a declaration covers what it names; an inference filed under the coarse key is
+    # covered when its label names the same thing, not whatever it says
     declared = fact("d1", kind="attribute", category="user.health_and_medical.reproductive",
-                    origin="declared", source="web", context="signup")
-    broad = fact("p1", kind="inference", category="user.health_and_medical", origin="inferred",
-                 source="loyalty", context="model")
-    assert decide(facts=[declared, broad], touch={"uses": ["p1"]}).verdict is Verdict.ALLOW
+                    origin="declared", source="web", context="signup", label="Pregnant, due in May")
+    same = fact("p1", kind="inference", category="user.health_and_medical", origin="inferred",
+                source="loyalty", context="model", label="pregnant,  due in may")
+    other = fact("p1", kind="inference", category="user.health_and_medical", origin="inferred",
+                 source="loyalty", context="model", label="Depression")
+    assert decide(facts=[declared, same], touch={"uses": ["p1"]}).verdict is Verdict.ALLOW
+    d = decide(facts=[declared, other], touch={"uses": ["p1"]})
+    assert fired(d) == ["inferred-sensitive-without-opt-in"]
 
 
 def test_shows_implies_alone_blocks_on_a_household_channel() -> None:
@@ -271,7 +277,7 @@ def test_rule_reading_a_guard_feature_but_never_blocking_is_linted() -> None:
 
     pack = dataclasses.replace(load_pack(), rules=(Rule(id="x", title="t", source="s",
                                when=Flag("unknown_vocabulary"), verdict=Verdict.SOFTEN, message="m",
-                               drop_name=True),), _memo={})
+                               drop_name=True),))
     assert any("fail-closed guard" in w for w in pack_warnings(pack))
 
 

@@ -14,11 +14,15 @@ The input guards (locked rules reading ``unknown_vocabulary``, ``missing_fact_re
 ``contact_point_missing``, ``purpose_off_channel``) are the exception by design: without them the
 evaluator's built-in ``fail-closed-guard`` still blocks, so their test checks exactly that.
 
-Evaluation is in-process over the parsed scenarios (a few thousand decisions, well under a second).
+And the library notices a crash: with feature derivation raising on every call, every scenario fails
+(fail closed would otherwise pass every ``block`` scenario).
+
+Evaluation is in-process over the parsed scenarios (a few thousand decisions, seconds).
 """
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
+import tactful.features
 from tactful.commands.policy import compare_expectation
 from tactful.features import FAIL_CLOSED_FEATURES
 from tactful.model import Scenario, parse_scenario
@@ -109,3 +114,23 @@ def test_deleting_an_input_guard_leaves_the_builtin_guard_blocking(rule_id: str)
         fired = [r.rule for r in decision.reasons]
         assert decision.verdict.value == "block" and FAIL_CLOSED_GUARD in fired, (name, fired)
         assert rule_id not in fired, (name, fired)
+
+
+def test_a_crash_in_feature_derivation_fails_every_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed turns a crash into a block; the library must still see it as a failure (a review
+    once made derivation raise and 85 of 121 scenario tests still passed)."""
+    original = tactful.features.derive
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("feature derivation is broken")
+
+    patched = 0
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "")
+        if name.startswith("tactful") and getattr(module, "derive", None) is original:
+            monkeypatch.setattr(module, "derive", broken)
+            patched += 1
+    assert patched >= 2  # tactful.features and the evaluator that calls it
+    pack = load_pack()
+    passing = [name for name, sc in _scenarios() if not compare_expectation(sc, evaluate(sc, pack))]
+    assert not passing, f"these scenarios pass although every decision crashed: {passing}"

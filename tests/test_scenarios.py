@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-import yaml
 
-from tactful.model import Decision, Scenario, parse_scenario
+from tactful.model import Decision, Scenario
 from tactful.policy.evaluate import EVALUATION_ERROR, FAIL_CLOSED_GUARD
 from tactful.vocab import Verdict
 
@@ -35,8 +34,10 @@ def _id(path: Path) -> str:
 
 
 def _load(path: Path) -> Scenario:
-    data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return parse_scenario(data, source=str(path))
+    """Through the same bounded loader as `tactful decide` (a duplicate key in the library is an error)."""
+    from tactful.commands.policy import load_scenario_file
+
+    return load_scenario_file(path)
 
 
 @cache

@@ -167,10 +167,10 @@ def test_open_store_does_not_create_a_missing_sqlite_file(tmp_path: Path) -> Non
 def _migrations_with_a_second_revision(tmp_path: Path) -> str:
     location = tmp_path / "migrations"
     shutil.copytree(db.MIGRATIONS_LOCATION, location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "9001_extra_index.py").write_text(
+    (location / "versions" / "9999_extra_index.py").write_text(
         '"""extra index (test only)"""\n'
         "from alembic import op\n\n"
-        f'revision = "9001"\ndown_revision = "{HEAD}"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f'revision = "9999"\ndown_revision = "{HEAD}"\nbranch_labels = None\ndepends_on = None\n\n\n'
         "def upgrade() -> None:\n"
         '    op.create_index("ix_test_facts_label", "facts", ["label"])\n\n\n'
         "def downgrade() -> None:\n"
@@ -185,8 +185,8 @@ def test_init_upgrades_and_says_from_which_revision(db_url: str, tmp_path: Path,
     monkeypatch.setattr(db, "MIGRATIONS_LOCATION", _migrations_with_a_second_revision(tmp_path))
     upgraded = db.initialise(db_url)
     try:
-        assert (upgraded.action, upgraded.from_revision, upgraded.to_revision) == ("upgraded", HEAD, "9001")
-        assert f"from schema {HEAD} to 9001" in upgraded.describe()
+        assert (upgraded.action, upgraded.from_revision, upgraded.to_revision) == ("upgraded", HEAD, "9999")
+        assert f"from schema {HEAD} to 9999" in upgraded.describe()
         indexes = {ix["name"] for ix in sa.inspect(upgraded.engine).get_indexes("facts")}
         assert "ix_test_facts_label" in indexes
     finally:
@@ -199,7 +199,7 @@ def test_init_upgrades_and_says_from_which_revision(db_url: str, tmp_path: Path,
     monkeypatch.setattr(db, "MIGRATIONS_LOCATION", str(Path(db.__file__).parent / "migrations"))
     with pytest.raises(StoreError) as info:
         db.open_store(db_url)
-    assert "at schema 9001, which this version of Tactful" in info.value.message
+    assert "at schema 9999, which this version of Tactful" in info.value.message
     with pytest.raises(StoreError) as info:
         db.initialise(db_url)
     assert "does not know" in info.value.message
@@ -211,7 +211,7 @@ def test_open_store_on_an_older_schema_says_run_init(db_url: str, tmp_path: Path
     monkeypatch.setattr(db, "MIGRATIONS_LOCATION", _migrations_with_a_second_revision(tmp_path))
     with pytest.raises(StoreError) as info:
         db.open_store(db_url)
-    assert f"is at schema {HEAD}, not 9001" in info.value.message
+    assert f"is at schema {HEAD}, not 9999" in info.value.message
     assert info.value.hint is not None and "tactful init" in info.value.hint
 
 

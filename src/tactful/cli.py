@@ -7,14 +7,15 @@ stderr and the error's exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from tactful import __version__
 from tactful.commands import audit, ingest, policy, sample, scenario, store, vocab
+from tactful.commands.common import console, data_text
 from tactful.errors import TactfulError
 
 app = typer.Typer(
@@ -25,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err_console = Console(stderr=True)
+err_console = console(stderr=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -41,17 +42,43 @@ for _module in (store, ingest, sample, policy, scenario, vocab, audit):
     _module.register(app)
 
 
+def _print_error(exc: TactfulError) -> None:
+    # the message may quote data (an id, a value, a file's line): never markup, emoji or controls
+    err_console.print(Text.assemble(("error:", "bold red"), " ", data_text(exc, multiline=True)),
+                      highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tactful`` console script.
 
     Typer (standalone mode) prints usage errors itself; every TactfulError ends here, printed once
-    with its exit code. Anything else is a bug and keeps its traceback.
+    with its exit code. A database error met after the store was opened (locked, read-only, damaged,
+    no rights, connection lost: :func:`tactful.store.failures.store_error`) is a StoreError too, exit 3.
+    Anything else is a bug: a one-line internal error, exit 70 (TACTFUL_DEBUG=1 shows the traceback).
     """
+    from tactful.store.failures import store_error
+
     try:
         app(args=argv)
     except TactfulError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        # a stage's error caused by the store being unusable is the store's error (exit 3)
+        shown: TactfulError = store_error(exc, known_only=True) or exc
+        _print_error(shown)
+        sys.exit(shown.exit_code)
+    except Exception as exc:
+        translated = store_error(exc)
+        if translated is None:
+            if os.environ.get("TACTFUL_DEBUG"):
+                raise
+            # a bug: no traceback for the user, but a message that says so and how to see it
+            what = data_text(f"{type(exc).__name__}: {exc}", multiline=True)
+            err_console.print(Text.assemble(
+                ("internal error:", "bold red"), " ", what,
+                "\n  hint: this is a bug in Tactful; run again with TACTFUL_DEBUG=1 to see the traceback"),
+                highlight=False, soft_wrap=True)
+            sys.exit(70)
+        _print_error(translated)
+        sys.exit(translated.exit_code)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
-import yaml
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tactful.errors import CampaignError
 from tactful.model import Decision
+from tactful.safeload import CAMPAIGN_LIMITS, DocumentError, load_document, load_yaml
 from tactful.vocab import Channel, Depth, Verdict
 
 #: The slots a campaign can fill: one per depth up to ``history``, and the permission request.
@@ -442,18 +442,14 @@ class Messages:
 def load_messages(path: str | Path) -> Messages:
     """Read the message part of a campaign YAML file; errors name the file and the slot."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CampaignError(f"cannot read campaign {p}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CampaignError(f"{p}: not valid YAML: {exc}") from None
+    try:  # the bounded loader: size, depth, aliases, tags, duplicate keys, UTF-8 (tactful.safeload)
+        data = load_document(p, CAMPAIGN_LIMITS, json_only=False, source=str(p))
+    except DocumentError as exc:
+        raise CampaignError(str(exc), hint=exc.hint) from None
     return Messages.from_mapping(data, source=str(p))
 
 
 def demo_messages() -> Messages:
     """The demo campaign's messages (shipped in the package)."""
     text = (resources.files("tactful.campaigns") / "demo.yaml").read_text(encoding="utf-8")
-    return Messages.from_mapping(yaml.safe_load(text), source="demo.yaml")
+    return Messages.from_mapping(load_yaml(text, "demo.yaml", CAMPAIGN_LIMITS), source="demo.yaml")

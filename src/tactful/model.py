@@ -101,6 +101,13 @@ def _key(value: str) -> str:
     return value
 
 
+def _context(value: str) -> str:
+    words = vocab.normalise_context(value)
+    if not words:
+        raise ValueError(f"expected a context key such as checkout or support_chat, got {value!r}")
+    return words
+
+
 def _fact_source(value: str) -> str:
     try:
         return vocab.check_fact_source(value)
@@ -175,8 +182,10 @@ class ScenarioFact(Frozen):
     label: str | None = None
     origin: Origin
     source: FactSource
-    context: Annotated[str, Field(min_length=1, max_length=100)]
+    # normalised (case, separators, documented aliases): `Support Chat` is support_chat
+    context: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_context)]
     at: UTCDateTime | None = None
+    conversation: Id | None = None  # optional Tactful addition: the conversation it was said in
 
 
 class ScenarioRecentTouch(Frozen):
@@ -201,6 +210,8 @@ class ScenarioTouch(Frozen):
     trigger: Trigger = Trigger.SCHEDULED
     granularity: Granularity | None = None
     group_size: Annotated[int, Field(ge=0)] | None = None
+    conversation: Id | None = None  # optional Tactful addition: the conversation an advisor prompt is in
+    requested_channel: Channel | None = None  # optional Tactful addition: the channel the customer asked for
 
 
 class Expectation(Frozen):

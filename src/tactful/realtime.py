@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.engine import Connection
 
@@ -48,6 +47,7 @@ from tactful.model import (
     validation_errors,
 )
 from tactful.policy import Pack
+from tactful.safeload import TOUCH_LIMITS, DocumentError, load_document
 from tactful.sensitivity import SensitivityMapping, load_mapping
 from tactful.store import tables as t
 from tactful.vocab import (
@@ -62,6 +62,7 @@ from tactful.vocab import (
 )
 
 PURCHASE_CATEGORY = "user.behavior.purchase_history"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Hard ceilings per customer and decision. Above them the decision is refused (an error, fail closed)
 #: rather than made on a truncated history. Selectors with ``within_days`` keep real reads far below.
 MAX_FACTS = 10_000
@@ -167,27 +168,13 @@ def parse_touch(data: Any, *, source: str = "<touch>") -> TouchFile:
         raise ScenarioError(f"{source}: invalid touch file\n{lines}", errors=errors, source=source) from None
 
 
-_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_touch_file(path: Path) -> TouchFile:
-    """Read and validate a touch file (YAML or JSON). Exit 2 errors name the file, line or field."""
+    """Read and validate a touch file (YAML or JSON) through the bounded loader (tactful.safeload:
+    size, depth, aliases, tags, duplicate keys, UTF-8). Exit 2 errors name the file, line or field."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"cannot read touch file {path}: {exc.strerror or exc}",
-                            source=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
-                            source=str(path)) from None
-    try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ScenarioError(f"{where}: not valid YAML: {exc.problem}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}", source=str(path)) from None
+        data = load_document(path, TOUCH_LIMITS, source=str(path))
+    except DocumentError as exc:
+        raise ScenarioError(str(exc), source=str(path)) from None
     return parse_touch(data, source=str(path))
 
 
@@ -312,6 +299,9 @@ class StoreScenarioBuilder:
         p = t.products.c
         self._product_cols = (p.id.label("product_id"), p.name, p.department, p.category, p.subcategory,
                               p.implies)
+        self._q_products = sa.select(*self._product_cols).where(
+            p.id.in_(sa.bindparam("ids", expanding=True, type_=p.id.type)))
+        self._orders_statements()
 
     # ---- products
 
@@ -330,27 +320,39 @@ class StoreScenarioBuilder:
             return mapped
         return tuple(sorted({*stored, *mapped}))
 
+    def orders_query(self, customer_id: str, since: datetime | None, all_orders: bool,
+                     ids: Iterable[str]) -> tuple[sa.Select[Any], dict[str, Any]] | None:
+        """The one query (prepared once) that reads the orders a touch can reach — all of them, or
+        those after ``since`` — plus those named in ``ids``, with their lines and products; and its
+        parameters. None when nothing can be reached."""
+        wanted = sorted(set(ids))
+        if not all_orders and since is None and not wanted:
+            return None
+        params = {"cid": customer_id, "ids": wanted,
+                  "since": _db_time(since) if since is not None else _EPOCH}
+        return (self._q_orders_all if all_orders else self._q_orders), params
+
+    def _orders_statements(self) -> None:
+        o, ln = t.orders.c, t.order_lines.c
+        base = (sa.select(o.id.label("order_id"), o.at, o.source, o.context, ln.line_no, *self._product_cols)
+                .select_from(t.orders.outerjoin(t.order_lines, ln.order_id == o.id)
+                             .outerjoin(t.products, t.products.c.id == ln.product_id))
+                .order_by(o.at, o.id, ln.line_no).limit(MAX_ORDER_LINES + 1))
+        cid = sa.bindparam("cid", type_=o.customer_id.type)
+        ids = sa.bindparam("ids", expanding=True, type_=o.id.type)
+        self._q_orders_all = base.where(o.customer_id == cid)
+        self._q_orders = base.where(o.customer_id == cid,
+                                    sa.or_(o.at > sa.bindparam("since", type_=o.at.type), o.id.in_(ids)))
+
     def _orders(self, conn: Connection, customer_id: str, since: datetime | None, all_orders: bool,
                 ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Orders of the customer (those after ``since``, every one with ``all_orders``, and those named
         in ``ids``) with their lines' products: order id -> {order row, names, implies}."""
-        o, ln = t.orders.c, t.order_lines.c
-        wanted = sorted(set(ids))
-        conds: list[Any] = []
-        if all_orders:
-            conds.append(sa.true())
-        elif since is not None:
-            conds.append(o.at > _db_time(since))
-        if wanted:
-            conds.append(o.id.in_(wanted))
-        if not conds:
+        prepared = self.orders_query(customer_id, since, all_orders, ids)
+        if prepared is None:
             return {}
-        query = (sa.select(o.id.label("order_id"), o.at, o.source, o.context, ln.line_no, *self._product_cols)
-                 .select_from(t.orders.outerjoin(t.order_lines, ln.order_id == o.id)
-                              .outerjoin(t.products, t.products.c.id == ln.product_id))
-                 .where(o.customer_id == customer_id, sa.or_(*conds))
-                 .order_by(o.at, o.id, ln.line_no).limit(MAX_ORDER_LINES + 1))
-        rows = conn.execute(query).all()
+        query, params = prepared
+        rows = conn.execute(query, params).all()
         if len(rows) > MAX_ORDER_LINES:
             raise StoreError(
                 f"customer {customer_id!r}: the touch selects more than {MAX_ORDER_LINES} order lines; "
@@ -378,8 +380,7 @@ class StoreScenarioBuilder:
         if len(items) > MAX_SHOWN_ITEMS:
             raise ScenarioError(f"touch.shows_items: {len(items)} products; at most {MAX_SHOWN_ITEMS}")
         wanted = list(dict.fromkeys(items))
-        rows = {r.product_id: r for r in conn.execute(sa.select(*self._product_cols)
-                                              .where(t.products.c.id.in_(wanted)))}
+        rows = {r.product_id: r for r in conn.execute(self._q_products, {"ids": wanted})}
         unknown = [i for i in wanted if i not in rows]
         if unknown:
             raise NotFoundError(f"touch.shows_items: no product {', '.join(repr(u) for u in unknown)} "

@@ -1,5 +1,5 @@
 """One bounded loader for every YAML or JSON document Tactful reads: scenarios, policy packs, column
-mappings and sensitivity mappings (docs/scenario-format.md, "Limits").
+mappings, sensitivity mappings, touch files and campaigns (docs/scenario-format.md, "Limits").
 
 Input is hostile until proven otherwise. Every document is
 
@@ -7,12 +7,12 @@ Input is hostile until proven otherwise. Every document is
   strict UTF-8 (a byte-order mark is allowed; NUL bytes mean binary input and are refused);
 * parsed by PyYAML's *safe* loader (libyaml's ``CSafeLoader`` when PyYAML has it: it is several times
   faster on large profiles) or by :mod:`json`;
-* checked before anything walks it: nesting depth (:attr:`Limits.max_depth`), the number of nodes once
-  every YAML alias is expanded (:attr:`Limits.max_nodes`; a few hundred bytes of nested aliases cannot
-  grow into gigabytes), recursive aliases, explicit YAML tags other than the plain standard ones
-  (no ``!!python/...``, ``!!binary``, ``!!set`` or custom ``!tag``); once expanded, the document may
-  hold no more text than :attr:`Limits.max_bytes` either, duplicate keys in one mapping (the
-  last one would silently win), integers beyond 64 bits and numbers that are not finite.
+* checked before anything walks it: nesting depth (:attr:`Limits.max_depth`); the number of values
+  once every YAML alias is expanded (:attr:`Limits.max_nodes`) and the text they hold (no more than
+  :attr:`Limits.max_bytes`), so a few hundred bytes of nested aliases cannot grow into gigabytes;
+  recursive aliases; explicit YAML tags other than the plain standard ones (no ``!!python/...``,
+  ``!!binary``, ``!!set`` or custom ``!tag``); duplicate keys in one mapping (the last one would
+  silently win); integers beyond 64 bits, numbers that are not finite, impossible dates.
 
 Every problem is a :class:`DocumentError` naming the file, the line and column where known, and the
 path of the field (``customer.facts[3].id``); callers turn it into their stage's error (exit 2).
@@ -34,11 +34,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from tactful.errors import TactfulError
 
 __all__ = [
+    "CAMPAIGN_LIMITS",
     "MAPPING_LIMITS",
     "PACK_LIMITS",
     "SCENARIO_LIMITS",
     "SENSITIVITY_LIMITS",
     "STDIN",
+    "TOUCH_LIMITS",
     "DocumentError",
     "Limits",
     "compose_yaml",
@@ -92,6 +94,10 @@ PACK_LIMITS = Limits("policy pack", max_bytes=1 * MIB, max_depth=128, max_nodes=
 MAPPING_LIMITS = Limits("mapping", max_bytes=256 * 1024, max_depth=16, max_nodes=20_000)
 #: a product sensitivity mapping
 SENSITIVITY_LIMITS = Limits("sensitivity mapping", max_bytes=4 * MIB, max_depth=16, max_nodes=500_000)
+#: a touch file (``decide --customer ID --touch FILE``, ``scenario export``)
+TOUCH_LIMITS = Limits("touch file", max_bytes=1 * MIB, max_depth=32, max_nodes=100_000)
+#: a campaign file (its messages and templates)
+CAMPAIGN_LIMITS = Limits("campaign", max_bytes=1 * MIB, max_depth=32, max_nodes=200_000)
 
 
 class DocumentError(TactfulError):
@@ -145,11 +151,11 @@ def read_bytes(path: Path | str, limits: Limits, *, source: str | None = None) -
             with open(path, "rb") as handle:
                 data = handle.read(cap + 1)
     except FileNotFoundError:
-        raise DocumentError(f"no such {limits.what} file", source=name) from None
+        raise DocumentError(f"cannot read {limits.what} file: no such file", source=name) from None
     except IsADirectoryError:
-        raise DocumentError(f"is a directory, not a {limits.what} file", source=name) from None
+        raise DocumentError(f"cannot read {limits.what} file: it is a directory", source=name) from None
     except OSError as exc:
-        raise DocumentError(f"cannot read the {limits.what}: {exc.strerror or exc}", source=name) from None
+        raise DocumentError(f"cannot read {limits.what} file: {exc.strerror or exc}", source=name) from None
     if len(data) > cap:
         raise _too_big(limits, name, None, yaml_only=False)
     return data
@@ -189,80 +195,110 @@ def _path(parts: tuple[str | int, ...]) -> str:
     return out or "(document)"
 
 
-def _check_nodes(root: Node, limits: Limits, source: str, key_of: Callable[[Node], Any]) -> None:
-    """Depth, alias expansion, cycles, tags and duplicate keys of a composed node graph.
-
-    Iterative (a deep document cannot exhaust the Python stack) and linear in the distinct nodes:
-    the expanded size of a node shared through aliases is computed once and reused.
-    """
-    expanded: dict[int, int] = {}  # id(node) -> nodes once aliases are expanded (capped)
-    chars: dict[int, int] = {}  # id(node) -> characters of its scalars once aliases are expanded (capped)
-    open_: set[int] = set()
-    cap, char_cap = limits.max_nodes + 1, limits.max_bytes + 1
-
-    def fail(node: Node, problem: str, parts: tuple[str | int, ...], hint: str | None = None) -> None:
-        line, column = _mark(node)
-        raise DocumentError(problem, source=source, line=line, column=column,
-                            path=_path(parts) if parts else None, hint=hint)
-
-    # stack entries: (node, path, children-pushed?)
-    stack: list[tuple[Node, tuple[str | int, ...], bool]] = [(root, (), False)]
+def _node_path(root: Node, target: Node, key_of: Callable[[Node], Any]) -> tuple[str | int, ...]:
+    """The field path of ``target`` in the graph under ``root`` (only run to report an error)."""
+    seen: set[int] = set()
+    stack: list[tuple[Node, tuple[str | int, ...]]] = [(root, ())]
     while stack:
-        node, parts, done = stack.pop()
-        ident = id(node)
-        if done:
-            open_.discard(ident)
-            if isinstance(node, MappingNode):
-                kids = [n for pair in node.value for n in pair]
-            else:
-                kids = list(node.value)
-            expanded[ident] = min(1 + sum(expanded[id(k)] for k in kids), cap)
-            chars[ident] = min(sum(chars[id(k)] for k in kids), char_cap)
-            if expanded[ident] > limits.max_nodes:
-                fail(node, f"the {limits.what} expands to more than {limits.max_nodes:,} values "
-                     "(YAML aliases repeating nested content?)", parts)
-            if chars[ident] > limits.max_bytes:
-                fail(node, f"the {limits.what} expands to more than {limits.max_bytes:,} characters "
-                     "(YAML aliases repeating long content?)", parts)
+        node, parts = stack.pop()
+        if node is target:
+            return parts
+        if id(node) in seen:
             continue
-        if ident in expanded:  # shared through an alias and already measured
-            continue
-        if ident in open_:
-            fail(node, "a recursive alias (a value that contains itself)", parts)
-        if node.tag not in ALLOWED_TAGS:
-            fail(node, f"the YAML tag {node.tag!r} is not allowed",
-                 parts, hint="plain YAML only: strings, numbers, booleans, null, dates, mappings, lists")
-        if len(parts) >= limits.max_depth and not isinstance(node, ScalarNode):
-            fail(node, f"nested more than {limits.max_depth} levels deep", parts)
-        if isinstance(node, ScalarNode):
-            expanded[ident] = 1
-            chars[ident] = len(node.value)
-            continue
-        open_.add(ident)
-        stack.append((node, parts, True))
+        seen.add(id(node))
         if isinstance(node, SequenceNode):
-            for i, child in enumerate(node.value):
-                stack.append((child, (*parts, i), False))
+            stack.extend((child, (*parts, i)) for i, child in enumerate(node.value))
         elif isinstance(node, MappingNode):
-            seen: set[Any] = set()
             for k, v in node.value:
                 if k.tag == _MERGE:
-                    stack.append((v, parts, False))
-                    stack.append((k, parts, False))
+                    stack.append((v, parts))
                     continue
                 key = key_of(k)
                 name: str | int = key if isinstance(key, str | int) and not isinstance(key, bool) \
                     else str(key)
+                stack.append((v, (*parts, name)))
+                stack.append((k, (*parts, name)))
+    return ()
+
+
+def _check_nodes(root: Node, limits: Limits, source: str, key_of: Callable[[Node], Any]) -> None:
+    """Depth, alias expansion, cycles, tags and duplicate keys of a composed node graph.
+
+    Iterative (a deep document cannot exhaust the Python stack) and linear in the distinct nodes:
+    the expanded size of a node shared through aliases is computed once and reused. Paths are only
+    worked out for the error message.
+    """
+    expanded: dict[int, int] = {}  # id(node) -> nodes once aliases are expanded (capped)
+    chars: dict[int, int] = {}  # id(node) -> characters of its scalars once aliases are expanded (capped)
+    open_: set[int] = set()
+    cap, char_cap, max_depth = limits.max_nodes + 1, limits.max_bytes + 1, limits.max_depth
+    allowed = ALLOWED_TAGS
+
+    def fail(node: Node, problem: str, hint: str | None = None) -> None:
+        line, column = _mark(node)
+        parts = _node_path(root, node, key_of)
+        raise DocumentError(problem, source=source, line=line, column=column,
+                            path=_path(parts) if parts else None, hint=hint)
+
+    # stack entries: (node, depth, children-already-pushed)
+    stack: list[tuple[Node, int, bool]] = [(root, 0, False)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth, done = pop()
+        ident = id(node)
+        if done:
+            open_.discard(ident)
+            if type(node) is MappingNode:
+                size = sum(expanded[id(k)] + expanded[id(v)] for k, v in node.value)
+                text = sum(chars[id(k)] + chars[id(v)] for k, v in node.value)
+            else:
+                size = sum(expanded[id(k)] for k in node.value)
+                text = sum(chars[id(k)] for k in node.value)
+            expanded[ident] = min(1 + size, cap)
+            chars[ident] = min(text, char_cap)
+            if size >= cap:
+                fail(node, f"the {limits.what} expands to more than {limits.max_nodes:,} values "
+                     "(YAML aliases repeating nested content?)")
+            if text >= char_cap:
+                fail(node, f"the {limits.what} expands to more than {limits.max_bytes:,} characters "
+                     "(YAML aliases repeating long content?)")
+            continue
+        if ident in expanded:  # shared through an alias and already measured
+            continue
+        if node.tag not in allowed:
+            fail(node, f"the YAML tag {node.tag!r} is not allowed",
+                 hint="plain YAML only: strings, numbers, booleans, null, dates, mappings, lists")
+        cls = type(node)
+        if cls is ScalarNode:
+            expanded[ident] = 1
+            chars[ident] = len(node.value)
+            continue
+        if ident in open_:
+            fail(node, "a recursive alias (a value that contains itself)")
+        if depth >= max_depth:
+            fail(node, f"nested more than {max_depth} levels deep")
+        open_.add(ident)
+        push((node, depth, True))
+        depth += 1
+        if cls is MappingNode:
+            seen: set[Any] = set()
+            for k, v in node.value:
+                push((v, depth, False))
+                push((k, depth, False))
+                if k.tag == _MERGE:
+                    continue
+                key = key_of(k)
                 try:
                     duplicate = key in seen
                     seen.add(key)
                 except TypeError:  # an unhashable (complex) key: the constructor refuses it
                     duplicate = False
                 if duplicate:
-                    fail(k, f"duplicate key {name!r} (each key may appear once in a mapping)",
-                         (*parts, name))
-                stack.append((v, (*parts, name), False))
-                stack.append((k, (*parts, name), False))
+                    name = key if isinstance(key, str | int) and not isinstance(key, bool) else str(key)
+                    fail(k, f"duplicate key {name!r} (each key may appear once in a mapping)")
+        else:
+            for child in node.value:
+                push((child, depth, False))
 
 
 def _scalar_key(node: Node) -> Any:
@@ -497,11 +533,18 @@ def load_document(path: Path | str, limits: Limits, *, json_only: bool | None = 
     """Read, decode and parse ``path`` (``-``: standard input) within ``limits``.
 
     ``json_only`` None decides by the suffix (``.json`` is JSON; anything else is YAML, which reads
-    JSON too but slower and with YAML's bounds)."""
+    JSON too but slower and with YAML's bounds). Standard input has no suffix: a document that
+    starts with ``{`` is tried as JSON first (with JSON's size limit), then as YAML."""
     name = source or ("<stdin>" if str(path) == STDIN else str(path))
     text = decode(read_bytes(path, limits, source=name), name, limits.what)
     if json_only is None:
         json_only = str(path).lower().endswith(".json")
+        if not json_only and str(path) == STDIN and text.lstrip().startswith("{"):
+            try:
+                return load_json(text, name, limits)
+            except DocumentError as exc:
+                if not exc.problem.startswith("not valid JSON"):
+                    raise  # JSON, but refused: that is the answer
     if json_only:
         return load_json(text, name, limits)
     return load_yaml(text, name, limits, booleans=booleans)

@@ -176,6 +176,37 @@ PARTNER_RE = re.compile(r"^partner:[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 KEY_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 
+_CONTEXT_SEP_RE = re.compile(r"[^0-9a-z]+")
+
+
+def normalise_context(value: str) -> str:
+    """A collection context in its canonical form: case-folded, every run of separators (spaces,
+    hyphens, dots, slashes, underscores...) one underscore, none at either end. ``Support Chat``,
+    ``support-chat`` and ``SUPPORT_CHAT`` are all ``support_chat``. Aliases: see CONTEXT_ALIASES."""
+    words = _CONTEXT_SEP_RE.sub("_", value.casefold()).strip("_")
+    return CONTEXT_ALIASES.get(words, words)
+
+
+#: Documented aliases of collection contexts (docs/vocabulary.md): the common spellings of the
+#: contexts the default pack names, mapped onto them.
+CONTEXT_ALIASES: dict[str, str] = {
+    "customer_service": "support",
+    "customer_care": "support",
+    "helpdesk": "support",
+    "help_desk": "support",
+    "service_desk": "support",
+    "live_chat": "support_chat",
+    "webchat": "support_chat",
+    "web_chat": "support_chat",
+    "phone_call": "support_call",
+    "hotline": "support_call",
+    "call_centre": "support_call",
+    "call_center": "support_call",
+    "contact_centre": "support_call",
+    "contact_center": "support_call",
+}
+
+
 def check_fact_source(value: str) -> str:
     """A fact source is one of :data:`FACT_SOURCES` or ``partner:<name>``."""
     if value in FACT_SOURCES or PARTNER_RE.match(value):
@@ -278,6 +309,16 @@ def data_uses() -> Taxonomy:
     from fideslang.default_taxonomy import DEFAULT_TAXONOMY
 
     return _build("data_use", list(DEFAULT_TAXONOMY.data_use), "data_uses")
+
+
+@cache
+def _parents() -> frozenset[str]:
+    return frozenset(t.parent for t in data_categories().terms.values() if t.parent is not None)
+
+
+def has_subkeys(key: str) -> bool:
+    """A data category with keys below it (a coarse key such as user.health_and_medical)."""
+    return key in _parents()
 
 
 def check_category(key: str) -> str:

@@ -62,6 +62,11 @@ def data_text(value: object, *, style: str = "", multiline: bool = False) -> Tex
     return Text(safe_text(value, multiline=multiline), style=style)
 
 
+def has_unsafe(text: str) -> bool:
+    """Whether ``text`` holds a character :func:`safe_text` would escape, other than newlines and tabs."""
+    return _UNSAFE_KEEP_NEWLINES.search(text.replace("\t", " ")) is not None
+
+
 def safe_json(document: Any, *, indent: int | None = 2) -> str:
     """JSON for standard output: non-ASCII text stays readable, but the control and invisible format
     characters json.dumps would leave raw (C1 controls, bidi overrides) are written as ``\\uXXXX``."""

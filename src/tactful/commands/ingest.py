@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,8 +19,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from tactful.commands.common import DbOption
+from tactful.commands.common import DbOption, data_text, safe_text
+from tactful.commands.common import console as make_console
 from tactful.errors import QuarantineWarning
 from tactful.ingest import DEFAULT_BATCH_SIZE, KINDS, ImportResult, run_import
 from tactful.store.db import open_store
@@ -39,14 +40,13 @@ def summary_table(result: ImportResult) -> Table:
     table = Table(title=f"import {result.kind} #{result.import_id}", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("file", escape(str(result.path)))
+    table.add_row("file", data_text(result.path))
     table.add_row("format", result.format)
     table.add_row("rows read", f"{result.rows_read:,}")
     table.add_row("imported", f"{result.rows_imported:,}")
     quarantined = f"{result.rows_quarantined:,}"
     table.add_row("quarantined", f"[red]{quarantined}[/]" if result.rows_quarantined else quarantined)
-    where = escape(str(result.quarantine_file)) if result.quarantine_file else "none"
-    table.add_row("quarantine file", where)
+    table.add_row("quarantine file", data_text(result.quarantine_file) if result.quarantine_file else "none")
     rate = result.rows_read / result.seconds if result.seconds > 0 else 0.0
     table.add_row("time", f"{result.seconds:.2f} s ({rate:,.0f} rows/s)")
     return table
@@ -69,7 +69,8 @@ def import_command(
     sensitivity: Annotated[Path | None, typer.Option(
         "--sensitivity", help="Products only: the product → data category mapping YAML used when a row "
                               "has no implies (default: the packaged one).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction.")]
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1_000_000,
+                                            help="Rows per transaction.")]
         = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Import a file into the store: validate every row, quarantine bad ones, upsert the good ones.
@@ -77,7 +78,7 @@ def import_command(
     Exits 0 when every row was imported, 4 when some were quarantined, 2 when the import could not
     run (missing file, bad mapping, no column for a required field), 3 when the store is not ready.
     """
-    console = Console()
+    console = make_console()
     engine = open_store(db)
     try:
         with Progress(
@@ -103,10 +104,11 @@ def import_command(
     console.print(summary_table(result))
     if result.rows_quarantined:
         for example in result.examples[:3]:
-            console.print(f"  [red]✗[/] {escape(example)}", highlight=False, soft_wrap=True)
+            console.print(Text.assemble("  ", ("✗", "red"), " ", data_text(example)), highlight=False,
+                          soft_wrap=True)
         raise QuarantineWarning(
             f"{result.rows_quarantined:,} of {result.rows_read:,} rows were quarantined "
-            f"to {result.quarantine_file}",
+            f"to {safe_text(result.quarantine_file)}",
             hint="fix the rows there and import that file with the same command; the "
                  "_tactful_row and _tactful_reason columns are ignored on import")
 

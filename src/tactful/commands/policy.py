@@ -37,8 +37,7 @@ def load_scenario_file(path: Path) -> Scenario:
     field path (contract)."""
     source = "<stdin>" if str(path) == STDIN else str(path)
     try:
-        data = load_document(path, SCENARIO_LIMITS, source=source,
-                             json_only=None if str(path) != STDIN else False)
+        data = load_document(path, SCENARIO_LIMITS, source=source)
     except DocumentError as exc:
         raise ScenarioError(str(exc), source=source) from None
     return parse_scenario(data, source=source)
@@ -121,9 +120,9 @@ def register(app: typer.Typer) -> None:
         if customer is None:
             if scenario is None:
                 raise ScenarioError("give a scenario file, or --customer ID --touch TOUCH.yaml")
-            if touch is not None or db is not None or now is not None:
-                raise ScenarioError("--touch, --db and --now go with --customer (a scenario file "
-                                    "states its own now)")
+            if touch is not None or now is not None:
+                raise ScenarioError("--touch and --now go with --customer (a scenario file states its "
+                                    "own now)")
             pack = load_pack(policy)
             doc = load_scenario_file(scenario)
         else:

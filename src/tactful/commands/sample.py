@@ -6,10 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from tactful.commands.common import DbOption
+from tactful.commands.common import DbOption, data_text
+from tactful.commands.common import console as make_console
+
+# the CLI does not import the sample world's modules (NumPy, the Complete Journey) until it runs:
+# tests/test_store_errors.py keeps this equal to tactful.sample.synthetic.MAX_CUSTOMERS
+MAX_CUSTOMERS = 89_999_999
+MAX_SEED = 2**63 - 1  # NumPy seeds are non-negative; beyond 63 bits a seed is a typo
+MAX_JOBS = 64  # generator processes: more than the cores of any machine this runs on
 
 
 def register(app: typer.Typer) -> None:
@@ -20,13 +27,15 @@ def register(app: typer.Typer) -> None:
 def sample(
     db: DbOption = None,
     seed: Annotated[
-        int, typer.Option("--seed", help="Seed of everything generated; same seed, same rows.")
+        int, typer.Option("--seed", min=0, max=MAX_SEED,
+                          help="Seed of everything generated; same seed, same rows.")
     ] = 42,
     synthetic: Annotated[
         int | None,
         typer.Option(
             "--synthetic",
             min=1,
+            max=MAX_CUSTOMERS,
             metavar="N",
             help="Build a synthetic world of N customers (about 20 orders each) "
             "instead of The Complete Journey.",
@@ -53,6 +62,7 @@ def sample(
         typer.Option(
             "--jobs",
             min=0,
+            max=MAX_JOBS,
             help="Extra processes generating a synthetic world while this one writes (0: none).",
         ),
     ] = 0,
@@ -66,7 +76,7 @@ def sample(
     from tactful.store.db import make_engine
 
     mapping = load_mapping(sensitivity)
-    console = Console()
+    console = make_console()
     if quiet:
         result = build_sample(
             db, seed=seed, synthetic_n=synthetic, replace=replace, mapping=mapping, jobs=jobs
@@ -95,11 +105,13 @@ def sample(
                 jobs=jobs,
             )
     rate = result.total_rows / result.seconds if result.seconds else 0.0
-    console.print(
-        f"[green]built[/] the {result.world} sample world (seed {seed}) in {result.url}: "
-        f"{result.customers:,} customers, {result.total_rows:,} rows in {result.seconds:.1f} s "
-        f"({rate:,.0f} rows/s), import #{result.import_id}"
-    )
+    console.print(Text.assemble(
+        ("built", "green"),
+        f" the {result.world} sample world (seed {seed}) in ",
+        data_text(result.url),
+        f": {result.customers:,} customers, {result.total_rows:,} rows in {result.seconds:.1f} s "
+        f"({rate:,.0f} rows/s), import #{result.import_id}",
+    ))
     if not quiet:
         engine = make_engine(db)
         try:

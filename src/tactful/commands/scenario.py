@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from tactful.commands.common import DbOption
+from tactful.commands.common import DbOption, has_unsafe, safe_json, safe_text
 from tactful.errors import ScenarioError
 
 NowOption = Annotated[
@@ -21,11 +20,16 @@ NowOption = Annotated[
 
 
 def render_document(document: dict[str, object], *, as_json: bool, header: list[str]) -> str:
-    """The scenario document as YAML (with a comment header) or JSON."""
+    """The scenario document as YAML (with a comment header) or JSON, safe to print: control and
+    invisible format characters from the data are escaped (``\\u202e``), so they reach no terminal,
+    and the document still reads back to exactly the same values."""
     if as_json:
-        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        return safe_json(document) + "\n"  # C1 controls and bidi overrides as \\uXXXX (same values)
     body = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
-    return "".join(f"# {line}\n" for line in header) + body
+    if has_unsafe(body):  # YAML would write a bidi override raw: escape all non-ASCII instead (lossless)
+        body = yaml.safe_dump(document, sort_keys=False, allow_unicode=False, default_flow_style=False,
+                              width=100)
+    return "".join(f"# {safe_text(line)}\n" for line in header) + body
 
 
 def write_new_file(path: Path, text: str) -> None:
@@ -82,9 +86,9 @@ def register(app: typer.Typer) -> None:
         ]
         text = render_document(scenario_document(scenario),
                                as_json=out is not None and out.suffix == ".json",
-                               header=[h.replace("\n", " ").replace("\r", " ") for h in header])
+                               header=header)
         if out is None:
             typer.echo(text, nl=False)
         else:
             write_new_file(out, text)
-            typer.echo(f"wrote {out}", err=True)
+            typer.echo(f"wrote {safe_text(out)}", err=True)

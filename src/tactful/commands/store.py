@@ -1,4 +1,4 @@
-"""CLI commands over the store: ``tactful init`` and ``tactful customer show``."""
+"""CLI commands over the store: ``tactful init``, ``tactful customer show|list``, ``tactful imports list``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,16 @@ from rich.text import Text
 
 from tactful.commands.common import DbOption, data_text, safe_json, safe_text
 from tactful.commands.common import console as make_console
-from tactful.store.db import initialise, open_store
-from tactful.store.repo import CustomerView, Provenance, customer_ids, read_customer
+from tactful.store.bookkeeping import ImportState
+from tactful.store.db import incomplete_error, initialise, open_store, store_marks
+from tactful.store.repo import (
+    CustomerView,
+    ImportBatch,
+    Provenance,
+    customer_ids,
+    list_imports,
+    read_customer,
+)
 
 
 class OutputFormat(StrEnum):
@@ -24,6 +32,10 @@ class OutputFormat(StrEnum):
 
 customer_app = typer.Typer(name="customer", help="Read what the store holds about a customer.",
                            no_args_is_help=True)
+imports_app = typer.Typer(name="imports", help="The import batches the store has run, with their state.",
+                          no_args_is_help=True)
+MAX_LIST = 1_000_000  # bounds of --limit / --offset: beyond them a value is a typo, not a page
+MAX_ORDERS = 1_000_000
 
 
 def init(db: DbOption = None) -> None:
@@ -44,7 +56,7 @@ def show(
     customer_id: Annotated[str, typer.Argument(help="The customer's id, as stored.", show_default=False)],
     db: DbOption = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="text (tables) or json.")] = OutputFormat.TEXT,
-    orders: Annotated[int, typer.Option("--orders", min=0,
+    orders: Annotated[int, typer.Option("--orders", min=0, max=MAX_ORDERS,
                                         help="Show the newest N orders; 0 shows all.")] = 20,
 ) -> None:
     """Everything the store knows about a customer, and where each piece came from.
@@ -68,8 +80,9 @@ def show(
 @customer_app.command("list")
 def list_customers(
     db: DbOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many ids.")] = 50,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many ids first.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIST, help="At most this many ids.")] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, max=2**62,
+                                        help="Skip this many ids first.")] = 0,
 ) -> None:
     """Customer ids in the store, in id order, one per line (page with --limit and --offset)."""
     engine = open_store(db)
@@ -80,6 +93,69 @@ def list_customers(
         engine.dispose()
     for customer_id in ids:
         typer.echo(safe_text(customer_id))
+
+
+@imports_app.command("list")
+def list_imports_command(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_LIST,
+                                       help="At most this many, newest first.")] = 50,
+    state: Annotated[ImportState | None, typer.Option(
+        "--state", help="Only imports in this state.", case_sensitive=False)] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="text (a table) or json.")] = \
+        OutputFormat.TEXT,
+) -> None:
+    """Import batches (imports, sample builds, API writes), newest first, with their state.
+
+    running: still writing (its process is alive); finished; failed (with the error); interrupted: its
+    process stopped without finishing (killed, crashed). The counts (rows read, imported, quarantined)
+    are those of the last batch it committed. Re-running an interrupted or failed import is safe: rows are
+    upserted by key.
+    """
+    engine = open_store(db, allow_incomplete=True)  # the list says what happened to an incomplete store
+    try:
+        for mark in store_marks(engine):
+            error = incomplete_error(engine, mark)
+            make_console(stderr=True).print(
+                data_text(f"warning: {error.message}\n  fix: {error.hint}", style="yellow", multiline=True),
+                soft_wrap=True)
+        with engine.connect() as conn:
+            batches = list_imports(conn, limit=limit, state=state.value if state else None)
+    finally:
+        engine.dispose()
+    if fmt is OutputFormat.JSON:
+        typer.echo(safe_json([b.to_json_dict() for b in batches]))
+        return
+    print_imports(batches)
+
+
+_STATE_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "interrupted": "yellow"}
+
+
+def print_imports(batches: list[ImportBatch], console: Console | None = None) -> None:
+    """The import batches as a Rich table (stored text shown as is, never as markup)."""
+    if console is None:
+        console = make_console()
+        if not console.is_terminal:
+            console = make_console(width=200)
+    if not batches:
+        console.print("no imports")
+        return
+    table = Table(title="Imports, newest first", title_justify="left", title_style="bold")
+    for name in ("import", "kind", "state", "origin", "source label", "started", "finished / last batch",
+                 "read", "imported", "quarantined", "note"):
+        table.add_column(name, overflow="fold", justify="right" if name in (
+            "read", "imported", "quarantined") else "left")
+    for b in batches:
+        note = b.error or (f"quarantine: {b.quarantine_file}" if b.quarantine_file else None)
+        table.add_row(_cell(f"#{b.id}"), _cell(b.kind), Text(b.state, style=_STATE_STYLE.get(b.state, "")),
+                      _cell(b.origin), _cell(b.source_label), _cell(b.started_at),
+                      _cell(b.finished_at or b.heartbeat_at), _cell(f"{b.rows_read:,}"),
+                      _cell(f"{b.rows_imported:,}"), _cell(f"{b.rows_quarantined:,}"), _cell(note))
+    console.print(table)
+    if any(b.state in ("interrupted", "failed") for b in batches):
+        console.print(Text("Interrupted or failed imports kept the batches they committed; run the same "
+                           "import again to finish (rows are upserted by key).", style="yellow"))
 
 
 # --------------------------------------------------------------------------- text rendering
@@ -198,3 +274,4 @@ def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
     app.command("init")(init)
     app.add_typer(customer_app)
+    app.add_typer(imports_app)

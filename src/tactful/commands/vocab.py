@@ -6,10 +6,10 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tactful import vocab
+from tactful.commands.common import console, data_text
 
 vocab_app = typer.Typer(help="List the data categories and data uses (fideslang + Tactful extensions).",
                         no_args_is_help=True)
@@ -29,8 +29,8 @@ def _show(taxonomy: vocab.Taxonomy, title: str, prefix: str | None, extensions_o
     table.add_column("name")
     table.add_column("from")
     for t in terms:
-        table.add_row(t.key, t.name, "tactful" if t.extension else "fideslang")
-    Console().print(table)
+        table.add_row(data_text(t.key), data_text(t.name), "tactful" if t.extension else "fideslang")
+    console().print(table)
 
 
 Prefix = Annotated[str | None, typer.Argument(help="Only keys under this one, e.g. user.health_and_medical.")]

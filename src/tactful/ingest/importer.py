@@ -26,6 +26,8 @@ from tactful.ingest.quarantine import Quarantine, default_path
 from tactful.ingest.readers import CsvReader, RawRecord, Reader, detect_format, open_reader
 from tactful.ingest.writer import MISSING, BatchWriter, TargetPlan
 from tactful.store import db
+from tactful.store.bookkeeping import ProgressRecorder, fail_import
+from tactful.store.retry import retrying
 
 DEFAULT_BATCH_SIZE = 5_000
 
@@ -108,6 +110,7 @@ class _Run:
         self.sensitivity = sensitivity
         self.plans = [TargetPlan(t, engine.dialect) for t in spec.targets]
         self.writer = BatchWriter(engine, self.plans)
+        self.progress = ProgressRecorder(engine.dialect, import_id)  # the imports row, per batch
         self.apply = compile_mapping(mapping)
         # where each reference's value is found: (target index, column index)
         self.ref_slots: list[tuple[int, int]] = []
@@ -278,6 +281,10 @@ class _Run:
             batch.rows = [[rows[i] for i in keep] for rows in batch.rows]
 
     def _write(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None) -> None:
+        # a deadlock or serialization failure (PostgreSQL) rolls the batch back: run it again
+        retrying(lambda: self._write_once(rows, check))
+
+    def _write_once(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None) -> None:
         writer = self.writer
         cur = writer.begin()
         try:
@@ -285,6 +292,9 @@ class _Run:
                 self._missing_references(cur, check)
                 rows = check.rows
             writer.write(cur, rows, self.import_id, datetime.now(UTC))
+            if check is not None:  # the imports row says how far the import got, in the same commit
+                done, bad = self.imported + len(check.records), self.quarantined + len(check.bad)
+                self.progress.record(cur, rows_read=done + bad, rows_imported=done, rows_quarantined=bad)
             writer.commit()
         except BaseException:
             writer.rollback()
@@ -293,6 +303,7 @@ class _Run:
             cur.close()
 
     def flush(self, batch: _Batch) -> None:
+        fallback = False
         if batch.records:
             try:
                 self._write(batch.rows, batch)
@@ -311,15 +322,36 @@ class _Run:
                         detail = " ".join(str(exc).split())
                         batch.bad.append((record, self.reason(record, f"the store refused the row: "
                                                                       f"{detail}")))
+                fallback = True
         for record, reason in sorted(batch.bad, key=lambda b: b[0].row):
             self.quarantine.write(record, reason)
             self.quarantined += 1
             if len(self.examples) < 5:
                 self.examples.append(reason)
+        if fallback or not batch.records:  # counts not yet recorded with a batch's commit
+            cur = self.writer.begin()
+            try:
+                self.progress.record(cur, rows_read=self.imported + self.quarantined,
+                                     rows_imported=self.imported, rows_quarantined=self.quarantined)
+                self.writer.commit()
+            except BaseException:
+                self.writer.rollback()
+                raise
+            finally:
+                cur.close()
 
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _store_files(engine: Engine) -> list[tuple[Path, str]]:
+    """The files of a SQLite store (a quarantine file may never replace them)."""
+    if engine.url.get_backend_name() != "sqlite" or not engine.url.database \
+            or engine.url.database == ":memory:":
+        return []
+    base = Path(engine.url.database)
+    return [(base.with_name(base.name + suffix), "store") for suffix in ("", "-wal", "-journal", "-shm")]
 
 
 def run_import(
@@ -354,15 +386,15 @@ def run_import(
     elif sensitivity_path is not None:
         raise IngestError("--sensitivity applies to products only")
     q_path = quarantine_path or default_path(path, fmt)
-    if q_path.resolve() == path.resolve():
-        raise IngestError(f"the quarantine file {q_path} would overwrite the input",
-                          hint="pass another --quarantine path")
 
     reader: Reader = open_reader(path, fmt, mapping.csv)
     try:
         check_columns(mapping, reader.columns, path)
         header_raw = reader.header_raw if isinstance(reader, CsvReader) else b""
-        quarantine = Quarantine(q_path, fmt, csv_options=mapping.csv, header_raw=header_raw)
+        quarantine = Quarantine(q_path, fmt, csv_options=mapping.csv, header_raw=header_raw,
+                                protect=[(path, "input"), *_store_files(engine)],
+                                remove_stale=quarantine_path is None)
+        quarantine.prepare()  # refuses a bad or unwritable path (exit 2) before anything is committed
         document = {"file": mapping.source, **mapping.document} if mapping.explicit else None
         with engine.begin() as conn:
             import_id = db.begin_import(conn, kind=spec.name, origin=str(path.resolve()),
@@ -381,8 +413,9 @@ def run_import(
             run.finish()
             if progress is not None:
                 progress(reader.done, reader.total)
-        except BaseException:
+        except BaseException as exc:
             run.abort()
+            fail_import(engine, import_id, exc)  # the imports row says it failed, and why
             raise
         finally:
             quarantine.close()
@@ -390,10 +423,9 @@ def run_import(
         reader.close()
 
     if run.read != run.imported + run.quarantined:  # the promise this module makes; never expected
+        fail_import(engine, import_id, "rows were lost between reading and writing")
         raise TactfulError(f"import {import_id}: {run.read} rows read but {run.imported} imported and "
                            f"{run.quarantined} quarantined; please report this bug")
-    if run.quarantined == 0 and quarantine_path is None and q_path.exists():
-        q_path.unlink()  # a quarantine file left by an earlier run of this import no longer applies
     written = q_path if run.quarantined else None
     with engine.begin() as conn:
         db.finish_import(conn, import_id, rows_read=run.read, rows_imported=run.imported,

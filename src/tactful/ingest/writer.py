@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Dialect
 
 from tactful.ingest.kinds import Target
+from tactful.store.retry import key_ordered
 
 MISSING: Any = object()  # a row field that is absent (or empty) in a row
 _UNSEEN: Any = object()
@@ -200,7 +201,8 @@ class BatchWriter:
             else:
                 by_key = {tuple(r[k] for k in key): r for r in rows}
             tail = (import_id, stamp_at)
-            params: list[Any] = [r + tail for r in by_key.values()]
+            # in key order: concurrent writers lock shared rows in one order (no deadlock)
+            params: list[Any] = [r + tail for r in key_ordered(by_key)]
             if order is not None:
                 if order != list(range(len(plan.columns))):
                     params = [tuple(p[i] for i in order) for p in params]

@@ -1,23 +1,31 @@
 """The Python evaluator: one scenario, one pack → a :class:`~tactful.model.Decision`.
 
 Each rule's condition is compiled once per pack into a Python predicate over the feature values of
-:func:`tactful.features.derive` (settings are resolved at compile time, as the batch compiler does).
-The most restrictive fired verdict wins; every fired rule is reported with a plain-language message
-that names the facts. :func:`evaluate` never raises: a failure to derive the features, to compile or
-to evaluate a rule becomes a ``block`` whose reason says what failed (fail closed, never open).
+:func:`tactful.features.derive` (settings resolved to literals first by
+:func:`tactful.policy.nodes.resolve_settings`, the pass the batch compiler runs too). The fired rules
+become a decision through :func:`tactful.policy.fold.fold`, the same fold the compiled evaluator runs
+over columns; every fired rule is reported with a plain-language message that names the facts.
+:func:`evaluate` never raises: a failure to derive the features, a missing feature, a failure to
+compile or to evaluate a rule becomes a ``block`` whose reason says what failed (fail closed).
+
+The compiled predicates live in this module's cache, keyed by the pack object (the pack itself holds
+no cache) and dropped when the pack is.
 """
 
 from __future__ import annotations
 
 import string
+import threading
+import weakref
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from tactful.features import FAIL_CLOSED_FEATURES, FEATURES, Features, FType, derive, describe_value
+from tactful.features import FEATURES, Features, FType, derive, describe_value
 from tactful.features import Settings as _Settings
 from tactful.model import Decision, PolicyRef, Reason, Scenario
+from tactful.policy.fold import FAIL_CLOSED_GUARD, PY, FoldPlan, fold, plan
 from tactful.policy.nodes import (
     All,
     AnyOf,
@@ -30,17 +38,17 @@ from tactful.policy.nodes import (
     Op,
     Pack,
     Rule,
-    SettingRef,
     UnsupportedNode,
+    resolve_settings,
 )
-from tactful.vocab import Depth, Verdict, data_categories
+from tactful.vocab import DEPTH_ORDER, VERDICT_ORDER, Depth, Verdict, data_categories
 
 Pred = Callable[[Mapping[str, Any]], bool]
 
 #: Rule id of the reason given when the evaluator itself fails (not a pack rule).
 EVALUATION_ERROR = "evaluation-error"
-#: Rule id of the reason given when an input guard holds but no rule of the pack blocked on it.
-FAIL_CLOSED_GUARD = "fail-closed-guard"
+__all__ = ["EVALUATION_ERROR", "FAIL_CLOSED_GUARD", "compile_condition", "evaluate", "render_message"]
+
 
 def _rank_of(enum: type[StrEnum]) -> dict[Any, int]:
     return {m: i for i, m in enumerate(enum)}
@@ -57,35 +65,37 @@ _CMP: dict[Op, Callable[[Any, Any], bool]] = {
 
 
 def compile_condition(cond: Cond, settings: _Settings) -> Pred:
-    """A predicate over feature values. Raises :class:`UnsupportedNode` on a node it does not know."""
+    """A predicate over feature values, settings resolved first. Raises :class:`UnsupportedNode` on a
+    node it does not know."""
+    return _compile(resolve_settings(cond, settings))
+
+
+def _compile(cond: Cond) -> Pred:
     if isinstance(cond, Flag):
         name = cond.feature
         return lambda v: v[name] is True
     if isinstance(cond, Not):
-        inner = compile_condition(cond.operand, settings)
+        inner = _compile(cond.operand)
         return lambda v: not inner(v)
     if isinstance(cond, All):
-        parts = tuple(compile_condition(c, settings) for c in cond.operands)
+        parts = tuple(_compile(c) for c in cond.operands)
         return lambda v: all(p(v) for p in parts)
     if isinstance(cond, AnyOf):
-        parts = tuple(compile_condition(c, settings) for c in cond.operands)
+        parts = tuple(_compile(c) for c in cond.operands)
         return lambda v: any(p(v) for p in parts)
     if isinstance(cond, Compare):
-        return _compile_compare(cond, settings)
-    raise UnsupportedNode(f"unsupported condition node {type(cond).__name__}")
+        return _compile_compare(cond)
+    raise UnsupportedNode(f"unsupported condition node {type(cond).__name__} at {cond.where}")
 
 
-def _compile_compare(cond: Compare, settings: _Settings) -> Pred:
+def _compile_compare(cond: Compare) -> Pred:
     spec = FEATURES[cond.feature]
     name = cond.feature
     operand = cond.operand
     if cond.op in (Op.IN, Op.NOT_IN):
-        if isinstance(operand, Literal):
-            members = frozenset(operand.value)
-        elif isinstance(operand, SettingRef):
-            members = frozenset(settings.value(operand.name))
-        else:
-            raise UnsupportedNode(f"{cond.op.value} against {type(operand).__name__}")
+        if not isinstance(operand, Literal):
+            raise UnsupportedNode(f"{cond.op.value} against {type(operand).__name__} at {cond.where}")
+        members = frozenset(operand.value)
         if cond.op is Op.IN:
             return lambda v: v[name] in members
         return lambda v: v[name] not in members
@@ -97,12 +107,9 @@ def _compile_compare(cond: Compare, settings: _Settings) -> Pred:
             r = ranks
             return lambda v: cmp(r[v[name]], r[v[other]])
         return lambda v: cmp(v[name], v[other])
-    if isinstance(operand, Literal):
-        value = operand.value
-    elif isinstance(operand, SettingRef):
-        value = settings.value(operand.name)
-    else:
-        raise UnsupportedNode(f"unsupported operand {type(operand).__name__}")
+    if not isinstance(operand, Literal):
+        raise UnsupportedNode(f"unsupported operand {type(operand).__name__} at {cond.where}")
+    value = operand.value
     if ranks is not None:
         r, target = ranks, ranks[value]
         return lambda v: cmp(r[v[name]], target)
@@ -110,40 +117,47 @@ def _compile_compare(cond: Compare, settings: _Settings) -> Pred:
 
 
 class _Compiled:
-    """A pack's rules with their predicates (or the error compiling them raised)."""
+    """A pack's rules with their predicates (or the error compiling them raised), the features each
+    rule reads, and the fold plan."""
 
     def __init__(self, pack: Pack) -> None:
-        self.rules: list[tuple[Rule, Pred | None, str | None]] = []
+        self.rules: list[tuple[Rule, Pred | None, str | None, tuple[str, ...]]] = []
         self.any_preds: dict[int, Pred] = {}
-        #: rule id -> the fail-closed guard features its condition reads (for the built-in guard)
-        self.guards: dict[str, frozenset[str]] = {}
+        self.plan: FoldPlan = plan(pack)
         for rule in pack.rules:
             try:
-                self.guards[rule.id] = rule.when.features() & frozenset(FAIL_CLOSED_FEATURES)
+                reads = tuple(sorted(rule.reads()))
             except Exception:
-                self.guards[rule.id] = frozenset()
+                reads = ()
             try:
                 pred = compile_condition(rule.when, pack.settings)
-                self.rules.append((rule, pred, None))
+                self.rules.append((rule, pred, None, reads))
                 self._index_any(rule.when, pack.settings)
             except Exception as exc:
-                self.rules.append((rule, None, f"{type(exc).__name__}: {exc}"))
+                self.rules.append((rule, None, f"{type(exc).__name__}: {exc}", reads))
 
     def _index_any(self, cond: Cond, settings: _Settings) -> None:
-        if isinstance(cond, AnyOf):
-            for c in cond.operands:
-                self.any_preds[id(c)] = compile_condition(c, settings)
-        if isinstance(cond, All | AnyOf):
-            for c in cond.operands:
-                self._index_any(c, settings)
+        for node in cond.walk():
+            if isinstance(node, AnyOf):
+                for c in node.operands:
+                    self.any_preds[id(c)] = compile_condition(c, settings)
+
+
+_CACHE: dict[int, _Compiled] = {}
+_CACHE_LOCK = threading.Lock()
 
 
 def _compiled(pack: Pack) -> _Compiled:
-    hit = pack._memo.get("compiled")
+    """The compiled rules of ``pack``, cached while the pack object lives."""
+    key = id(pack)
+    hit = _CACHE.get(key)
     if hit is None:
         hit = _Compiled(pack)
-        pack._memo["compiled"] = hit
-    assert isinstance(hit, _Compiled)
+        with _CACHE_LOCK:
+            if key not in _CACHE:
+                _CACHE[key] = hit
+                weakref.finalize(pack, _CACHE.pop, key, None)
+            hit = _CACHE[key]
     return hit
 
 
@@ -210,13 +224,9 @@ def evaluate(scenario: Scenario, pack: Pack) -> Decision:
                             policy=PolicyRef(name="unknown", version="unknown"))
 
 
-def _guard(values: Mapping[str, Any], feats: Features, covered: set[str]) -> Reason | None:
-    """The built-in fail-closed guard: a block when an input guard feature holds (or is missing) and no
-    block rule of the pack reading it fired. Keeps a pack that lacks (or weakens) the guard rules from
-    failing open."""
-    held = [g for g in FAIL_CLOSED_FEATURES if values.get(g) is not False and g not in covered]
-    if not held:
-        return None
+def _guard_reason(held: list[str], feats: Features) -> Reason:
+    """The built-in fail-closed guard's reason: which input guard held (or was missing) without a block
+    rule of the pack covering it."""
     parts = []
     facts: dict[str, None] = {}
     for g in held:
@@ -226,6 +236,27 @@ def _guard(values: Mapping[str, Any], feats: Features, covered: set[str]) -> Rea
     return Reason(rule=FAIL_CLOSED_GUARD, verdict=Verdict.BLOCK, facts=tuple(facts),
                   message=f"the input cannot be judged: {'; '.join(parts)}; blocked to fail closed "
                           "whatever the policy says")
+
+
+def _condition_values(comp: _Compiled, values: Mapping[str, Any]) -> tuple[dict[str, bool | None],
+                                                                            dict[str, str]]:
+    """Each rule's condition value; ``None`` (and a failure text) when it cannot be evaluated: it did
+    not compile, a feature it reads is missing, or it raised."""
+    conds: dict[str, bool | None] = {}
+    failures: dict[str, str] = {}
+    for rule, pred, error, reads in comp.rules:
+        if pred is None:
+            conds[rule.id], failures[rule.id] = None, error or "it could not be compiled"
+            continue
+        missing = [f for f in reads if values.get(f) is None]
+        if missing:
+            conds[rule.id], failures[rule.id] = None, f"missing value of {', '.join(missing)}"
+            continue
+        try:
+            conds[rule.id] = bool(pred(values))
+        except Exception as exc:
+            conds[rule.id], failures[rule.id] = None, f"{type(exc).__name__}: {exc}"
+    return conds, failures
 
 
 def _evaluate(scenario: Scenario, pack: Pack) -> Decision:
@@ -241,29 +272,22 @@ def _evaluate(scenario: Scenario, pack: Pack) -> Decision:
                       "blocked to fail closed")
     values = feats.values
     touch = scenario.touch
-    verdict = Verdict.ALLOW
-    depth = touch.depth
-    named = touch.named
+    conds, failures = _condition_values(comp, values)
+
+    def depth_rank(name: str) -> Any:
+        value = values.get(name)
+        return value.rank if isinstance(value, Depth) else None
+
+    out = fold(comp.plan, conds, values.get, depth_rank, touch.depth.rank, touch.named, PY)
     reasons: list[Reason] = []
     remedies: dict[str, None] = {}
-    guarded: set[str] = set()
-    for rule, pred, error in comp.rules:
-        if pred is None:
-            fired, failure = True, error
-        else:
-            try:
-                fired, failure = pred(values), None
-            except Exception as exc:
-                fired, failure = True, f"{type(exc).__name__}: {exc}"
-        if not fired:
+    for rule, _, _, _ in comp.rules:
+        if not out.fired[rule.id]:
             continue
-        if rule.verdict is Verdict.BLOCK or failure is not None:
-            guarded.update(comp.guards.get(rule.id, ()))
-        if failure is not None:
+        if out.failed[rule.id]:
             reasons.append(Reason(rule=rule.id, verdict=Verdict.BLOCK,
-                                  message=f"rule {rule.id} could not be evaluated ({failure}); "
+                                  message=f"rule {rule.id} could not be evaluated ({failures[rule.id]}); "
                                           "blocked to fail closed"))
-            verdict = Verdict.BLOCK
             continue
         facts: dict[str, None] = {}
         keys: dict[str, None] = {}
@@ -278,22 +302,9 @@ def _evaluate(scenario: Scenario, pack: Pack) -> Decision:
                 remedies[render_message(r, values, list(facts), list(keys), feats.labels)] = None
             except Exception:
                 remedies[r] = None
-        if rule.verdict.rank > verdict.rank:
-            verdict = rule.verdict
-        if rule.verdict is Verdict.SOFTEN:
-            cap = rule.max_depth
-            if isinstance(cap, FeatureRef):
-                cap = values[cap.name]
-            if isinstance(cap, Depth) and cap.rank < depth.rank:
-                depth = cap
-            if rule.drop_name:
-                named = False
-    guard = _guard(values, feats, guarded)
-    if guard is not None:
-        reasons.append(guard)
+    if out.guard:
+        reasons.append(_guard_reason([g for g, held in out.guard_held.items() if held], feats))
         remedies["fix the input or the policy, then decide again"] = None
-        verdict = Verdict.BLOCK
-    if verdict.rank >= Verdict.ASK.rank:
-        depth, named = Depth.NONE, False
-    return Decision(verdict=verdict, max_depth=depth, named=named, remedies=tuple(remedies),
-                    reasons=tuple(reasons), policy=PolicyRef(name=pack.name, version=pack.version))
+    return Decision(verdict=VERDICT_ORDER[out.verdict], max_depth=DEPTH_ORDER[out.max_depth],
+                    named=bool(out.named), remedies=tuple(remedies), reasons=tuple(reasons),
+                    policy=PolicyRef(name=pack.name, version=pack.version))

@@ -57,6 +57,14 @@ PHRASES: dict[str, str] = {
     "uses_preference": "the touch uses a preference",
     "unknown_vocabulary": "the scenario uses an unknown category or data use",
     "missing_fact_reference": "the touch refers to facts that are not there",
+    "touch_personalizes": "the touch personalizes or markets",
+    "answers_request": "the touch answers the customer's own request on the channel she asked for",
+    "generic_in_session": "the touch is generic in-session content using no personal data",
+    "safe_aggregate": "the touch is an aggregate share meeting the minimum group size",
+    "contact_point_verified_after_now": "the contact point's verification is dated after now",
+    "uses_unlicensed_sensitive": "the touch personalizes with sensitive data the customer never licensed",
+    "uses_forbidden_identifier": "the touch uses or shows a government identifier or credentials",
+    "uses_realtime_signal": "the touch uses a live observation made minutes ago",
 }
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")

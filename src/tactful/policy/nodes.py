@@ -6,13 +6,21 @@ A pack is a tuple of :class:`Rule`; a rule's ``when`` is a condition tree made o
 that exists is a tree both evaluators can run: conditions are per-row computations (booleans, numbers,
 comparisons of enum ranks, membership in a set) and nothing else. A consumer that meets a node type
 it does not know raises :class:`UnsupportedNode`.
+
+The tree is pure data: nodes hold no caches (an evaluator keeps its own, keyed by the pack), every
+condition and rule carries the :class:`SourcePos` of the pack line it was parsed from (so a compiler
+can point at it), :meth:`Cond.walk` visits a condition and everything under it, and
+:func:`resolve_settings` is the one pass that replaces ``{setting: NAME}`` operands by the pack's
+literal values, which both evaluators run before compiling a rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from tactful.errors import PolicyError
 from tactful.features import FEATURES, SETTINGS, FeatureSpec, FType, Settings, SKind
@@ -25,6 +33,18 @@ class RuleTreeError(PolicyError):
 
 class UnsupportedNode(PolicyError):
     """An evaluator or compiler met a node type it does not handle."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePos:
+    """Where a node was written: the pack file, line and column (1-based)."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
 
 
 class Op(StrEnum):
@@ -79,9 +99,13 @@ def feature_spec(name: str) -> FeatureSpec:
 
 @dataclass(frozen=True, slots=True)
 class Literal:
-    """A constant: a bool, an int, a string, an enum member, or a frozenset of those (for in/not_in)."""
+    """A constant: a bool, an int, a string, an enum member, or a frozenset of those (for in/not_in).
+
+    ``setting`` names the pack setting the value was resolved from (:func:`resolve_settings`), if any;
+    a list setting may be empty, a written list may not."""
 
     value: Any
+    setting: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +149,31 @@ class Cond:
         """Every feature this condition reads."""
         raise UnsupportedNode(f"unsupported condition node {type(self).__name__}")
 
+    def children(self) -> tuple[Cond, ...]:
+        """The conditions directly under this one (none for a leaf)."""
+        return ()
+
+    def walk(self) -> Iterator[Cond]:
+        """This condition and every condition under it, depth first, parents before children."""
+        stack: list[Cond] = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children()))
+
+    @property
+    def where(self) -> str:
+        """The pack position of this node (``file:line:col``), or ``<unknown position>``."""
+        pos = getattr(self, "pos", None)
+        return str(pos) if pos is not None else "<unknown position>"
+
 
 @dataclass(frozen=True, slots=True)
 class Flag(Cond):
     """A boolean feature is true."""
 
     feature: str
+    pos: SourcePos | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         spec = feature_spec(self.feature)
@@ -146,6 +189,7 @@ class Flag(Cond):
 @dataclass(frozen=True, slots=True)
 class Not(Cond):
     operand: Cond
+    pos: SourcePos | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.operand, Cond):
@@ -154,10 +198,14 @@ class Not(Cond):
     def features(self) -> frozenset[str]:
         return self.operand.features()
 
+    def children(self) -> tuple[Cond, ...]:
+        return (self.operand,)
+
 
 @dataclass(frozen=True, slots=True)
 class All(Cond):
     operands: tuple[Cond, ...]
+    pos: SourcePos | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.operands or not all(isinstance(o, Cond) for o in self.operands):
@@ -166,10 +214,14 @@ class All(Cond):
     def features(self) -> frozenset[str]:
         return frozenset().union(*(o.features() for o in self.operands))
 
+    def children(self) -> tuple[Cond, ...]:
+        return self.operands
+
 
 @dataclass(frozen=True, slots=True)
 class AnyOf(Cond):
     operands: tuple[Cond, ...]
+    pos: SourcePos | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.operands or not all(isinstance(o, Cond) for o in self.operands):
@@ -177,6 +229,9 @@ class AnyOf(Cond):
 
     def features(self) -> frozenset[str]:
         return frozenset().union(*(o.features() for o in self.operands))
+
+    def children(self) -> tuple[Cond, ...]:
+        return self.operands
 
 
 def _check_literal_element(spec: FeatureSpec, value: Any) -> None:
@@ -200,6 +255,7 @@ class Compare(Cond):
     feature: str
     op: Op
     operand: Operand
+    pos: SourcePos | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         spec = feature_spec(self.feature)
@@ -211,7 +267,8 @@ class Compare(Cond):
         operand = self.operand
         if isinstance(operand, Literal):
             if is_set:
-                if not isinstance(operand.value, frozenset) or not operand.value:
+                if not isinstance(operand.value, frozenset) or (
+                        not operand.value and operand.setting is None):
                     raise RuleTreeError(f"{self.op.value} expects a non-empty list")
                 for item in operand.value:
                     _check_literal_element(spec, item)
@@ -263,6 +320,16 @@ class Rule:
     max_depth: DepthSpec | None = None  # soften only: the highest depth the touch may keep
     drop_name: bool = False  # soften only: the touch may not greet by name
     locked: bool = False  # an extending pack may not disable or replace it
+    pos: SourcePos | None = field(default=None, compare=False)  # where the rule starts in its pack
+
+    def reads(self) -> frozenset[str]:
+        """Every feature the rule reads: its condition's, and the depth-cap feature of a soften."""
+        extra = {self.max_depth.name} if isinstance(self.max_depth, FeatureRef) else set()
+        return self.when.features() | extra
+
+    @property
+    def where(self) -> str:
+        return str(self.pos) if self.pos is not None else "<unknown position>"
 
     def __post_init__(self) -> None:
         if not self.id or not isinstance(self.id, str):
@@ -286,7 +353,7 @@ class Rule:
             raise RuleTreeError(f"rule {self.id}: max_depth must be a depth or a depth feature")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Pack:
     """A loaded policy pack: its own rules merged with those of the pack it extends."""
 
@@ -298,7 +365,6 @@ class Pack:
     extends: str | None = None
     source: str = "<pack>"
     disabled: tuple[str, ...] = ()
-    _memo: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -312,3 +378,39 @@ class Pack:
             if r.id == rule_id:
                 return r
         raise KeyError(rule_id)
+
+
+# --------------------------------------------------------------------------- shared passes
+
+
+def at(node: Cond, pos: SourcePos | None) -> Cond:
+    """``node`` with its source position set (the parser's helper)."""
+    if pos is None or not hasattr(node, "pos"):
+        return node
+    done: Cond = dataclasses.replace(cast(Any, node), pos=pos)
+    return done
+
+
+def resolve_settings(cond: Cond, settings: Settings) -> Cond:
+    """``cond`` with every ``{setting: NAME}`` operand replaced by the pack's value as a
+    :class:`Literal` (which remembers the setting's name). The one pass both evaluators run before
+    compiling, so neither reads settings while evaluating. Raises :class:`UnsupportedNode` on a node
+    type it does not know."""
+    if isinstance(cond, Flag):
+        return cond
+    if isinstance(cond, Not):
+        return dataclasses.replace(cond, operand=resolve_settings(cond.operand, settings))
+    if isinstance(cond, All | AnyOf):
+        return dataclasses.replace(cond, operands=tuple(resolve_settings(c, settings)
+                                                        for c in cond.operands))
+    if isinstance(cond, Compare):
+        operand = cond.operand
+        if isinstance(operand, SettingRef):
+            value = settings.value(operand.name)
+            if cond.op in SET_OPS:
+                value = frozenset(value)
+            return dataclasses.replace(cond, operand=Literal(value, setting=operand.name))
+        if isinstance(operand, Literal | FeatureRef):
+            return cond
+        raise UnsupportedNode(f"{cond.where}: unsupported operand {type(operand).__name__}")
+    raise UnsupportedNode(f"{cond.where}: unsupported condition node {type(cond).__name__}")

@@ -17,7 +17,7 @@ import difflib
 import os
 import re
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -48,6 +48,8 @@ from tactful.policy.nodes import (
     Rule,
     RuleTreeError,
     SettingRef,
+    SourcePos,
+    at,
 )
 from tactful.safeload import PACK_LIMITS, DocumentError, compose_yaml, decode, read_bytes
 from tactful.vocab import Channel, Depth, Openness, SharedWith, TouchKind, Verdict
@@ -74,6 +76,10 @@ class _Ctx:
     """Where we are: the file name, for errors."""
 
     file: str
+
+    def pos(self, node: Node) -> SourcePos:
+        """Where ``node`` starts in the pack file (kept on the rule tree for compile errors)."""
+        return SourcePos(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def fail(self, node: Node | None, message: str, expected: str | None = None) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else None
@@ -102,10 +108,12 @@ class _Ctx:
             self.fail(node, f"{what}: {value!r} is not a boolean", "true or false")
         return value
 
-    def integer(self, node: Node, what: str) -> int:
+    def integer(self, node: Node, what: str, maximum: int | None = None) -> int:
         value = self.scalar(node)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             self.fail(node, f"{what}: {value!r} is not a non-negative integer", "an integer such as 10")
+        if maximum is not None and value > maximum:
+            self.fail(node, f"{what}: {value} is more than {maximum}", f"an integer from 0 to {maximum}")
         return value
 
     def member(self, node: Node, enum: type[E], what: str) -> E:
@@ -174,6 +182,20 @@ def _list(ctx: _Ctx, node: Node, what: str, item: Callable[[Node, str], Any]) ->
     return tuple(item(n, f"{what}[{i}]") for i, n in enumerate(ctx.sequence(node, what)))
 
 
+#: Bounds of integer settings. A window reaches back from ``now``: one of a million days would fall
+#: before year 1 and make every decision an evaluation error, so a pack that asks for it is invalid.
+MAX_DAYS = 36_500  # a century
+MAX_COUNT = 1_000_000
+
+
+def _int_maximum(name: str) -> int:
+    if name.endswith("_days"):
+        return MAX_DAYS
+    if name.endswith("_minutes"):
+        return MAX_DAYS * 24 * 60
+    return MAX_COUNT
+
+
 def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
     kind = SETTINGS[name].kind
     what = f"setting {name}"
@@ -184,7 +206,7 @@ def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
     if kind is SKind.SHARED_WITH:
         return ctx.member(node, SharedWith, what)
     if kind is SKind.INT:
-        return ctx.integer(node, what)
+        return ctx.integer(node, what, _int_maximum(name))
     if kind is SKind.CATEGORIES:
         return _list(ctx, node, what, ctx.category)
     if kind is SKind.USES:
@@ -236,10 +258,33 @@ def _setting_value(ctx: _Ctx, name: str, node: Node) -> Any:
                 if any(c in other.channels for other in caps):
                     ctx.fail(got["channels"], f"{w}: channel {c.value} is already in another cap group",
                              "each channel in at most one group")
-            caps.append(FrequencyCap(channels, ctx.integer(got["max"], f"{w}.max"),
-                                     ctx.integer(got["days"], f"{w}.days")))
+            caps.append(FrequencyCap(channels, ctx.integer(got["max"], f"{w}.max", MAX_COUNT),
+                                     ctx.integer(got["days"], f"{w}.days", MAX_DAYS)))
         return tuple(caps)
     raise PolicyError(f"setting kind {kind} has no parser")  # pragma: no cover - every kind is above
+
+
+#: Settings an input guard reads, and the guard: a pack that extends another may add to them but not
+#: drop or change what it inherits, or the locked guard rule would stay in the pack and never fire
+#: (``channel_purposes: {}`` would switch purpose-off-channel off).
+GUARD_SETTINGS: Mapping[str, str] = MappingProxyType({
+    "channel_purposes": "the locked rule purpose-off-channel (feature purpose_off_channel)",
+})
+
+
+def _check_guard_settings(ctx: _Ctx, settings_node: Node, parent: Pack, own: Mapping[str, Any]) -> None:
+    for name, guard in GUARD_SETTINGS.items():
+        if name not in own:
+            continue
+        inherited: Mapping[Any, Any] = parent.settings.value(name)
+        mine: Mapping[Any, Any] = own[name]
+        lost = [f"{getattr(k, 'value', k)}: {v}" for k, v in inherited.items() if mine.get(k) != v]
+        if lost:
+            where = next((v for k, v in getattr(settings_node, "value", ())
+                          if isinstance(k, ScalarNode) and k.value == name), settings_node)
+            ctx.fail(where, f"setting {name}: {guard} reads it, so a pack that extends another may add "
+                     f"entries but not drop or change inherited ones ({', '.join(lost)})",
+                     f"every inherited entry kept, or {name} left out")
 
 
 def _settings(ctx: _Ctx, node: Node) -> dict[str, Any]:
@@ -302,7 +347,7 @@ def _operand(ctx: _Ctx, feature: str, op: Op, node: Node) -> Operand:
 
 def _build(ctx: _Ctx, node: Node, make: Callable[[], Cond]) -> Cond:
     try:
-        return make()
+        return at(make(), ctx.pos(node))
     except RuleTreeError as exc:
         ctx.fail(node, exc.message, exc.hint[len("expected "):] if exc.hint and exc.hint.startswith(
             "expected ") else exc.hint)
@@ -430,6 +475,7 @@ def _rule(ctx: _Ctx, node: Node, index: int) -> _RawRule:
             rationale=ctx.text(got["rationale"], "rationale") if "rationale" in got else "",
             remedies=remedies, max_depth=max_depth, drop_name=drop_name,
             locked=ctx.boolean(got["locked"], "locked") if "locked" in got else False,
+            pos=ctx.pos(node),
         )
     except RuleTreeError as exc:
         ctx.fail(got.get("verdict", node), exc.message, exc.hint[len("expected "):] if exc.hint
@@ -530,6 +576,7 @@ def parse_pack(text: str, *, source: str = "<pack>", base_dir: Path | None = Non
     merged: dict[str, Any] = {}
     if parent is not None:
         merged = {n: parent.settings.value(n) for n in SETTINGS}
+        _check_guard_settings(ctx, got.get("settings", root), parent, own_settings)
     merged.update(own_settings)
     missing = [n for n in SETTINGS if n not in merged]
     if missing:

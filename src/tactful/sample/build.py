@@ -29,6 +29,7 @@ from tactful.sample.personas import PERSONAS, persona_chunks
 from tactful.sample.writer import Chunk, bulk_writer
 from tactful.sensitivity import SensitivityMapping, load_mapping
 from tactful.store import tables
+from tactful.store.bookkeeping import INCOMPLETE, clear_mark, fail_import, set_mark
 from tactful.store.db import begin_import, finish_import, init_store
 
 #: The world's "today": generated dates are relative to it, Complete Journey baskets are shifted to end
@@ -219,71 +220,91 @@ def build_sample(
             import_id = begin_import(
                 conn, kind="sample", origin=f"sample:{world}", source_label=f"seed={seed}", mapping=meta
             )
-        written_at = datetime.now(UTC)
-        result = BuildResult(
-            url=engine.url.render_as_string(),
-            world=world,
-            seed=seed,
-            import_id=import_id,
-            customers=0,
-            personas={p.key: p.customer_id for p in PERSONAS},
-        )
-        gen = 0.0
-        with bulk_writer(
-            engine,
-            import_id=import_id,
-            written_at=written_at,
-            defer_indexes=True,
-            tables_loaded=LOADED_TABLES,
-        ) as writer:
-            if synthetic_n is None:
-                report("reading the Complete Journey", 0, 1)
-                t0 = time.perf_counter()
-                cat, chunks, shift = completejourney_chunks(seed, mapping)
-                chunks += persona_chunks(cat, AS_OF)
-                gen += time.perf_counter() - t0
-                meta["timestamp_shift_weeks"] = shift
-                total = sum(len(c) for c in chunks)
-                done = 0
-                for chunk in chunks:
-                    report(f"writing {chunk.table}", done, total)
-                    done += writer.write(chunk)
-                report("writing", done, total)
-            else:
-                report("preparing products", 0, synthetic_n)
-                t0 = time.perf_counter()
-                mk = synthetic.market(mapping)
-                gen += time.perf_counter() - t0
-                writer.write(mk.catalogue.chunk)
-                for chunk in persona_chunks(mk.catalogue, AS_OF):
-                    writer.write(chunk)
-                done = 0
-                t0 = time.perf_counter()
-                workers = default_jobs() if jobs is None else jobs
-                for n, chunks in synthetic_chunks(synthetic_n, seed, mk, jobs=workers):
-                    gen += time.perf_counter() - t0
-                    for chunk in chunks:
-                        writer.write(chunk)
-                    done += n
-                    report("customers", done, synthetic_n)
-                    t0 = time.perf_counter()
-            # SQLite: the deferred indexes; PostgreSQL: the indexes and foreign keys (validated), ANALYZE
-            report("creating indexes", 0, 1)
-        result.rows = dict(writer.stats.rows)
-        result.index_seconds = writer.index_seconds
-        result.customers = result.rows.get("customers", 0)
-        with engine.begin() as conn:
-            finish_import(
-                conn,
-                import_id,
-                rows_read=writer.stats.total,
-                rows_imported=writer.stats.total,
-                rows_quarantined=0,
-            )
-            conn.execute(tables.imports.update().where(tables.imports.c.id == import_id).values(mapping=meta))
-        result.seconds = time.perf_counter() - started
-        result.generate_seconds = gen
-        result.write_seconds = result.seconds - gen
-        return result
+            # cleared in the transaction that records the end of the build: a build killed or failed
+            # half-way (partial rows; on SQLite without its secondary indexes) leaves the mark, and every
+            # command that opens the store refuses it and names the fix
+            set_mark(conn, INCOMPLETE,
+                     reason=f"the sample build (import #{import_id}) that started writing it did not finish, "
+                            "so it may hold part of the world and lack its indexes",
+                     fix="rebuild it: tactful sample --replace (with the same --db and options)")
+        try:
+            return _build(engine, report, world=world, seed=seed, synthetic_n=synthetic_n, mapping=mapping,
+                          jobs=jobs, meta=meta, import_id=import_id, started=started)
+        except BaseException as exc:
+            fail_import(engine, import_id, exc)
+            raise
     finally:
         engine.dispose()
+
+
+def _build(engine: Engine, report: Progress, *, world: str, seed: int, synthetic_n: int | None,
+           mapping: SensitivityMapping, jobs: int | None, meta: dict[str, Any], import_id: int,
+           started: float) -> BuildResult:
+    """Write the world (the import batch and the incomplete mark are already in place)."""
+    written_at = datetime.now(UTC)
+    result = BuildResult(
+        url=engine.url.render_as_string(),
+        world=world,
+        seed=seed,
+        import_id=import_id,
+        customers=0,
+        personas={p.key: p.customer_id for p in PERSONAS},
+    )
+    gen = 0.0
+    with bulk_writer(
+        engine,
+        import_id=import_id,
+        written_at=written_at,
+        defer_indexes=True,
+        tables_loaded=LOADED_TABLES,
+    ) as writer:
+        if synthetic_n is None:
+            report("reading the Complete Journey", 0, 1)
+            t0 = time.perf_counter()
+            cat, chunks, shift = completejourney_chunks(seed, mapping)
+            chunks += persona_chunks(cat, AS_OF)
+            gen += time.perf_counter() - t0
+            meta["timestamp_shift_weeks"] = shift
+            total = sum(len(c) for c in chunks)
+            done = 0
+            for chunk in chunks:
+                report(f"writing {chunk.table}", done, total)
+                done += writer.write(chunk)
+            report("writing", done, total)
+        else:
+            report("preparing products", 0, synthetic_n)
+            t0 = time.perf_counter()
+            mk = synthetic.market(mapping)
+            gen += time.perf_counter() - t0
+            writer.write(mk.catalogue.chunk)
+            for chunk in persona_chunks(mk.catalogue, AS_OF):
+                writer.write(chunk)
+            done = 0
+            t0 = time.perf_counter()
+            workers = default_jobs() if jobs is None else jobs
+            for n, chunks in synthetic_chunks(synthetic_n, seed, mk, jobs=workers):
+                gen += time.perf_counter() - t0
+                for chunk in chunks:
+                    writer.write(chunk)
+                done += n
+                report("customers", done, synthetic_n)
+                t0 = time.perf_counter()
+        # SQLite: the deferred indexes; PostgreSQL: the indexes and foreign keys (validated), ANALYZE
+        report("creating indexes", 0, 1)
+    result.rows = dict(writer.stats.rows)
+    result.index_seconds = writer.index_seconds
+    result.customers = result.rows.get("customers", 0)
+    with engine.begin() as conn:
+        finish_import(
+            conn,
+            import_id,
+            rows_read=writer.stats.total,
+            rows_imported=writer.stats.total,
+            rows_quarantined=0,
+        )
+        conn.execute(tables.imports.update().where(tables.imports.c.id == import_id).values(mapping=meta))
+        clear_mark(conn, INCOMPLETE)  # the world is whole, its indexes in place
+    result.seconds = time.perf_counter() - started
+    result.generate_seconds = gen
+    result.write_seconds = result.seconds - gen
+    return result

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from tactful.commands.common import data_text
 from tactful.store import tables
 
 COUNTED: tuple[str, ...] = (
@@ -89,9 +90,9 @@ def _crosstab(title: str, row_label: str, counts: Mapping[tuple[str, str], int])
     columns = sorted({col for _, col in counts})
     table.add_column(row_label)
     for col in columns:
-        table.add_column(col, justify="right")
+        table.add_column(data_text(col), justify="right")
     for row in sorted({r for r, _ in counts}):
-        table.add_row(row, *[f"{counts.get((row, col), 0):,}" for col in columns])
+        table.add_row(data_text(row), *[f"{counts.get((row, col), 0):,}" for col in columns])
     return table
 
 def render(summary: Summary, console: Console) -> None:
@@ -108,7 +109,7 @@ def render(summary: Summary, console: Console) -> None:
     sens.add_column("", no_wrap=True, overflow="crop")
     top = max(summary.sensitive_products.values(), default=0)
     for key, n in sorted(summary.sensitive_products.items(), key=lambda kv: (-kv[1], kv[0])):
-        sens.add_row(key, f"{n:,}", f"[magenta]{_bar(n, top)}[/]")
+        sens.add_row(data_text(key), f"{n:,}", f"[magenta]{_bar(n, top)}[/]")
     console.print(sens)
 
     console.print(_crosstab("Consents by source and status", "source", summary.consents))
@@ -119,7 +120,7 @@ def render(summary: Summary, console: Console) -> None:
     facts.add_column("source")
     facts.add_column("facts", justify="right")
     for (kind, source), n in summary.facts.items():
-        facts.add_row(kind, source, f"{n:,}")
+        facts.add_row(data_text(kind), data_text(source), f"{n:,}")
     console.print(facts)
 
     people = Table(title="Seed personas (docs/sample-world.md)")
@@ -128,5 +129,5 @@ def render(summary: Summary, console: Console) -> None:
     people.add_column("persona")
     people.add_column("key")
     for key, cid, seed, title in summary.personas:
-        people.add_row(seed, cid, title, key)
+        people.add_row(data_text(seed), data_text(cid), data_text(title), data_text(key))
     console.print(people)

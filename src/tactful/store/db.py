@@ -20,7 +20,10 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from tactful import __version__
 from tactful.errors import StoreError
-from tactful.store import tables
+from tactful.store import bookkeeping, tables
+from tactful.store.bookkeeping import ImportState
+from tactful.store.failures import remember_url, store_error
+from tactful.store.retry import key_ordered
 
 DEFAULT_URL = "sqlite:///tactful.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -28,6 +31,9 @@ URL_FORMS = "sqlite:///path.db (a file), or postgresql+psycopg://user:password@h
 # The Alembic scripts (tests point this at a copy with an extra revision to exercise upgrades).
 MIGRATIONS_LOCATION = str(resources.files("tactful.store") / "migrations")
 CONNECT_TIMEOUT_S = 10  # PostgreSQL: fail in seconds, not minutes, when the host does not answer
+SQLITE_BUSY_TIMEOUT_S = 30.0  # SQLite: how long to wait for another writer (?timeout=SECONDS in the URL)
+# PostgreSQL: the advisory lock `tactful init` holds while it migrates (two inits: one waits)
+INIT_LOCK_KEY = 0x7AC7F01
 
 _PASSWORD_RE = re.compile(r"(://[^:/@]*:)[^@/]*@")
 
@@ -73,13 +79,30 @@ def parse_url(url: str | None = None) -> URL:
     return parsed
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+def _sqlite_timeout(parsed: URL) -> float:
+    raw = parsed.query.get("timeout")
+    if raw is None:
+        return SQLITE_BUSY_TIMEOUT_S
+    text = raw if isinstance(raw, str) else raw[-1]
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86_400:
+        raise StoreError(f"store URL {redact_url(parsed)!r}: timeout={text!r} is not a number of seconds "
+                         "between 0 and 86400", hint="e.g. sqlite:///shop.db?timeout=60")
+    return value
+
+
+def _sqlite_pragmas(busy_ms: int) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")  # first: the pragmas below may wait too
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+    return on_connect
 
 
 def make_engine(url: str | None = None) -> Engine:
@@ -88,14 +111,46 @@ def make_engine(url: str | None = None) -> Engine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    busy_s = SQLITE_BUSY_TIMEOUT_S
+    if parsed.get_backend_name() == "sqlite":
+        busy_s = _sqlite_timeout(parsed)
+        connect_args["timeout"] = busy_s
+        parsed = parsed.difference_update_query(["timeout"])
     try:
         engine = sa.create_engine(parsed, future=True, connect_args=connect_args)
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
         raise StoreError(f"cannot open store {redact_url(parsed)!r}: {exc}",
                          hint=f"use {URL_FORMS} (the PostgreSQL driver is psycopg 3: +psycopg)") from exc
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_pragmas(int(busy_s * 1000)))
+        _create_owner_only(engine)
+    remember_url(redact_url(engine.url))
     return engine
+
+
+# --------------------------------------------------------------------------- owner-only store files
+
+
+def _create_owner_only(engine: Engine) -> None:
+    """Make a new SQLite store file readable and writable by its owner only (0600; it holds personal
+    data). SQLite would create it 0644 (less the umask); so, just before the first connection, an
+    absent file is created empty with mode 0600 (an empty file is a new database to SQLite), and
+    SQLite gives the ``-wal``, ``-journal`` and ``-shm`` files it makes the mode of the database file.
+    An existing file keeps its mode."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = database
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except FileExistsError:
+            return
+        except OSError:
+            return  # let SQLite report why it cannot open the file (a store error, exit 3)
+        os.close(fd)
 
 
 def _unreachable(engine: Engine, exc: sa.exc.DBAPIError) -> StoreError:
@@ -103,6 +158,9 @@ def _unreachable(engine: Engine, exc: sa.exc.DBAPIError) -> StoreError:
     shown = redact_url(engine.url)
     detail = " ".join(str(exc.orig).split())
     url = engine.url
+    known = store_error(exc, shown, known_only=True)
+    if known is not None:  # locked, read-only, damaged, no rights...
+        return known
     if engine.dialect.name == "sqlite":
         hint = "check that the directory exists and is writable, and that the file is a SQLite database"
     elif "does not exist" in detail and "database" in detail:
@@ -182,7 +240,14 @@ class InitResult:
 
 
 def initialise(url: str | None = None) -> InitResult:
-    """Create the store, or upgrade it to the newest schema (Alembic ``upgrade head``); say which."""
+    """Create the store, or upgrade it to the newest schema (Alembic ``upgrade head``); say which.
+
+    Atomic: the check and every migration run in one transaction that holds the store's write lock
+    (SQLite: ``BEGIN EXCLUSIVE``; PostgreSQL: a transaction-scoped advisory lock, and PostgreSQL's DDL
+    is transactional). A failed or killed init leaves the store as it was (a new SQLite file stays
+    empty) and the next init succeeds; of two concurrent inits one waits for the other, then finds
+    the store up to date.
+    """
     from alembic import command
     from alembic.util import CommandError
 
@@ -195,13 +260,25 @@ def initialise(url: str | None = None) -> InitResult:
             except OSError as exc:
                 raise StoreError(f"cannot create the directory for store {redact_url(engine.url)}: {exc}",
                                  hint="choose a path in a writable directory") from exc
+    head = head_revision()
     try:
-        before = schema_revision(engine)
-        _check_known(engine, before)
-        head = head_revision()
-        if before != head:
-            command.upgrade(_alembic_config(engine), "head")
-        after = schema_revision(engine)
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN EXCLUSIVE")
+            else:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": INIT_LOCK_KEY})
+            before = _revision(conn, engine)
+            _check_known(engine, before)
+            if before != head:
+                cfg = _alembic_config(engine)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            after = _revision(conn, engine)
+            if after != head:  # pragma: no cover - Alembic reported success but the stamp disagrees
+                raise StoreError(f"store {redact_url(engine.url)} is at schema {after} after upgrading "
+                                 f"to {head}")
+            bookkeeping.sweep_interrupted(conn)
+            conn.commit()
     except sa.exc.DBAPIError as exc:
         engine.dispose()
         raise _unreachable(engine, exc) from exc
@@ -209,8 +286,9 @@ def initialise(url: str | None = None) -> InitResult:
         engine.dispose()
         raise StoreError(f"cannot upgrade store {redact_url(engine.url)}: {exc}",
                          hint="see docs/operations-postgresql.md, section Upgrades") from exc
-    if after != head:  # pragma: no cover - Alembic reported success but the stamp disagrees
-        raise StoreError(f"store {redact_url(engine.url)} is at schema {after} after upgrading to {head}")
+    except BaseException:
+        engine.dispose()
+        raise
     action: Literal["created", "upgraded", "up_to_date"] = (
         "created" if before is None else "upgraded" if before != head else "up_to_date")
     return InitResult(engine=engine, action=action, from_revision=before, to_revision=head)
@@ -221,16 +299,48 @@ def init_store(url: str | None = None) -> Engine:
     return initialise(url).engine
 
 
-def schema_revision(engine: Engine) -> str | None:
-    """The Alembic revision the store is at, or None when it was never initialised."""
+def _revision(conn: Connection, engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
+    heads = MigrationContext.configure(conn).get_current_heads()
+    if len(heads) > 1:
+        raise StoreError(
+            f"store {redact_url(engine.url)} has {len(heads)} rows in alembic_version "
+            f"({', '.join(sorted(heads))}): which schema it is at cannot be told (stamped by hand or by "
+            "another tool?)",
+            hint="keep only the row of the schema the tables really have, e.g. "
+                 "DELETE FROM alembic_version WHERE version_num <> '<revision>'; then `tactful init` "
+                 "(docs/store.md, section Errors)")
+    return heads[0] if heads else None
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the store is at, or None when it was never initialised."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision(conn, engine)
 
 
-def open_store(url: str | None = None) -> Engine:
-    """An engine for an existing, up-to-date store; a clear error when it needs ``tactful init``."""
+def incomplete_error(engine: Engine, mark: bookkeeping.StoreMark) -> StoreError:
+    """The error (and fix) for a store carrying a mark such as ``incomplete``."""
+    when = mark.since.strftime("%Y-%m-%d %H:%M:%S UTC")
+    still = (f"; its process (pid {mark.pid}) is still running: wait for it to finish"
+             if mark.owner_running else "")
+    return StoreError(f"store {redact_url(engine.url)} is {mark.name}: {mark.reason} (since {when}){still}",
+                      hint=mark.fix)
+
+
+def store_marks(engine: Engine) -> list[bookkeeping.StoreMark]:
+    """The marks on the store (``incomplete`` while a bulk load has not finished)."""
+    with engine.connect() as conn:
+        return bookkeeping.read_marks(conn)
+
+
+def open_store(url: str | None = None, *, allow_incomplete: bool = False) -> Engine:
+    """An engine for an existing, up-to-date store; a clear error when it needs ``tactful init``.
+
+    A store marked incomplete (a ``tactful sample`` build that did not finish) is refused with its fix,
+    unless ``allow_incomplete`` (for commands that diagnose the store, such as ``tactful imports list``).
+    """
     engine = make_engine(url)
     shown = redact_url(engine.url)
     database = engine.url.database
@@ -240,17 +350,24 @@ def open_store(url: str | None = None) -> Engine:
         raise StoreError(f"store {shown} does not exist",
                          hint="run `tactful init` (with the same --db) to create it, or check the path")
     try:
-        current = schema_revision(engine)
+        with engine.connect() as conn:
+            current = _revision(conn, engine)
+            _check_known(engine, current)
+            head = head_revision()
+            if current != head:
+                state = "is not initialised" if current is None else f"is at schema {current}, not {head}"
+                raise StoreError(f"store {shown} {state}",
+                                 hint="run `tactful init` (with the same --db) to create or upgrade it")
+            marks = bookkeeping.read_marks(conn)
     except sa.exc.DBAPIError as exc:
         engine.dispose()
         raise _unreachable(engine, exc) from exc
-    _check_known(engine, current)
-    head = head_revision()
-    if current != head:
+    except BaseException:
         engine.dispose()
-        state = "is not initialised" if current is None else f"is at schema {current}, not {head}"
-        raise StoreError(f"store {shown} {state}",
-                         hint="run `tactful init` (with the same --db) to create or upgrade it")
+        raise
+    if marks and not allow_incomplete:
+        engine.dispose()
+        raise incomplete_error(engine, marks[0])
     return engine
 
 
@@ -274,6 +391,8 @@ def upsert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]])
     else:  # pragma: no cover - only the two supported backends reach here
         raise StoreError(f"upsert is not supported on {conn.dialect.name}")
     cols = list(rows[0].keys())
+    if all(k in cols for k in pk):  # key order: concurrent writers lock shared rows in one order
+        rows = key_ordered({tuple(r[k] for k in pk): r for r in rows})
     update = {c: stmt.excluded[c] for c in cols if c not in pk}
     stmt = stmt.on_conflict_do_update(index_elements=pk, set_=update) if update else \
         stmt.on_conflict_do_nothing(index_elements=pk)
@@ -284,11 +403,14 @@ def upsert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]])
 def begin_import(conn: Connection, *, kind: str, origin: str, source_label: str | None = None,
                  fmt: str | None = None, mapping: Mapping[str, Any] | None = None) -> int:
     """Record the start of an import batch or API write; returns its id for the rows' ``import_id``."""
+    bookkeeping.sweep_interrupted(conn)  # the truth about earlier imports whose process died
+    now = datetime.now(UTC)
     result = conn.execute(
         tables.imports.insert().values(
             kind=kind, origin=origin, source_label=source_label, format=fmt,
-            mapping=dict(mapping) if mapping else None, started_at=datetime.now(UTC),
+            mapping=dict(mapping) if mapping else None, started_at=now,
             rows_read=0, rows_imported=0, rows_quarantined=0, tool_version=__version__,
+            state=ImportState.RUNNING.value, heartbeat_at=now, **bookkeeping.owner(),
         )
     )
     key = result.inserted_primary_key
@@ -298,10 +420,12 @@ def begin_import(conn: Connection, *, kind: str, origin: str, source_label: str 
 
 def finish_import(conn: Connection, import_id: int, *, rows_read: int, rows_imported: int,
                   rows_quarantined: int, quarantine_file: str | None = None) -> None:
+    """Record the end of an import batch: its final counts, state ``finished``."""
     conn.execute(
         tables.imports.update().where(tables.imports.c.id == import_id).values(
             finished_at=datetime.now(UTC), rows_read=rows_read, rows_imported=rows_imported,
             rows_quarantined=rows_quarantined, quarantine_file=quarantine_file,
+            state=ImportState.FINISHED.value, heartbeat_at=datetime.now(UTC),
         )
     )
 

@@ -39,6 +39,7 @@ from tactful.model import (
     validation_errors,
 )
 from tactful.store import tables
+from tactful.store.bookkeeping import ImportState, effective_state, interrupted_message
 from tactful.store.db import begin_import, finish_import, upsert
 
 R = TypeVar("R", bound=BaseModel)
@@ -78,6 +79,13 @@ class ImportBatch:
     rows_quarantined: int
     quarantine_file: str | None
     tool_version: str | None
+    #: running | finished | failed | interrupted, as it really is (see tactful.store.bookkeeping: a
+    #: row left ``running`` by a process that died reads as ``interrupted``)
+    state: str = "finished"
+    error: str | None = None  # why it failed or was interrupted
+    pid: int | None = None
+    host: str | None = None
+    heartbeat_at: datetime | None = None  # the last batch it committed
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +94,8 @@ class ImportBatch:
             "finished_at": _iso(self.finished_at), "rows_read": self.rows_read,
             "rows_imported": self.rows_imported, "rows_quarantined": self.rows_quarantined,
             "quarantine_file": self.quarantine_file, "tool_version": self.tool_version,
+            "state": self.state, "error": self.error, "pid": self.pid, "host": self.host,
+            "heartbeat_at": _iso(self.heartbeat_at),
         }
 
 
@@ -208,12 +218,17 @@ def _utc(value: datetime | None) -> datetime | None:
 def _batch(row: sa.RowMapping) -> ImportBatch:
     started = _utc(row["started_at"])
     assert started is not None  # NOT NULL column
+    state = effective_state(row)
+    error = row["error"]
+    if state is ImportState.INTERRUPTED and row["state"] == ImportState.RUNNING.value:
+        error = interrupted_message(row)
     return ImportBatch(
         id=int(row["id"]), kind=row["kind"], origin=row["origin"], source_label=row["source_label"],
         format=row["format"], started_at=started, finished_at=_utc(row["finished_at"]),
         rows_read=int(row["rows_read"]), rows_imported=int(row["rows_imported"]),
         rows_quarantined=int(row["rows_quarantined"]), quarantine_file=row["quarantine_file"],
-        tool_version=row["tool_version"],
+        tool_version=row["tool_version"], state=state.value, error=error, pid=row["pid"],
+        host=row["host"], heartbeat_at=_utc(row["heartbeat_at"]),
     )
 
 
@@ -226,6 +241,24 @@ def read_imports(conn: Connection, ids: Iterable[int] | None = None) -> dict[int
             return {}
         query = query.where(tables.imports.c.id.in_(wanted))
     return {b.id: b for b in (_batch(r) for r in conn.execute(query).mappings())}
+
+
+def list_imports(conn: Connection, *, limit: int = 50, state: str | None = None) -> list[ImportBatch]:
+    """The newest ``limit`` import batches, newest first; ``state`` keeps those in that (real) state."""
+    query = sa.select(tables.imports).order_by(tables.imports.c.id.desc())
+    if state is None:
+        return [_batch(r) for r in conn.execute(query.limit(limit)).mappings()]
+    out: list[ImportBatch] = []
+    # the real state of a running row needs its process checked: filter after reading
+    stored = [state] if state in (ImportState.FINISHED, ImportState.FAILED) else \
+        [ImportState.RUNNING.value, state]
+    for row in conn.execute(query.where(tables.imports.c.state.in_(stored))).mappings():
+        batch = _batch(row)
+        if batch.state == state:
+            out.append(batch)
+            if len(out) >= limit:
+                break
+    return out
 
 
 def _record(model: type[R], table: sa.Table, row: sa.RowMapping) -> R:

@@ -63,6 +63,27 @@ imports = Table(
     Column("rows_quarantined", BigInteger, nullable=False, default=0),
     Column("quarantine_file", Text, nullable=True),
     Column("tool_version", String(40), nullable=True),
+    # running | finished | failed | interrupted (tactful.store.bookkeeping); pid, host and heartbeat_at
+    # let another process tell a running import from one whose process died
+    Column("state", String(20), nullable=False, server_default="running"),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),  # why a failed import failed
+)
+
+# Marks on the store as a whole. Today one: ``incomplete`` (a bulk load that drops indexes, such as
+# ``tactful sample``, set it before it started and clears it when it finished), which every command
+# that opens the store reports with its fix.
+store_state = Table(
+    "store_state",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("fix", Text, nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
 )
 
 households = Table(

@@ -19,6 +19,14 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        # tactful init: the caller's connection, already in the transaction that holds the store's
+        # lock; Alembic runs inside it and the caller commits (or rolls everything back)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
     engine = config.attributes.get("engine")
     if engine is None:
         engine = engine_from_config(config.get_section(config.config_ini_section) or {},

@@ -1,7 +1,7 @@
 """campaigns: runs, the tamper-evident decision log, the outbox
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-30 18:50:00
 """
 
@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-# Follows 0001 until the store helper's 0002 lands on main; then this becomes "0002" (one line).
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
