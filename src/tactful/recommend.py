@@ -43,7 +43,7 @@ class Settings:
     max_basket: int = 60  # larger baskets (a party, a restock) say little about affinity; left out
     #: how much a neighbour's own popularity is discounted: n_ab / (sqrt(n_a) * n_b ** damping).
     #: 0.5 is the cosine; 0 is the plain "bought together" rate, which favours popular neighbours.
-    damping: float = 0.25  # measured on the sample world: docs/performance.md
+    damping: float = 0.0  # measured on the sample world: docs/performance.md
     popular_pool: int = 200  # popular products considered for the fallback
 
 
