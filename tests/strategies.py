@@ -531,10 +531,6 @@ def benign_scenario_dicts(draw: st.DrawFn, settings: Any) -> dict[str, Any]:
     cap = settings.openness_max_depth[effective]
 
     # -- the touch
-    if channel is Channel.PARTNER_EXPORT and effective is Openness.CLOSED:
-        # the default pack's closed-transactional-only also keeps a closed customer out of an
-        # aggregate export (which touches nobody); debatable, so not drawn as "benign" here
-        channel = Channel.EMAIL
     if channel is Channel.PARTNER_EXPORT:
         kind, purpose = "share", "third_party_sharing"
     elif effective is Openness.CLOSED or draw(ONE_IN_4) == 0:

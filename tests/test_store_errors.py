@@ -176,7 +176,7 @@ def test_two_rows_in_alembic_version_is_exit_3(db_url: str, tmp_path: Path) -> N
                  ["import", "customers", str(_csv(tmp_path)), "--db", db_url]):
         code, out, err = run_cli(argv)
         assert code == 3, (argv, out, err)
-        assert "2 rows in alembic_version (0001, 0002)" in err, err
+        assert f"2 rows in alembic_version (0001, {db.head_revision()})" in err, err
         assert "DELETE FROM alembic_version" in err
         _no_traceback(err)
 
