@@ -10,9 +10,10 @@ the scenario's ``touch`` section, except that
 * ``shows_items`` names the products the touch shows; their implied categories (the products'
   stored labels plus the sensitivity mapping, :mod:`tactful.sensitivity`) become ``shows_implies``.
 
-:class:`StoreScenarioBuilder` reads the store with a handful of indexed queries per customer (the
-customer by primary key; contact points, consents, facts, orders and touches by ``customer_id``) and
-returns the :class:`~tactful.model.Scenario` that is judged — validated like any scenario file, so that
+:class:`StoreScenarioBuilder` reads the store with at most three indexed queries per customer (the
+profile — customer, contact points, consents, facts, recent touches — in one UNION ALL round trip; the
+orders the touch can reach with their products; the shown products) and returns the
+:class:`~tactful.model.Scenario` that is judged — validated like any scenario file, so that
 ``tactful scenario export`` writes exactly the document ``tactful decide FILE`` replays.
 
 Fail closed: a selector never silently drops a matching fact (reads are bounded by the selectors' and
