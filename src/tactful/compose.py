@@ -89,7 +89,10 @@ MAX_LIST_ITEMS = 10  # a list from the data (items, categories) keeps at most th
 MAX_SUBJECT_CHARS = 200
 MAX_BODY_CHARS = 20_000  # a runaway loop stops here and the message is withheld
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+# C0/C1 controls (newlines and tabs too: a value is one line), DEL, and the invisible format characters
+# that reorder or hide text (bidi overrides and isolates, zero-width ones, the BOM, soft hyphen)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+                      "\ufff9-\ufffb]")
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,8 @@ def clean_text(value: object, limit: int = MAX_VALUE_CHARS) -> str:
 def _clean(value: object) -> object:
     if value is None:
         return None
+    if isinstance(value, list | tuple):
+        return tuple(clean_text(v) for v in value[:MAX_LIST_ITEMS] if v is not None)
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return clean_text(value)
     if isinstance(value, Sequence):
@@ -294,7 +299,9 @@ class MessageData:
     history: Sequence[str] = ()
     purchase_dates: Sequence[str] = ()
 
-    def variables(self, *, channel: Channel, named: bool, sender: str) -> dict[str, object]:
+    def variables(self, *, channel: Channel, named: bool, sender: str,
+                  names: Sequence[str] | None = None) -> dict[str, object]:
+        """The template variables, cleaned (only ``names`` when given: what one template uses)."""
         first = clean_text(self.first_name) if self.first_name else ""
         last = clean_text(self.last_name) if self.last_name else ""
         greeting = f"Dear {first}" if named and first else "Hello"
@@ -309,7 +316,7 @@ class MessageData:
             "first_name": first or None, "last_name": last or None,
             "full_name": " ".join(p for p in (first, last) if p) or None,
         }
-        return {k: _clean(v) for k, v in values.items()}
+        return {k: _clean(values[k]) for k in (values if names is None else names)}
 
 
 # --------------------------------------------------------------------------- rendering
@@ -329,7 +336,7 @@ def _render(tpl: jinja2.Template, values: Mapping[str, object], limit: int) -> s
 def render(template: Template, data: MessageData, *, channel: Channel, named: bool, sender: str,
            html: bool, kind: Literal["offer", "permission_request"] = "offer") -> Composed:
     """Render one template; a template error, a missing value or an over-long text withholds it."""
-    values = data.variables(channel=channel, named=named, sender=sender)
+    values = data.variables(channel=channel, named=named, sender=sender, names=template.reveal.variables)
     missing = sorted(n for n in template.reveal.variables if values.get(n) in (None, "", ()))
     if missing:
         return Withheld("template-error", f"the {template.slot} template needs {', '.join(missing)}, which "

@@ -28,8 +28,7 @@ from tactful.store import tables
 GENESIS = "0" * 64
 _LOCK_KEY = 0x7AC7F01  # the advisory lock that serialises decision-log appends on PostgreSQL
 _HASHED = ("seq", "run_id", "customer_id", "touch_id", "channel", "verdict", "max_depth", "named",
-           "reasons", "policy_name", "policy_version", "input_hash", "proposed_depth", "withheld",
-           "decided_at")
+           "policy_name", "policy_version", "input_hash", "proposed_depth", "withheld", "decided_at")
 
 
 def canonical_json(value: Any) -> str:
@@ -48,11 +47,14 @@ def _time(value: datetime) -> str:
     return aware.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
-def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
+def row_hash(prev_hash: str, row: dict[str, Any], reasons_json: str | None = None) -> str:
+    """SHA-256 of the previous hash, the row's fields and its reasons, each in canonical JSON.
+    ``reasons_json`` may be given precomputed (many rows share one decision's reasons)."""
     content = {k: (_time(row[k]) if k == "decided_at" else row[k]) for k in _HASHED}
     content["named"] = bool(content["named"])
     content["seq"] = int(content["seq"])
-    return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()
+    reasons = canonical_json(row["reasons"]) if reasons_json is None else reasons_json
+    return hashlib.sha256(f"{prev_hash}{canonical_json(content)}\n{reasons}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -99,22 +101,27 @@ def append(conn: Connection, run_id: str, items: Sequence[LoggedDecision],
     seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
     when = at or datetime.now(UTC)
     rows: list[dict[str, Any]] = []
+    dumped: dict[int, tuple[list[dict[str, Any]], str]] = {}  # one dump per distinct decision object
     for item in items:
         key = (item.customer_id, item.touch_id)
         if key in seqs:
             continue
         seq += 1
         dec = item.decision
+        if id(dec) not in dumped:
+            reasons = [r.model_dump(mode="json") for r in dec.reasons]
+            dumped[id(dec)] = (reasons, canonical_json(reasons))
+        reasons, reasons_json = dumped[id(dec)]
         row: dict[str, Any] = {
             "seq": seq, "run_id": run_id, "customer_id": item.customer_id, "touch_id": item.touch_id,
             "channel": item.channel, "verdict": dec.verdict.value, "max_depth": dec.max_depth.value,
-            "named": dec.named, "reasons": [r.model_dump(mode="json") for r in dec.reasons],
+            "named": dec.named, "reasons": reasons,
             "policy_name": dec.policy.name, "policy_version": dec.policy.version,
             "input_hash": item.input_hash, "proposed_depth": item.proposed_depth,
             "withheld": item.withheld, "decided_at": when,
         }
         row["prev_hash"] = prev
-        row["row_hash"] = prev = row_hash(prev, row)
+        row["row_hash"] = prev = row_hash(prev, row, reasons_json)
         rows.append(row)
         seqs[key] = seq
     if rows:
