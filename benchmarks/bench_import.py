@@ -1,18 +1,32 @@
-"""Import throughput and memory: generate a large CSV, import it into a temporary SQLite store, print
-rows/s and the importing process's peak RSS.
+"""Import throughput and memory against a bare load of the same rows into the same tables.
 
-    .venv/bin/python benchmarks/bench_import.py                  # ~200 MB of order lines
-    .venv/bin/python benchmarks/bench_import.py --kind customers --mb 50
-    .venv/bin/python benchmarks/bench_import.py --mb 1000 --keep /tmp/big   # 1 GB, keep the files
+    .venv/bin/python benchmarks/bench_import.py                          # orders, 50 MB, SQLite + PostgreSQL
+    .venv/bin/python benchmarks/bench_import.py --kind customers --mb 100
+    .venv/bin/python benchmarks/bench_import.py --stores sqlite --mb 1000 --keep /tmp/big
 
-One row in ``--bad-every`` (default 1000) is broken (an unknown product or an invalid date), so the
-quarantine path is exercised too. The import runs in a child process so that its peak RSS
-(``ru_maxrss``) is its own, not the generator's. Figures, never assertions (see docs/performance.md).
+For each store it runs, each in a child process of its own (so that peak RSS, ``ru_maxrss``, and CPU
+time are that run's own), on a fresh copy of the same prepared store (households, customers and
+products already imported):
+
+* the **bare load** of the same rows (less the broken ones, which PostgreSQL would refuse): no
+  validation at all. SQLite: Arrow reads the CSV (every column as text) and
+  ``executemany`` upserts the rows, batch by batch, with the importer's own upsert statement.
+  PostgreSQL: ``COPY`` into a temporary staging table, then ``INSERT ... SELECT ... ON CONFLICT DO
+  UPDATE`` (one row per key);
+* the **import**: ``run_import`` (``tactful import``), with its checks, reference look-ups, quarantine
+  and bookkeeping.
+
+It prints rows/s of both, their ratio (the target is at least 2/3), CPU seconds and peak RSS. One row
+in ``--bad-every`` (default 1000) is broken (an unknown product or an invalid date), so the quarantine
+path is exercised too. PostgreSQL: ``--pg URL`` (a server we may create databases on), else
+``TACTFUL_TEST_PG_URL``, else a throwaway cluster is started. Figures, never assertions (see
+docs/performance.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -115,106 +129,225 @@ def generate(workdir: Path, kind: str, megabytes: float, bad_every: int, seed: i
     return files
 
 
-def child(db_url: str, kind: str, path: str, batch_size: int) -> None:
-    """Run in the child process: import and print the figures as JSON."""
-    from tactful.ingest import run_import
-    from tactful.store.db import open_store
+ORDER_COLUMNS = ["order_id", "customer_id", "at", "source", "context", "store_id", "total"]
+LINE_COLUMNS = ["order_id", "line_no", "product_id", "quantity", "amount"]
 
-    engine = open_store(db_url)
+
+def _targets(kind: str) -> list[tuple[str, list[str], list[str]]]:
+    """(table, its columns, the CSV columns that fill them) per table the kind writes."""
+    if kind == "customers":
+        cols = ["id", "household_id", "first_name", "last_name", "birth_date", "age_range", "openness",
+                "deceased"]
+        return [("customers", cols, cols)]
+    return [("orders", ["id", *ORDER_COLUMNS[1:]], ORDER_COLUMNS),
+            ("order_lines", LINE_COLUMNS, LINE_COLUMNS)]
+
+
+def bare_sqlite(db_url: str, kind: str, path: Path, batch_size: int) -> int:
+    import sqlite3
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from tactful.ingest.writer import upsert_statement
+    from tactful.store import tables
+
+    conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    names = ORDER_COLUMNS + LINE_COLUMNS[1:] if kind == "orders" else _targets(kind)[0][2]
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20),
+                            convert_options=pacsv.ConvertOptions(
+                                column_types={c: pa.string() for c in names}))
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    statements = []
+    for table, columns, _ in _targets(kind):
+        sql, _order = upsert_statement(tables.metadata.tables[table], [*columns, "import_id", "written_at"],
+                                      sqlite_dialect.dialect())
+        statements.append(sql)
+    rows = 0
+    for batch in reader:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S.000000")
+        for start in range(0, batch.num_rows, batch_size):
+            part = batch.slice(start, batch_size)
+            conn.execute("BEGIN IMMEDIATE")
+            for sql, (_table, _columns, source) in zip(statements, _targets(kind), strict=True):
+                columns = [part.column(name).to_pylist() for name in source]
+                n = part.num_rows
+                conn.executemany(sql, zip(*columns, [None] * n, [stamp] * n, strict=True))
+            conn.execute("COMMIT")
+            rows += part.num_rows
+    conn.close()
+    return rows
+
+
+def bare_postgres(db_url: str, kind: str, path: Path, batch_size: int) -> int:
+    import psycopg
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from tactful.store import tables
+
+    url = db_url.replace("postgresql+psycopg://", "postgresql://")
+    all_columns = ORDER_COLUMNS + LINE_COLUMNS[1:] if kind == "orders" else _targets(kind)[0][2]
+    types = {c: pa.string() for c in all_columns}
+    reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20),
+                            convert_options=pacsv.ConvertOptions(column_types=types))
+    rows = 0
+    with psycopg.connect(url) as conn:
+        conn.execute(f"CREATE TEMP TABLE staging ({', '.join(f'{c} text' for c in all_columns)})")
+        for batch in reader:
+            for start in range(0, batch.num_rows, batch_size):
+                part = batch.slice(start, batch_size)
+                with conn.transaction():
+                    conn.execute("TRUNCATE staging")
+                    copy_sql = f"COPY staging ({', '.join(all_columns)}) FROM STDIN"
+                    with conn.cursor().copy(copy_sql) as copy:
+                        for row in zip(*[part.column(c).to_pylist() for c in all_columns], strict=True):
+                            copy.write_row(row)
+                    for table, columns, source in _targets(kind):
+                        t = tables.metadata.tables[table]
+                        key = [c.name for c in t.primary_key.columns]
+                        casts = ", ".join(f"NULLIF({s}, '')::{t.c[c].type.compile(conn_dialect())}"
+                                          for c, s in zip(columns, source, strict=True))
+                        key_src = [source[columns.index(k)] for k in key]
+                        update = ", ".join(f"{c} = EXCLUDED.{c}"
+                                           for c in [*columns, "import_id", "written_at"] if c not in key)
+                        conn.execute(
+                            f"INSERT INTO {table} ({', '.join(columns)}, import_id, written_at) "
+                            f"SELECT DISTINCT ON ({', '.join(key_src)}) {casts}, NULL, now() FROM staging "
+                            f"ORDER BY {', '.join(key_src)} "
+                            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}")
+                rows += part.num_rows
+    return rows
+
+
+def conn_dialect() -> object:
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.dialect()
+
+
+def child(mode: str, db_url: str, kind: str, path: str, batch_size: int) -> None:
+    """Run in the child process: import (or bare-load) and print the figures as JSON."""
     started = time.perf_counter()
-    result = run_import(engine, kind, Path(path), batch_size=batch_size)
-    seconds = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        json.dumps(
-            {
-                "rows_read": result.rows_read,
-                "rows_imported": result.rows_imported,
-                "rows_quarantined": result.rows_quarantined,
-                "seconds": seconds,
-                "peak_rss_mb": peak_kb / 1024,
-            }
-        )
-    )
+    out: dict[str, object] = {}
+    if mode == "import":
+        from tactful.ingest import run_import
+        from tactful.store.db import open_store
+
+        engine = open_store(db_url)
+        started = time.perf_counter()
+        result = run_import(engine, kind, Path(path), batch_size=batch_size)
+        out.update(rows_read=result.rows_read, rows_imported=result.rows_imported,
+                   rows_quarantined=result.rows_quarantined)
+    elif db_url.startswith("sqlite"):
+        out["rows_read"] = bare_sqlite(db_url, kind, Path(path), batch_size)
+    else:
+        out["rows_read"] = bare_postgres(db_url, kind, Path(path), batch_size)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.update(seconds=time.perf_counter() - started, cpu_seconds=usage.ru_utime + usage.ru_stime,
+               peak_rss_mb=usage.ru_maxrss / 1024)
+    print(json.dumps(out))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--kind", choices=["orders", "customers"], default="orders")
-    parser.add_argument("--mb", type=float, default=200.0, help="size of the generated CSV in MB")
-    parser.add_argument("--bad-every", type=int, default=1000, help="one broken row in N (0: none)")
-    parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument("--keep", type=Path, default=None, help="keep the files and store in this directory")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--child", nargs=3, metavar=("DB", "KIND", "FILE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(args.child[0], args.child[1], args.child[2], args.batch_size)
-        return
+def _run_child(mode: str, db_url: str, kind: str, path: Path, batch_size: int) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--batch-size", str(batch_size), "--child", mode, db_url, kind,
+         str(path)],
+        capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} on {db_url} failed:\n{done.stderr}")
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
+
+def _prepare(url: str, files: dict[str, object]) -> None:
     from tactful.ingest import run_import
     from tactful.store.db import init_store
 
-    tmp = None
-    if args.keep:
-        workdir = args.keep
-        workdir.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="tactful-bench-")
-        workdir = Path(tmp.name)
-    print(
-        f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.2f}"
-    )
-    print("command: " + " ".join([os.path.relpath(sys.executable), *sys.argv]))
-    try:
+    engine = init_store(url)
+    prerequisites = files["prerequisites"]
+    assert isinstance(prerequisites, list)
+    for kind, path in prerequisites:
+        run_import(engine, kind, path)
+    engine.dispose()
+
+
+def _stores(args: argparse.Namespace, workdir: Path,
+            stack: contextlib.ExitStack) -> list[tuple[str, str, str]]:
+    """(store name, bare URL, import URL) for each store asked for."""
+    out = []
+    if "sqlite" in args.stores:
+        out.append(("SQLite", f"sqlite:///{workdir}/bare.db", f"sqlite:///{workdir}/import.db"))
+    if "postgresql" in args.stores:
+        from tactful.testing import postgres
+
+        server = args.pg or os.environ.get("TACTFUL_TEST_PG_URL")
+        if not server:
+            server = stack.enter_context(postgres.throwaway_postgres())
+        tag = f"{os.getpid()}"
+        out.append(("PostgreSQL", postgres.create_database(server, f"bench_bare_{tag}"),
+                    postgres.create_database(server, f"bench_import_{tag}")))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", choices=["orders", "customers"], default="orders")
+    parser.add_argument("--mb", type=float, default=50.0, help="size of the generated CSV in MB")
+    parser.add_argument("--bad-every", type=int, default=1000, help="one broken row in N (0: none)")
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite, postgresql or both")
+    parser.add_argument("--pg", default=None, help="a PostgreSQL server URL to create the databases on")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the files and store in this directory")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--child", nargs=4, metavar=("MODE", "DB", "KIND", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], args.child[2], args.child[3], args.batch_size)
+        return
+
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            workdir = args.keep
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tactful-bench-")))
+        print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
+              f"load average {os.getloadavg()[0]:.2f} (other jobs running if above 0.5)")
+        print("command: " + " ".join([os.path.relpath(sys.executable), *sys.argv]))
         t0 = time.perf_counter()
         files = generate(workdir, args.kind, args.mb, args.bad_every, args.seed)
         big = files["big"]
         assert isinstance(big, Path)
+        # the bare load takes the same rows without the broken ones (PostgreSQL would refuse them): the
+        # generator draws the same values whatever --bad-every, so only the broken rows differ
+        clean = workdir / "clean"
+        clean.mkdir(exist_ok=True)
+        clean_file = generate(clean, args.kind, args.mb, 0, args.seed)["big"]
+        assert isinstance(clean_file, Path)
         size_mb = big.stat().st_size / 1024 / 1024
-        print(
-            f"generated {big.name}: {size_mb:,.0f} MB, {files['rows']:,} rows "
-            f"in {time.perf_counter() - t0:.1f} s"
-        )
-        db_url = f"sqlite:///{workdir}/bench.db"
-        engine = init_store(db_url)
-        prerequisites = files["prerequisites"]
-        assert isinstance(prerequisites, list)
-        for kind, path in prerequisites:
-            run_import(engine, kind, path)
-        engine.dispose()
-        done = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--batch-size",
-                str(args.batch_size),
-                "--child",
-                db_url,
-                args.kind,
-                str(big),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
-        rate = figures["rows_read"] / figures["seconds"]
-        print(
-            f"imported {args.kind}: {figures['rows_read']:,} rows read, "
-            f"{figures['rows_imported']:,} imported, {figures['rows_quarantined']:,} quarantined"
-        )
-        print(
-            f"time {figures['seconds']:.1f} s  ->  {rate:,.0f} rows/s, "
-            f"{size_mb / figures['seconds']:.1f} MB/s"
-        )
-        print(f"peak RSS of the importing process: {figures['peak_rss_mb']:.0f} MB (file {size_mb:,.0f} MB)")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+        print(f"generated {big.name}: {size_mb:,.0f} MB, {files['rows']:,} rows "
+              f"in {time.perf_counter() - t0:.1f} s")
+        for name, bare_url, import_url in _stores(args, workdir, stack):
+            for url in (bare_url, import_url):
+                _prepare(url, files)
+            bare = _run_child("bare", bare_url, args.kind, clean_file, args.batch_size)
+            imp = _run_child("import", import_url, args.kind, big, args.batch_size)
+            bare_rate = bare["rows_read"] / bare["seconds"]
+            rate = imp["rows_read"] / imp["seconds"]
+            print(f"{name}: bare load  {bare['rows_read']:,.0f} rows in {bare['seconds']:.1f} s -> "
+                  f"{bare_rate:,.0f} rows/s (CPU {bare['cpu_seconds']:.1f} s, "
+                  f"peak RSS {bare['peak_rss_mb']:.0f} MB)")
+            print(f"{name}: import     {imp['rows_read']:,.0f} rows in {imp['seconds']:.1f} s -> "
+                  f"{rate:,.0f} rows/s (CPU {imp['cpu_seconds']:.1f} s, "
+                  f"peak RSS {imp['peak_rss_mb']:.0f} MB); "
+                  f"{imp['rows_imported']:,.0f} imported, {imp['rows_quarantined']:,.0f} quarantined")
+            print(f"{name}: ratio import/bare = {rate / bare_rate:.2f} by wall time "
+                  f"(target >= 0.67), {bare['cpu_seconds'] / imp['cpu_seconds']:.2f} by CPU time")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Benchmark: a scenario at the loader's size limits (not a test).
 
 Builds the long-history scenario of ``bench_decide.py`` with enough facts to come close to the YAML
-limit (8 MiB) and the JSON limit (64 MiB) of ``tactful.safeload.SCENARIO_LIMITS``, and, in a fresh
+limit (4 MiB) and the JSON limit (32 MiB) of ``tactful.safeload.SCENARIO_LIMITS``, and, in a fresh
 child process for each, reads it the way ``tactful decide FILE`` does (bounded read, load, validate,
 evaluate with the default pack). Prints the file size, the seconds of each step and the child's peak
 RSS, so the documented limits can be checked against what they cost on this machine.
 
-    .venv/bin/python benchmarks/bench_limits.py [--yaml-mib 8] [--json-mib 64]
+    .venv/bin/python benchmarks/bench_limits.py [--yaml-mib 4] [--json-mib 32]
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def _run(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--yaml-mib", type=float, default=8.0)
-    parser.add_argument("--json-mib", type=float, default=64.0)
+    parser.add_argument("--yaml-mib", type=float, default=4.0)
+    parser.add_argument("--json-mib", type=float, default=32.0)
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; "
           f"load average {os.getloadavg()[0]:.1f}")

@@ -540,6 +540,9 @@ def test_inferred_substance_and_gambling_segments_are_health_risk_inferences(cat
     segment = fact("seg", kind="inference", category=category, origin="inferred", source="loyalty",
                    context="segmentation", label="heavy user")
     assert fired(decide(facts=[segment], touch={"uses": ["seg"]})) == ["inferred-sensitive-without-opt-in"]
+    implied = fact("seg", kind="inference", category="user.behavior.purchase_history", origin="inferred",
+                   source="loyalty", context="segmentation", implies=[category])
+    assert fired(decide(facts=[implied], touch={"uses": ["seg"]})) == ["inferred-sensitive-without-opt-in"]
     # an observed purchase of the same goods stays ordinary
     bought = fact("p1", label="Crate of beer", implies=[category])
     assert decide(facts=[bought], touch={"uses": ["p1"]}).verdict is Verdict.ALLOW

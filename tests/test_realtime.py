@@ -280,6 +280,16 @@ def test_windows_select_orders_and_fail_closed_on_dangling_ids(db_url: str) -> N
         assert s.touch.uses == ("c1-o-old", "nope")
         fired = {r.rule for r in evaluate(s, PACK).reasons}
         assert "missing-fact-reference" in fired
+        # an id that exists but that the selector's other fields filter out selects nothing
+        s = _scenario(engine, {**EMAIL, "uses": [{"id": "c1-o-old", "within_days": 30}]})
+        assert s.touch.uses == ()
+        assert "missing-fact-reference" not in {r.rule for r in evaluate(s, PACK).reasons}
+        # contexts compare in their normalised form; the optional touch fields pass through
+        s = _scenario(engine, {**EMAIL, "uses": [{"context": "CHECKOUT", "within_days": 30}],
+                               "trigger": "customer_request", "requested_channel": "email",
+                               "conversation": "chat-1"})
+        assert s.touch.uses == ("c1-o-new",)
+        assert s.touch.requested_channel == "email" and s.touch.conversation == "chat-1"
         # another customer's order is not this customer's
         s = _scenario(engine, {**EMAIL, "uses": ["c1-o-new"]}, customer="c2")
         assert "missing-fact-reference" in {r.rule for r in evaluate(s, PACK).reasons}
@@ -398,3 +408,25 @@ def test_hostile_store_text_is_exported_safely_and_replays_exactly(db_url: str, 
     code, text, err = run_cli(["decide", "--customer", "c1", "--touch", str(touch), "--db", db_url])
     assert code == 0, err
     assert not any(c in text for c in "\x1b\x07\r\u202e")
+
+
+def test_another_sensitivity_mapping_adds_to_the_stored_labels(db_url: str, tmp_path: Path) -> None:
+    engine = _store(db_url)
+    engine.dispose()
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("version: 1\nrules:\n  - id: garden-health\n    when: {department: [GARDEN]}\n"
+                       "    implies: [user.health_and_medical]\n", encoding="utf-8")
+    touch = tmp_path / "t.json"
+    touch.write_text(json.dumps({"now": AS_OF, "touch": {**EMAIL, "shows_items": ["p-plain"]}}),
+                     encoding="utf-8")
+    code, out, err = run_cli(["scenario", "export", "c1", "--touch", str(touch), "--db", db_url])
+    assert code == 0, err
+    assert yaml.safe_load(out)["touch"]["shows_implies"] == []
+    code, out, err = run_cli(["scenario", "export", "c1", "--touch", str(touch), "--db", db_url,
+                              "--sensitivity", str(mapping)])
+    assert code == 0, err
+    assert yaml.safe_load(out)["touch"]["shows_implies"] == ["user.health_and_medical"]
+    code, out, err = run_cli(["decide", "--customer", "c1", "--touch", str(touch), "--db", db_url,
+                              "--sensitivity", str(mapping), "--format", "json"])
+    assert code == 0, err
+    assert json.loads(out)["verdict"] != "allow"

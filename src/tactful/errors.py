@@ -121,3 +121,11 @@ class AuditChainBroken(StoreError):
 
     exit_code = 3
     http_status = 500
+
+
+class BatchError(TactfulError):
+    """A batch run cannot start: a candidates file that cannot be read or lacks a column, an output
+    that exists, a backend that is not available or does not support what was asked."""
+
+    exit_code = 2
+    http_status = 422

@@ -782,9 +782,11 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
         return any(vocab.covers(k, cat) for k in touch.sender_implies)
 
     def sens(f: ScenarioFact) -> list[str]:
-        own = s.is_inferred_sensitive(f.category) if _is_inference(f) else s.is_sensitive(f.category)
-        out = [f.category] if own else []
-        out.extend(k for k in f.implies if s.is_sensitive(k))
+        # an inference's own and implied categories are inferred: a segment implying drinking is a
+        # health-risk inference; a beer purchase implying it is not
+        check = s.is_inferred_sensitive if _is_inference(f) else s.is_sensitive
+        out = [f.category] if check(f.category) else []
+        out.extend(k for k in f.implies if check(k))
         return out
 
     # what the customer said in the very conversation an advisor prompt belongs to is not revealed

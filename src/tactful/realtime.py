@@ -131,6 +131,8 @@ class TouchSpec(_Strict):
     trigger: Trigger = Trigger.SCHEDULED
     granularity: Granularity | None = None
     group_size: Annotated[int, Field(ge=0)] | None = None
+    conversation: Id | None = None
+    requested_channel: Channel | None = None
 
     @field_validator("uses", "shows", mode="before")
     @classmethod
@@ -236,7 +238,8 @@ def _matches(sel: FactSelector, c: _Candidate, now: datetime) -> bool:
         return False
     if sel.source is not None and d["source"] != sel.source:
         return False
-    if sel.context is not None and d["context"] != sel.context:
+    if sel.context is not None and (vocab.normalise_context(d["context"])
+                                    != vocab.normalise_context(sel.context)):
         return False
     # a fact without a time may be recent: it is selected (using more never loosens a decision)
     return sel.within_days is None or c.at is None or now - timedelta(days=sel.within_days) < c.at <= now
@@ -256,8 +259,8 @@ def _select(selectors: Sequence[FactSelector], pool: Sequence[_Candidate], now: 
             hits.sort(key=lambda c: (c.at is not None, c.at or datetime.min.replace(tzinfo=UTC), c.id),
                       reverse=True)
             hits = hits[:sel.newest]
-        if not hits and sel.id is not None:
-            missing.append(sel.id)
+        if not hits and sel.id is not None and not any(c.id == sel.id for c in pool):
+            missing.append(sel.id)  # not found at all (one that other fields filtered out is not missing)
         out.update(dict.fromkeys(c.id for c in hits))
     return list(out), missing
 
@@ -513,6 +516,10 @@ class StoreScenarioBuilder:
             out["granularity"] = touch.granularity
         if touch.group_size is not None:
             out["group_size"] = touch.group_size
+        if touch.conversation is not None:
+            out["conversation"] = touch.conversation
+        if touch.requested_channel is not None:
+            out["requested_channel"] = touch.requested_channel
         doc["touch"] = out
         return doc
 

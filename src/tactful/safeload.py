@@ -86,7 +86,8 @@ class Limits:
 
 
 #: a scenario: a customer's whole profile may be large; YAML is ~10x slower to parse than JSON
-SCENARIO_LIMITS = Limits("scenario", max_bytes=64 * MIB, max_yaml_bytes=8 * MIB, max_depth=64,
+#: (benchmarks/bench_limits.py: at these sizes load + validate take seconds and a few hundred MiB)
+SCENARIO_LIMITS = Limits("scenario", max_bytes=32 * MIB, max_yaml_bytes=4 * MIB, max_depth=64,
                          max_nodes=4_000_000)
 #: a policy pack (conditions nest: allow more depth)
 PACK_LIMITS = Limits("policy pack", max_bytes=1 * MIB, max_depth=128, max_nodes=200_000)

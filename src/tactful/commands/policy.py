@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tactful.commands.common import DbOption, safe_json, safe_text
-from tactful.commands.scenario import NowOption
+from tactful.commands.scenario import NowOption, SensitivityOption
 from tactful.errors import ScenarioError, TactfulError
 from tactful.model import Decision, Scenario, parse_scenario
 from tactful.safeload import SCENARIO_LIMITS, STDIN, DocumentError, load_document, load_json, load_yaml
@@ -111,6 +111,7 @@ def register(app: typer.Typer) -> None:
                             "and shown products; needs --customer.", show_default=False)] = None,
         db: DbOption = None,
         now: NowOption = None,
+        sensitivity: SensitivityOption = None,
         policy: PolicyOption = None,
         fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.TEXT,
     ) -> None:
@@ -120,9 +121,9 @@ def register(app: typer.Typer) -> None:
         if customer is None:
             if scenario is None:
                 raise ScenarioError("give a scenario file, or --customer ID --touch TOUCH.yaml")
-            if touch is not None or now is not None:
-                raise ScenarioError("--touch and --now go with --customer (a scenario file states its "
-                                    "own now)")
+            if touch is not None or now is not None or sensitivity is not None:
+                raise ScenarioError("--touch, --now and --sensitivity go with --customer (a scenario "
+                                    "file states its own now and implied categories)")
             pack = load_pack(policy)
             doc = load_scenario_file(scenario)
         else:
@@ -132,9 +133,11 @@ def register(app: typer.Typer) -> None:
                 raise ScenarioError("--customer needs --touch TOUCH.yaml (the touch to decide; "
                                     "docs/realtime.md)")
             from tactful.realtime import load_touch_file, scenario_from_store
+            from tactful.sensitivity import load_mapping
 
             pack = load_pack(policy)
-            doc = scenario_from_store(db, customer, load_touch_file(touch), pack, now=now)
+            mapping = load_mapping(sensitivity) if sensitivity is not None else None
+            doc = scenario_from_store(db, customer, load_touch_file(touch), pack, now=now, mapping=mapping)
         decision = evaluate(doc, pack)
         if fmt is Format.JSON:
             typer.echo(safe_json(decision.to_json_dict()))

@@ -19,6 +19,14 @@ NowOption = Annotated[
 ]
 
 
+SensitivityOption = Annotated[
+    Path | None,
+    typer.Option("--sensitivity", help="The product sensitivity mapping that labels shown products and "
+                                       "purchases, on top of their stored labels (default: the packaged "
+                                       "one, docs/sensitivity.md).", show_default=False),
+]
+
+
 def render_document(document: dict[str, object], *, as_json: bool, header: list[str]) -> str:
     """The scenario document as YAML (with a comment header) or JSON, safe to print: control and
     invisible format characters from the data are escaped (``\\u202e``), so they reach no terminal,
@@ -63,6 +71,7 @@ def register(app: typer.Typer) -> None:
             show_default=False)] = None,
         db: DbOption = None,
         now: NowOption = None,
+        sensitivity: SensitivityOption = None,
         policy: Annotated[str | None, typer.Option(
             "--policy", "-p", help="The policy pack whose windows bound the recent touches read "
                                    "(default: the packaged default pack).", show_default=False)] = None,
@@ -72,11 +81,13 @@ def register(app: typer.Typer) -> None:
         customer or an invalid touch file, 3 when the store cannot be read."""
         from tactful.policy import load_pack
         from tactful.realtime import load_touch_file, scenario_document, scenario_from_store
+        from tactful.sensitivity import load_mapping
         from tactful.store.db import redact_url, resolve_url
 
         pack = load_pack(policy)
         spec = load_touch_file(touch) if touch is not None else None
-        scenario = scenario_from_store(db, customer, spec, pack, now=now)
+        mapping = load_mapping(sensitivity) if sensitivity is not None else None
+        scenario = scenario_from_store(db, customer, spec, pack, now=now, mapping=mapping)
         header = [
             f"Scenario of customer {customer!r} built from the store {redact_url(resolve_url(db))}",
             f"by `tactful scenario export` for policy {pack.name} {pack.version} (docs/realtime.md).",

@@ -261,12 +261,13 @@ def print_customer(view: CustomerView, console: Console | None = None) -> None:
     console.print(table)
 
     imports = Table(title="Imports these rows came from", title_justify="left", title_style="bold")
-    for name in ("import", "kind", "origin", "source label", "format", "started", "finished"):
+    for name in ("import", "kind", "origin", "source label", "format", "started", "finished", "state"):
         imports.add_column(name, overflow="fold")
     for i in sorted(view.imports):
         b = view.imports[i]
         imports.add_row(*[_cell(v) for v in (f"#{b.id}", b.kind, b.origin, b.source_label, b.format,
-                                             b.started_at, b.finished_at)])
+                                             b.started_at, b.finished_at)],
+                        Text(b.state, style=_STATE_STYLE.get(b.state, "")))
     console.print(imports)
 
 

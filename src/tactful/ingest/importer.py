@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from tactful.errors import IngestError, TactfulError
+from tactful.ingest.columnar import TargetColumns
 from tactful.ingest.kinds import KindSpec, RowError, kind_spec
 from tactful.ingest.mapping import ColumnMapping, RowValueError, compile_mapping, load_mapping
 from tactful.ingest.quarantine import Quarantine, default_path
-from tactful.ingest.readers import CsvReader, RawRecord, Reader, detect_format, open_reader
+from tactful.ingest.readers import CsvChunk, CsvReader, RawRecord, Reader, detect_format, open_reader
 from tactful.ingest.writer import MISSING, BatchWriter, TargetPlan
 from tactful.store import db
 from tactful.store.bookkeeping import ProgressRecorder, fail_import
@@ -90,9 +91,11 @@ class _Batch:
     rows: list[list[tuple[Any, ...]]] = field(default_factory=list)  # per target: column values
     refs: list[tuple[Any, ...]] = field(default_factory=list)  # per good row: its reference values
     bad: list[tuple[RawRecord, str]] = field(default_factory=list)
+    #: mapped rows waiting for the column-at-a-time check (see :mod:`tactful.ingest.columnar`)
+    pending: list[tuple[RawRecord, dict[str, Any]]] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.records) + len(self.bad)
+        return len(self.records) + len(self.bad) + len(self.pending)
 
 
 class _Run:
@@ -101,7 +104,7 @@ class _Run:
     references, upserts and writes the quarantine."""
 
     def __init__(self, engine: Engine, spec: KindSpec, mapping: ColumnMapping, quarantine: Quarantine,
-                 import_id: int, sensitivity: Any) -> None:
+                 import_id: int, sensitivity: Any, vectorised: bool = True) -> None:
         self.engine = engine
         self.spec = spec
         self.mapping = mapping
@@ -112,6 +115,9 @@ class _Run:
         self.writer = BatchWriter(engine, self.plans)
         self.progress = ProgressRecorder(engine.dialect, import_id)  # the imports row, per batch
         self.apply = compile_mapping(mapping)
+        self.vectorised = vectorised
+        self.columns = [TargetColumns(spec, plan.target, plan.model, engine.dialect, plan.caching)
+                        for plan in self.plans]
         # where each reference's value is found: (target index, column index)
         self.ref_slots: list[tuple[int, int]] = []
         for ref in spec.references:
@@ -179,21 +185,131 @@ class _Run:
             values["implies"] = list(self.sensitivity.implies(
                 _text(values.get("department")), _text(values.get("category")),
                 _text(values.get("subcategory")), _text(values.get("name"))))
+        if self.vectorised:
+            self.batch.pending.append((record, values))
+        else:
+            self.validate_row(record, values, self.batch)
+
+    def validate_row(self, record: RawRecord, values: dict[str, Any], batch: _Batch) -> None:
+        """The per-row path: the record models validate the row (values seen before are reused)."""
+        rows = self.row_values(record, values, batch)
+        if rows is not None:
+            self.merge(batch, [record], [[row] for row in rows])
+
+    def row_values(self, record: RawRecord, values: dict[str, Any],
+                   batch: _Batch) -> list[tuple[Any, ...]] | None:
+        """One row's values per target, validated by the record models; None (and the row in
+        ``batch.bad``) when they refuse it."""
         rows = [plan.lookup(values) for plan in self.plans]
         if any(row is None for row in rows):
             try:
                 items = self.spec.validate(values)
             except RowError as exc:
-                self.reject(record, exc.problems)
-                return
+                batch.bad.append((record, self.reason(record, exc.problems)))
+                return None
             rows = [plan.convert(values, item) for plan, (_, item) in zip(self.plans, items, strict=True)]
-        batch = self.batch
+        return rows  # type: ignore[return-value]
+
+    def merge(self, batch: _Batch, records: list[RawRecord], rows: list[list[tuple[Any, ...]]]) -> None:
+        """Append good rows (``rows``: per target, one tuple per record) to the batch."""
         if self.quarantine.csv:
-            record.values = None  # a CSV quarantine keeps the raw line: free the dict while queued
-        batch.records.append(record)
-        for out, row in zip(batch.rows, rows, strict=True):
-            out.append(row)  # type: ignore[arg-type]
-        batch.refs.append(tuple(rows[ti][ci] for ti, ci in self.ref_slots))  # type: ignore[index]
+            for record in records:
+                record.values = None  # a CSV quarantine keeps the raw line: free the dict while queued
+        batch.records.extend(records)
+        for out, more in zip(batch.rows, rows, strict=True):
+            out.extend(more)
+        if self.ref_slots:
+            batch.refs.extend(zip(*[[row[ci] for row in rows[ti]] for ti, ci in self.ref_slots],
+                                  strict=True))
+        else:
+            batch.refs.extend(() for _ in records)
+
+    def merge_columns(self, batch: _Batch, records: list[RawRecord],
+                      per_target: list[tuple[list[list[Any]], Any]],
+                      values_of: Callable[[list[int]], list[tuple[RawRecord, dict[str, Any]]]]) -> None:
+        """Append a column-checked run of rows to the batch, in order; the rows the fast check flags
+        (``values_of`` gives their full records and mapped values) go through :meth:`row_values`."""
+        flags = per_target[0][1]
+        for _, more in per_target[1:]:
+            flags = flags | more
+        flagged = [int(i) for i in flags.nonzero()[0]]
+        if any(not columns for columns, _ in per_target):  # a target the fast path cannot check
+            flagged = list(range(len(records)))
+        if len(flagged) == len(records):
+            for record, values in values_of(flagged):
+                self.validate_row(record, values, batch)
+            return
+        targets = [list(zip(*columns, strict=True)) for columns, _ in per_target]
+        if flagged:
+            dropped = set()
+            for i, (record, values) in zip(flagged, values_of(flagged), strict=True):
+                records[i] = record
+                row = self.row_values(record, values, batch)
+                if row is None:
+                    dropped.add(i)
+                else:
+                    for t, rows in enumerate(targets):
+                        rows[i] = row[t]
+            if dropped:
+                keep = [i for i in range(len(records)) if i not in dropped]
+                records = [records[i] for i in keep]
+                targets = [[rows[i] for i in keep] for rows in targets]
+        self.merge(batch, records, targets)
+
+    def check_columns(self, batch: _Batch) -> None:
+        """The fast path: check the batch's pending rows a column at a time; the rows it flags go
+        through the record models, in their place, so the batch is the same as row by row."""
+        pending, batch.pending = batch.pending, []
+        if not pending:
+            return
+        values = [v for _, v in pending]
+        per_target = [columns.rows(values, MISSING) for columns in self.columns]
+        self.merge_columns(batch, [r for r, _ in pending], per_target,
+                           lambda indices: [pending[i] for i in indices])
+
+    def fast_columns(self) -> dict[str, str | None] | None:
+        """Row field → column when whole CSV chunks can be checked as they are (a mapping that only
+        names columns, no product sensitivity to fill in), else None."""
+        if not self.vectorised or self.spec.name == "products":
+            return None
+        out: dict[str, str | None] = {}
+        for name, spec in self.mapping.fields.items():
+            if spec.has_constant or spec.values is not None or spec.date_formats or spec.split is not None:
+                return None
+            out[name] = spec.column
+        return out
+
+    def take_chunk(self, chunk: CsvChunk, batch_size: int, column_of: dict[str, str | None],
+                   after_part: Callable[[], None] | None = None) -> None:
+        """Take a :class:`CsvChunk` a column at a time, cut at the same batch boundaries as row by row
+        (``after_part`` is called after each piece: the progress bar moves batch by batch)."""
+        start = 0
+        while start < len(chunk):
+            room = max(1, batch_size - len(self.batch))
+            part = chunk.slice(start, room)
+            start += len(part)
+            self._take_part(part, column_of)
+            if len(self.batch) >= batch_size:
+                self.hand_over()
+            if after_part is not None:
+                after_part()
+
+    def _take_part(self, part: CsvChunk, column_of: dict[str, str | None]) -> None:
+        if self.batch.pending:  # rows read record by record before this part come first in the batch
+            self.check_columns(self.batch)
+        self.read += len(part)
+        per_target = [columns.arrow_rows(part.table, column_of) for columns in self.columns]
+        first_row, first_line = part.first_row, part.first_line
+        records = [RawRecord(first_row + i, first_line + i, None, None, raw)
+                   for i, raw in enumerate(part.raw)]
+
+        def values_of(indices: list[int]) -> list[tuple[RawRecord, dict[str, Any]]]:
+            out = []
+            for record in part.records(indices):
+                out.append((record, self.apply(record.values or {})))
+            return out
+
+        self.merge_columns(self.batch, records, per_target, values_of)
 
     def hand_over(self) -> None:
         """Send the current batch to the writing thread (waits while two are queued)."""
@@ -202,6 +318,7 @@ class _Run:
         if not len(self.batch):
             return
         batch, self.batch = self.batch, self._new_batch()
+        self.check_columns(batch)
         if self._thread is None:
             self._thread = threading.Thread(target=self._write_all, name="tactful-import-writer",
                                             daemon=True)
@@ -366,11 +483,14 @@ def run_import(
     sensitivity_path: Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
+    vectorised: bool = True,
 ) -> ImportResult:
     """Import ``path`` as ``kind`` into the store behind ``engine`` (see the module docstring).
 
     Raises :class:`IngestError` when the import cannot run at all (missing file, bad mapping, a
-    header without a required column); bad rows never raise, they are quarantined.
+    header without a required column); bad rows never raise, they are quarantined. ``vectorised``
+    False validates every row with the record models (the reference the fast path is tested against;
+    the result is the same, only slower).
     """
     started = time.perf_counter()
     if batch_size < 1:
@@ -399,13 +519,20 @@ def run_import(
         with engine.begin() as conn:
             import_id = db.begin_import(conn, kind=spec.name, origin=str(path.resolve()),
                                         source_label=source_label, fmt=fmt, mapping=document)
-        run = _Run(engine, spec, mapping, quarantine, import_id, sensitivity)
+        run = _Run(engine, spec, mapping, quarantine, import_id, sensitivity, vectorised)
         run.check_keys = reader.columns is None
         try:
             step = max(1, min(batch_size, 1000))
             take = run.take
-            for record in reader:
-                take(record)
+            column_of = run.fast_columns() if isinstance(reader, CsvReader) else None
+            items = reader.chunks() if isinstance(reader, CsvReader) and column_of is not None else reader
+            for item in items:
+                if isinstance(item, CsvChunk):
+                    assert column_of is not None
+                    run.take_chunk(item, batch_size, column_of,
+                                   None if progress is None else lambda: progress(reader.done, reader.total))
+                    continue
+                take(item)
                 if len(run.batch) >= batch_size:
                     run.hand_over()
                 if progress is not None and run.read % step == 0:

@@ -11,10 +11,14 @@ its two leading columns (CSV) or keys (JSONL), ``_tactful_row`` and ``_tactful_r
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import io
+import itertools
 import json
+import operator
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,6 +106,8 @@ class _Line:
 
 
 _BLOCK = 1 << 20  # bytes read at a time; split into lines and decoded in one go
+_MIN_RUN = 16  # the fewest simple lines worth reading as one Arrow chunk
+_BARE_CR = re.compile(rb"\r(?!\n)")
 
 
 def _pieces(line: bytes) -> list[bytes]:
@@ -123,9 +129,10 @@ class _Lines:
         self.line_no = 0
         self.bytes_read = 0
         self._raw: list[bytes] = []
-        self._text: list[str] = []
+        self._text: list[str] | None = []
         self._errors: list[str | None] | None = None
         self._next = 0
+        self.blocks = 0  # blocks read so far (the fast path tries each block once)
         self._carry = b""
         self._eof = False
 
@@ -151,14 +158,18 @@ class _Lines:
                     pieces = _pieces(self._carry)
                     self._carry = pieces.pop() if len(pieces[-1]) < MAX_LINE else b""
                     lines += pieces
-            if any(len(line) > MAX_LINE for line in lines):
+            if max(map(len, lines), default=0) >= MAX_LINE:
                 lines = [piece for line in lines for piece in _pieces(line)]
         if self.line_no == 0 and self._next == 0 and self.encoding == "utf-8" \
                 and lines[0].startswith(codecs.BOM_UTF8):
             lines[0] = lines[0][len(codecs.BOM_UTF8):]
         encoding = self.encoding
         try:
-            self._text = [line.decode(encoding) for line in lines]
+            if max(map(len, lines), default=0) >= MAX_LINE:  # pieces of a long line: a character may be cut
+                self._text = [line.decode(encoding) for line in lines]
+            else:  # whole lines: the block decodes iff each line does; lines are decoded when read
+                b"".join(lines).decode(encoding)
+                self._text = None
             self._errors = None
         except UnicodeDecodeError:
             self._text = []
@@ -174,6 +185,7 @@ class _Lines:
                 self._errors.append(error)
         self._raw = lines
         self._next = 0
+        self.blocks += 1
         return True
 
     def __next__(self) -> str:
@@ -187,7 +199,9 @@ class _Lines:
                 i = 0
             self._next = i + 1
             self.line_no += 1
-            item = _Line(self.line_no, self._raw[i], self._text[i],
+            raw = self._raw[i]
+            text = raw.decode(self.encoding) if self._text is None else self._text[i]
+            item = _Line(self.line_no, raw, text,
                          None if self._errors is None else self._errors[i])
         self.taken.append(item)
         return item.text
@@ -234,6 +248,33 @@ def _well_quoted(text: str, delimiter: str, quote: str) -> bool:
     return not in_quotes
 
 
+@dataclass(slots=True)
+class CsvChunk:
+    """Consecutive rows of a CSV file read at once (one per line, all well formed): the rows
+    ``first_row``... and lines ``first_line``..., their text by column, and each row's raw line."""
+
+    first_row: int
+    first_line: int
+    table: Any  # a pyarrow Table of string columns, named as in the header
+    raw: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def slice(self, start: int, length: int) -> CsvChunk:
+        return CsvChunk(self.first_row + start, self.first_line + start,
+                        self.table.slice(start, length), self.raw[start:start + length])
+
+    def records(self, indices: list[int] | None = None) -> list[RawRecord]:
+        """The chunk's rows (those at ``indices``, or all) as the record-by-record reader gives them."""
+        import pyarrow as pa
+
+        wanted = list(range(len(self.raw))) if indices is None else indices
+        table = self.table.take(pa.array(wanted, pa.int64())) if indices is not None else self.table
+        return [RawRecord(self.first_row + i, self.first_line + i, values, None, self.raw[i])
+                for i, values in zip(wanted, table.to_pylist(), strict=True)]
+
+
 class CsvReader:
     """Reads a CSV file record by record (quoted fields may span lines)."""
 
@@ -246,6 +287,13 @@ class CsvReader:
         self.reader = csv.reader(self.lines, delimiter=options.delimiter, quotechar=options.quotechar,
                                  doublequote=True, strict=True)
         self.skip = 0  # 2 when reading back a quarantine file
+        # the fast path's view of the current block (see _fast_chunk)
+        self._block_id = -1
+        self._block = b""
+        self._offsets: list[int] = []
+        self._bad_at = 0
+        self._quote = options.quotechar.encode(options.encoding)
+        self._delimiter = options.delimiter.encode(options.encoding)
         self.columns: list[str] | None = None
         self.header_raw = b""
         self._read_header()
@@ -317,10 +365,91 @@ class CsvReader:
         return True
 
     def __iter__(self) -> Iterator[RawRecord]:
+        for item in self._records(fast=False):
+            assert isinstance(item, RawRecord)
+            yield item
+
+    def chunks(self) -> Iterator[RawRecord | CsvChunk]:
+        """Like iterating the reader, but a run of simple lines comes as one :class:`CsvChunk`, read by
+        Arrow: a block of the file is taken that way when it is UTF-8, has no quote character, no
+        stray carriage return and no NUL, and Arrow reads exactly one row of the header's width from
+        each line. Anything else (a quoted field, a bad line, a blank line) is read record by record
+        as always, so the rows and their problems are the same either way."""
+        yield from self._records(fast=self.skip == 0 and self.options.encoding == "utf-8"
+                                 and len(self.columns or ()) >= 2)
+
+    def _fast_chunk(self, row: int) -> tuple[CsvChunk | None, int]:
+        """The simple lines that come next in the current block as a chunk (or None when there are too
+        few), and the line number before which the fast path should not try again."""
+        lines = self.lines
+        done = lines.line_no  # lines read so far
+        first = lines._next
+        raw = lines._raw
+        if lines._errors is not None:  # a line of this block is not valid text: read it record by record
+            return None, done + len(raw) - first
+        if self._block_id != lines.blocks:
+            self._block_id = lines.blocks
+            self._block = b"".join(raw)
+            self._offsets = [0, *itertools.accumulate(map(len, raw))]
+            self._bad_at = 0
+        block, offsets = self._block, self._offsets
+        # the first line (from ``first``) with a quote, a NUL or a carriage return not ending the line
+        if self._bad_at <= offsets[first]:
+            start = offsets[first]
+            found = [i for i in (block.find(self._quote, start), block.find(b"\x00", start)) if i >= 0]
+            cr = _BARE_CR.search(block, start)
+            if cr is not None:
+                found.append(cr.start())
+            self._bad_at = min(found, default=len(block))
+        stop = bisect.bisect_right(offsets, self._bad_at) - 1 if self._bad_at < len(block) else len(raw)
+        candidate = raw[first:stop]
+        # ... and the first one that is not one row of the header's width (a blank line, a short row)
+        counts = list(map(operator.methodcaller("count", self._delimiter), candidate))
+        width = len(self.columns or ()) - 1
+        if counts.count(width) != len(counts):
+            candidate = candidate[:next(i for i, c in enumerate(counts) if c != width)]
+        if len(candidate) < _MIN_RUN or max(map(len, candidate)) >= MAX_LINE:
+            return None, done + len(candidate) + 1
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        assert self.columns is not None
+        names = [f"c{i}" for i in range(len(self.columns))]
+        data = block[offsets[first]:offsets[first + len(candidate)]]
+        try:
+            table = pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
+                                               block_size=max(len(data) + 1, 1 << 20)),
+                parse_options=pacsv.ParseOptions(delimiter=self.options.delimiter, quote_char=False,
+                                                 double_quote=False, escape_char=False,
+                                                 newlines_in_values=False, ignore_empty_lines=False),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                     strings_can_be_null=False, check_utf8=True))
+        except (pa.ArrowException, ValueError):
+            return None, done + len(raw) - first
+        if table.num_rows != len(candidate):  # pragma: no cover - one row per checked line
+            return None, done + len(raw) - first
+        chunk = CsvChunk(row + 1, done + 1, table.rename_columns(self.columns), candidate)
+        lines.line_no += len(candidate)
+        lines._next = first + len(candidate)
+        return chunk, done + len(candidate)
+
+    def _records(self, fast: bool) -> Iterator[RawRecord | CsvChunk]:
         assert self.columns is not None
         width = len(self.columns) + self.skip
         row = 0
+        retry_at = 0  # the line number from which the fast path tries again
         while True:
+            if fast and not self.lines.pending and self.lines.line_no >= retry_at:
+                lines = self.lines
+                if lines._next >= len(lines._raw) and not lines._fill():
+                    return
+                chunk, retry_at = self._fast_chunk(row)
+                if chunk is not None:
+                    row += len(chunk)
+                    yield chunk
+                    continue
             self.lines.taken = []
             try:
                 fields = next(self.reader)

@@ -25,6 +25,7 @@ import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,10 +107,10 @@ def _number(value: Any) -> Any:
             return value  # not a number at all: the model says so
         if not math.isfinite(parsed):
             raise ValueProblem(f"expected a finite number, got {_shown(value)}")
-    elif _is_number(value):
+    elif _is_number(value) or isinstance(value, Decimal):
         try:
             finite = math.isfinite(value)
-        except OverflowError:  # an int too large for a float
+        except (OverflowError, ValueError):  # an int too large for a float, a signalling NaN
             finite = False
         if not finite:
             raise ValueProblem(f"expected a finite number, got {_shown(value)}")

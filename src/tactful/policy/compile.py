@@ -98,7 +98,20 @@ def _lit(value: bool | int) -> ir.Value:
 
 
 class IbisAlgebra:
-    """The fold's primitive operations as Ibis column expressions."""
+    """The fold's primitive operations as Ibis column expressions over ``table``; :meth:`bind` adds a
+    projection so that a value the fold reuses is computed once."""
+
+    def __init__(self, table: Any = None) -> None:
+        self.table = table
+        self._bound = 0
+
+    def bind(self, value: Any) -> Any:
+        if self.table is None:
+            return value
+        name = f"_f{self._bound}"
+        self._bound += 1
+        self.table = self.table.mutate(**{name: value})
+        return self.table[name]
 
     def const(self, value: bool | int) -> Any:
         return _lit(value)
@@ -131,7 +144,7 @@ class IbisAlgebra:
         return left >= right
 
 
-IBIS = IbisAlgebra()
+_ANY = IbisAlgebra()
 
 
 # --------------------------------------------------------------------------- conditions
@@ -239,13 +252,15 @@ class CompiledPack:
         conds: dict[str, Any] = {}
         for i, (rule, cond) in enumerate(self.rules):
             expr = compile_condition(cond, t)
-            missing = IBIS.or_([t[f].isnull() for f in sorted(rule.reads())])
+            missing = _ANY.or_([t[f].isnull() for f in sorted(rule.reads())])
             conds[f"_r{i}"] = ibis.ifelse(missing, ibis.null(dt.boolean), expr)
         t2 = t.mutate(**conds)
         # 3. the fold, shared with the Python evaluator
         names = {rule.id: f"_r{i}" for i, (rule, _) in enumerate(self.rules)}
+        alg = IbisAlgebra(t2)
         out: Folded[Any] = fold(plan(self.pack), {rid: t2[c] for rid, c in names.items()},
-                                lambda g: t2[g], lambda f: t2[f], t2["depth"], t2["named"], IBIS)
+                                lambda g: t2[g], lambda f: t2[f], t2["depth"], t2["named"], alg)
+        t3 = alg.table
         verdict = out.verdict.cases(*((i, v.value) for i, v in enumerate(VERDICT_ORDER)),
                                     else_=None)
         depth = out.max_depth.cases(*((i, d.value) for i, d in enumerate(DEPTH_ORDER)), else_=None)
@@ -254,7 +269,7 @@ class CompiledPack:
         fired.append(ibis.ifelse(out.guard, ibis.literal(FAIL_CLOSED_GUARD), ibis.null(dt.string)))
         failed = [ibis.ifelse(out.failed[r.id], ibis.literal(r.id), ibis.null(dt.string))
                   for r, _ in self.rules]
-        return t2.select(
+        return t3.select(
             *keep,
             # NULL => block, once more at the very end (the fold never yields NULL; this says so)
             verdict=ibis.coalesce(verdict, ibis.literal(VERDICT_ORDER[-1].value)),

@@ -66,6 +66,11 @@ class Algebra(Protocol[V]):
 
     def ge(self, left: V, right: V) -> V: ...
 
+    def bind(self, value: V) -> V:
+        """``value`` computed once and reused wherever the result is used (a column of an
+        intermediate projection in a query; the value itself in Python)."""
+        ...
+
 
 class PyAlgebra:
     """The algebra over plain Python values of one row (``None`` is missing)."""
@@ -99,6 +104,9 @@ class PyAlgebra:
 
     def ge(self, left: Any, right: Any) -> Any:
         return left >= right
+
+    def bind(self, value: Any) -> Any:
+        return value
 
 
 PY = PyAlgebra()
@@ -167,8 +175,11 @@ def fold(p: FoldPlan, conditions: Mapping[str, V], feature: Callable[[str], V],
         value = conditions[r.id]
         failed[r.id] = fail = alg.is_null(value)
         fired[r.id] = fire = alg.coalesce(value, True)  # NULL => fired (and failed)
-        verdicts.append(alg.where(fire, alg.where(fail, c(ON_MISSING.rank), c(r.verdict.rank)),
-                                  c(Verdict.ALLOW.rank)))
+        if r.verdict is ON_MISSING:
+            verdicts.append(alg.where(fire, c(ON_MISSING.rank), c(Verdict.ALLOW.rank)))
+        else:
+            verdicts.append(alg.where(fire, alg.where(fail, c(ON_MISSING.rank), c(r.verdict.rank)),
+                                      c(Verdict.ALLOW.rank)))
         if r.verdict is Verdict.SOFTEN:
             applies = alg.and_([fire, alg.not_(fail)])
             if r.cap is not None:
@@ -182,9 +193,10 @@ def fold(p: FoldPlan, conditions: Mapping[str, V], feature: Callable[[str], V],
                     for r in p.rules if g in r.guards]
         held = alg.coalesce(feature(g), True)  # a missing guard feature holds
         guard_held[g] = alg.and_([held, alg.not_(alg.or_(covering))]) if covering else held
-    guard = alg.or_(list(guard_held.values()))
+    guard = alg.bind(alg.or_(list(guard_held.values())))
     touch_missing = alg.or_([alg.is_null(touch_depth), alg.is_null(touch_named)])
-    verdict = alg.where(alg.or_([guard, touch_missing]), c(ON_MISSING.rank), alg.greatest(verdicts))
+    verdict = alg.bind(alg.where(alg.or_([guard, touch_missing]), c(ON_MISSING.rank),
+                                 alg.greatest(verdicts)))
     strict = alg.ge(verdict, c(Verdict.ASK.rank))
     depth = alg.least([alg.coalesce(touch_depth, Depth.NONE.rank), *depth_caps])
     named = alg.and_([alg.coalesce(touch_named, False), alg.not_(alg.or_(unnamed))]) if unnamed \

@@ -29,7 +29,7 @@ from tactful.sample.personas import PERSONAS, persona_chunks
 from tactful.sample.writer import Chunk, bulk_writer
 from tactful.sensitivity import SensitivityMapping, load_mapping
 from tactful.store import tables
-from tactful.store.bookkeeping import INCOMPLETE, clear_mark, fail_import, set_mark
+from tactful.store.bookkeeping import INCOMPLETE, Heartbeat, clear_mark, fail_import, set_mark
 from tactful.store.db import begin_import, finish_import, init_store
 
 #: The world's "today": generated dates are relative to it, Complete Journey baskets are shifted to end
@@ -227,9 +227,15 @@ def build_sample(
                      reason=f"the sample build (import #{import_id}) that started writing it did not finish, "
                             "so it may hold part of the world and lack its indexes",
                      fix="rebuild it: tactful sample --replace (with the same --db and options)")
+        beat = Heartbeat(engine, import_id)
+
+        def report_and_beat(phase: str, done: int, total: int) -> None:
+            beat()  # the imports row stays "running" for other hosts while the build goes on
+            report(phase, done, total)
+
         try:
-            return _build(engine, report, world=world, seed=seed, synthetic_n=synthetic_n, mapping=mapping,
-                          jobs=jobs, meta=meta, import_id=import_id, started=started)
+            return _build(engine, report_and_beat, world=world, seed=seed, synthetic_n=synthetic_n,
+                          mapping=mapping, jobs=jobs, meta=meta, import_id=import_id, started=started)
         except BaseException as exc:
             fail_import(engine, import_id, exc)
             raise

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -118,8 +119,9 @@ def interrupted_message(row: Any) -> str:
 def sweep_interrupted(conn: Connection) -> list[int]:
     """Write ``interrupted`` on running imports whose process is gone; returns their ids."""
     im = tables.imports
+    # in id order: two sweepers lock the rows they update in the same order (no deadlock)
     rows = conn.execute(sa.select(im.c.id, im.c.state, im.c.pid, im.c.host, im.c.heartbeat_at)
-                        .where(im.c.state == ImportState.RUNNING.value)).all()
+                        .where(im.c.state == ImportState.RUNNING.value).order_by(im.c.id)).all()
     dead = [r for r in rows if effective_state(r) is ImportState.INTERRUPTED]
     for r in dead:
         conn.execute(im.update().where(im.c.id == r.id, im.c.state == ImportState.RUNNING.value)
@@ -145,6 +147,27 @@ def fail_import(engine: Engine, import_id: int, error: BaseException | str) -> N
                                  finished_at=datetime.now(UTC)))
     except Exception:
         pass
+
+
+class Heartbeat:
+    """Beats for a running import that does not record progress per batch (a bulk load): at most once
+    per ``every`` seconds, in its own short transaction, so another host can tell it is alive."""
+
+    def __init__(self, engine: Engine, import_id: int, every: float = 60.0) -> None:
+        self.engine = engine
+        self.import_id = import_id
+        self.every = every
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        im = tables.imports
+        with self.engine.begin() as conn:
+            conn.execute(im.update().where(im.c.id == self.import_id, im.c.state == ImportState.RUNNING.value)
+                         .values(heartbeat_at=datetime.now(UTC)))
 
 
 class ProgressRecorder:

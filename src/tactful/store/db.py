@@ -310,7 +310,7 @@ def _revision(conn: Connection, engine: Engine) -> str | None:
             "another tool?)",
             hint="keep only the row of the schema the tables really have, e.g. "
                  "DELETE FROM alembic_version WHERE version_num <> '<revision>'; then `tactful init` "
-                 "(docs/store.md, section Errors)")
+                 "(docs/store.md, section Errors after opening)")
     return heads[0] if heads else None
 
 

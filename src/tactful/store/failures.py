@@ -135,4 +135,4 @@ def store_error(exc: BaseException, url: str | None = None, *, known_only: bool 
         return found
     return StoreError(f"store {where} failed: {_one_line(err)}",
                       hint="run the command again; if it keeps failing, check the store "
-                           "(docs/store.md, section Errors)")
+                           "(docs/store.md, section Errors after opening)")

@@ -1,0 +1,153 @@
+"""Benchmark: the compiled policy step on DuckDB against a bare scan and the Python evaluator (not a test).
+
+Builds a feature frame with the Python derivation from every scenario of tests/scenarios plus
+``--generated`` scenarios drawn by tests/strategies.py, replicates it to ``--rows`` rows, loads it into
+an in-memory DuckDB (Arrow) and measures, best of ``--repeat``:
+
+* the **policy step**: the default pack compiled (tactful.policy.compile) and materialized (a
+  ``CREATE TABLE AS`` of the decisions, no transfer to Python);
+* a **bare materializing scan** of the same frame (``CREATE TABLE AS SELECT *``), and the ratio;
+* the **Python evaluator** one by one (``evaluate`` of already-parsed scenarios: derive + rules +
+  reasons) and, for a like-for-like figure, the Python rules and fold alone over derived features;
+* the ratios compiled / Python.
+
+Also prints the compiled query plan (EXPLAIN) of the policy step. Cedar is not measured (cedarpy is not
+a dependency). The feature frame here is built in Python; issue 9's store-to-frame figures need the
+Ibis feature producers (docs/batch.md).
+
+    .venv/bin/python benchmarks/bench_batch.py [--rows 5000000] [--generated 2000] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ibis
+import pyarrow as pa
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tactful.batch.frame import frame_from_scenarios  # noqa: E402
+from tactful.features import derive  # noqa: E402
+from tactful.model import Scenario, parse_scenario  # noqa: E402
+from tactful.policy import evaluate, load_pack  # noqa: E402
+from tactful.policy.compile import compile_pack  # noqa: E402
+from tactful.policy.evaluate import _compiled, _condition_values  # noqa: E402
+from tactful.policy.fold import PY, fold  # noqa: E402
+
+
+def scenarios(generated: int) -> list[Scenario]:
+    out = [parse_scenario(yaml.safe_load(p.read_text(encoding="utf-8")), source=str(p))
+           for p in sorted((ROOT / "tests" / "scenarios").rglob("*.yaml"))]
+    if generated:
+        from hypothesis import HealthCheck, Phase, given, seed, settings
+        from hypothesis import strategies as st
+
+        from strategies import scenario_dicts
+
+        docs: list[dict[str, Any]] = []
+
+        @seed(1)
+        @settings(max_examples=max(1, generated // 25), database=None, phases=[Phase.generate],
+                  suppress_health_check=list(HealthCheck), deadline=None)
+        @given(st.lists(scenario_dicts(), min_size=25, max_size=25))
+        def collect(batch: list[dict[str, Any]]) -> None:
+            docs.extend(batch)
+
+        collect()
+        out.extend(parse_scenario(d) for d in docs[:generated])
+    return out
+
+
+def best(fn: Any, repeat: int) -> tuple[float, float]:
+    """Best wall-clock and best process CPU time (all DuckDB threads) over ``repeat`` runs; on a
+    machine other jobs share, the CPU time is the steadier figure."""
+    wall, cpu = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return min(wall), min(cpu)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--generated", type=int, default=2_000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--python-rows", type=int, default=2_000)
+    args = ap.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    pack = load_pack()
+    base = scenarios(args.generated)
+    frame = frame_from_scenarios(base, pack.settings)
+    reps = -(-args.rows // frame.num_rows)
+    big = pa.concat_tables([frame] * reps).slice(0, args.rows)
+    big = big.set_column(0, "row", pa.array(range(big.num_rows), type=pa.int64()))
+    print(f"feature frame: {big.num_rows:,} rows x {big.num_columns} columns "
+          f"({len(base):,} distinct scenarios replicated), {big.nbytes / 2**20:.0f} MiB in Arrow")
+
+    con = ibis.duckdb.connect(threads=args.threads)
+    con.con.register("frame_arrow", big)
+    con.raw_sql("CREATE TABLE frame AS SELECT * FROM frame_arrow")
+    table = con.table("frame")
+    compiled = compile_pack(pack)
+    decided = compiled.decide(table, keep=["row"])
+    sql = ibis.to_sql(decided, dialect="duckdb")
+
+    def policy() -> None:
+        con.raw_sql(f"CREATE OR REPLACE TEMP TABLE decisions AS {sql}")
+
+    def scan() -> None:
+        con.raw_sql("CREATE OR REPLACE TEMP TABLE scanned AS SELECT * FROM frame")
+
+    t_policy, c_policy = best(policy, args.repeat)
+    t_scan, c_scan = best(scan, args.repeat)
+    n = big.num_rows
+    print(f"policy step (compiled, {len(pack.rules)} rules, materialized): {t_policy:.2f} s wall "
+          f"({n / t_policy / 1e6:.2f} M decisions/s), {c_policy:.2f} s CPU")
+    print(f"bare materializing scan of the frame: {t_scan:.2f} s wall ({n / t_scan / 1e6:.2f} M rows/s), "
+          f"{c_scan:.2f} s CPU")
+    print(f"policy / scan = {t_policy / t_scan:.2f}x wall, {c_policy / c_scan:.2f}x CPU (target <= 2x)")
+
+    sample = base[: args.python_rows]
+    c0 = time.process_time()
+    for s in sample:
+        evaluate(s, pack)
+    per_eval = (time.process_time() - c0) / len(sample)
+    comp = _compiled(pack)
+    feats = [derive(s, pack.settings) for s in sample]
+    c0 = time.process_time()
+    for s, f in zip(sample, feats, strict=True):
+        conds, _ = _condition_values(comp, f.values)
+        fold(comp.plan, conds, f.values.get, lambda name, v=f.values: v[name].rank,
+             s.touch.depth.rank, s.touch.named, PY)
+    per_rules = (time.process_time() - c0) / len(sample)
+    compiled_rate = n / c_policy
+    print("decisions per CPU-second (all compared on CPU time, so other jobs on the machine cancel out):")
+    print(f"  compiled policy step: {compiled_rate:,.0f}")
+    print(f"  Python evaluator one by one (derive + rules + reasons): {1 / per_eval:,.0f}; "
+          f"compiled / Python = {compiled_rate * per_eval:,.0f}x (target >= 1,000x)")
+    print(f"  Python rules + fold alone over derived features: {1 / per_rules:,.0f}; "
+          f"compiled / that = {compiled_rate * per_rules:,.0f}x")
+    verdicts = con.sql("SELECT verdict, count(*) AS n FROM decisions GROUP BY verdict ORDER BY n DESC")
+    print("verdicts:", ", ".join(f"{r['verdict']} {r['n']:,}" for r in verdicts.to_pyarrow().to_pylist()))
+    print("query plan of the policy step:")
+    plan = con.raw_sql(f"EXPLAIN {sql}").fetchall()
+    for _, text in plan:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

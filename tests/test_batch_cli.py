@@ -1,0 +1,204 @@
+"""`tactful batch decide`: candidates against the store, decided by the compiled policy; each decision
+is the one the Python evaluator gives the same scenario built from the store (realtime), and a row
+that cannot be judged is blocked without stopping the run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from tactful.batch.run import input_hash
+from tactful.model import Consent, ContactPoint, Customer, Fact, Household, Order, OrderLine, Product
+from tactful.policy import evaluate, load_pack
+from tactful.realtime import parse_touch, scenario_document, scenario_from_store
+from tactful.store import db
+from tactful.testing.cli import run_cli
+from tactful.testing.store import seed
+
+NOW = "2026-11-01T00:00:00Z"
+HEADER = ["customer_id", "touch_id", "kind", "purpose", "channel", "to_kind", "uses", "shows_items", "depth",
+          "named", "now"]
+ROWS = [
+    # opted in, shows an ordinary item: allowed
+    ["ann", "email-bread", "offer", "marketing.communications.email", "email", "email",
+     '[{"kind": "purchase", "newest": 3}]', "bread", "item", "false", NOW],
+    # shows a pregnancy test by email: the item reveals an undeclared sensitive category
+    ["ann", "email-test", "offer", "marketing.communications.email", "email", "email", "", "ptest;bread",
+     "item", "false", NOW],
+    # a postcard with no postal opt-in
+    ["ann", "postcard", "offer", "marketing.communications.postal", "postcard", "postal", "", "",
+     "category", "true", NOW],
+    # a reserved customer at history depth: softened
+    ["bob", "email-history", "offer", "marketing.communications.email", "email", "email",
+     '[{"kind": "purchase"}]', "", "history", "true", NOW],
+    # a service message by web, using nothing
+    ["bob", "web-service", "service", "essential.service", "web", "", "", "", "none", "false", NOW],
+    # rows that cannot be judged
+    ["nobody", "ghost", "offer", "marketing.communications.email", "email", "email", "", "", "item", "false",
+     NOW],
+    ["ann", "deep", "offer", "marketing.communications.email", "email", "email", "", "", "deep", "false",
+     NOW],
+    ["ann", "unknown-item", "offer", "marketing.communications.email", "email", "email", "", "nothing",
+     "item", "false", NOW],
+]
+GOOD = 5
+
+
+def world() -> list[BaseModel]:
+    return [
+        Household(id="h1", size=2),
+        Customer(id="ann", household_id="h1", first_name="Ann", openness="balanced"),
+        Customer(id="bob", first_name="Bob", openness="reserved"),
+        ContactPoint(id="ann-mail", customer_id="ann", kind="email", value="ann@example.org",
+                     shared_with="private", verified_at="2026-06-01T08:00:00Z"),
+        ContactPoint(id="ann-home", customer_id="ann", kind="postal", value="1 Main St",
+                     shared_with="household", verified_at="2026-06-01T08:00:00Z"),
+        ContactPoint(id="bob-mail", customer_id="bob", kind="email", value="bob@example.org",
+                     shared_with="private", verified_at="2026-06-01T08:00:00Z"),
+        Consent(id="k1", customer_id="ann", purpose="marketing.communications.email", channel="email",
+                status="granted", source="form", at="2026-01-02T10:00:00Z"),
+        Consent(id="k2", customer_id="bob", purpose="marketing.communications.email", channel="email",
+                status="granted", source="form", at="2026-01-02T10:00:00Z"),
+        Product(id="ptest", name="Pregnancy test kit", department="pharmacy",
+                implies=("user.health_and_medical.reproductive",)),
+        Product(id="bread", name="Sourdough bread", department="bakery"),
+        Order(id="o1", customer_id="ann", at="2026-10-01T09:30:00Z", total=4.0),
+        OrderLine(order_id="o1", line_no=1, product_id="bread", quantity=1, amount=4.0),
+        Order(id="o2", customer_id="bob", at="2026-10-02T09:30:00Z", total=4.0),
+        OrderLine(order_id="o2", line_no=1, product_id="bread", quantity=1, amount=4.0),
+        Fact(id="f1", customer_id="bob", kind="preference", category="user.behavior", label="aisle seat",
+             origin="declared", source="chat", context="support_chat"),
+    ]
+
+
+@pytest.fixture()
+def store(db_url: str) -> Iterator[str]:
+    engine: Engine = db.init_store(db_url)
+    seed(engine, world(), origin="test:batch")
+    engine.dispose()
+    yield db_url
+
+
+def _candidates(tmp_path: Path, rows: list[list[str]] = ROWS) -> Path:
+    path = tmp_path / "candidates.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows(rows)
+    return path
+
+
+def _python(url: str, row: list[str]) -> tuple[tuple[str, str, bool, str], str]:
+    from tactful.batch.candidates import touch_document
+
+    spec = parse_touch(touch_document(dict(zip(HEADER, row, strict=True))))
+    pack = load_pack()
+    scenario = scenario_from_store(url, row[0], spec, pack)
+    d = evaluate(scenario, pack)
+    return ((d.verdict.value, d.max_depth.value, d.named, ",".join(r.rule for r in d.reasons)),
+            input_hash(scenario_document(scenario)))
+
+
+def test_batch_decide_matches_the_python_evaluator_row_by_row(store: str, tmp_path: Path) -> None:
+    out = tmp_path / "decisions.parquet"
+    code, stdout, stderr = run_cli(["batch", "decide", str(_candidates(tmp_path)), "--db", store,
+                                    "--out", str(out)])
+    assert code == 0, stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    rows: list[dict[str, Any]] = pq.read_table(out).to_pylist()
+    assert [(r["customer_id"], r["touch_id"]) for r in rows] == [(r[0], r[1]) for r in ROWS]
+    verdicts = set()
+    for row, got in zip(ROWS[:GOOD], rows[:GOOD], strict=True):
+        expected, digest = _python(store, row)
+        assert (got["verdict"], got["max_depth"], got["named"], got["fired_rules"]) == expected, row[1]
+        assert got["input_hash"] == digest and got["error"] is None
+        assert (got["policy_name"], got["policy_version"]) == ("default", "1")
+        verdicts.add(got["verdict"])
+    assert verdicts >= {"allow", "soften", "block"}  # not a vacuous comparison
+    for got in rows[GOOD:]:
+        assert got["verdict"] == "block" and got["fired_rules"] == "evaluation-error", got
+        assert got["error"] and "row" in got["error"]
+    assert "nobody" in rows[GOOD]["error"] and "depth" in rows[GOOD + 1]["error"]
+    assert "allow" in stdout and "fired rules" in stdout and "3 candidate(s) could not be judged" in stdout
+
+
+@pytest.mark.postgres
+def test_the_postgres_backend_decides_inside_the_store(pg_url: str, tmp_path: Path) -> None:
+    engine = db.init_store(pg_url)
+    seed(engine, world(), origin="test:batch")
+    engine.dispose()
+    a, b = tmp_path / "duck.parquet", tmp_path / "pg.parquet"
+    cands = str(_candidates(tmp_path))
+    assert run_cli(["batch", "decide", cands, "--db", pg_url, "--out", str(a), "-q"]).exit_code == 0
+    code, _, err = run_cli(["batch", "decide", cands, "--db", pg_url, "--out", str(b), "-q",
+                            "--backend", "postgres"])
+    assert code == 0, err
+    assert pq.read_table(a).to_pylist() == pq.read_table(b).to_pylist()
+
+
+def test_backends_say_what_they_do_not_support(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    db.init_store(url).dispose()
+    code, _, err = run_cli(["batch", "decide", str(_candidates(tmp_path, ROWS[:1])), "--db", url,
+                            "--backend", "postgres"])
+    assert code == 2 and "does not support sqlite stores" in err
+    code, _, err = run_cli(["batch", "decide", str(_candidates(tmp_path, ROWS[:1])), "--db", url,
+                            "--backend", "oracle"])
+    assert code == 2 and "unknown backend 'oracle'" in err
+
+
+def test_the_backends_list_says_what_each_does_not_support() -> None:
+    code, out, _ = run_cli(["batch", "backends"])
+    assert code == 0
+    for name in ("duckdb", "pyspark", "postgres"):
+        assert name in out
+    assert "SQLite stores" in out and "Java runtime" in out
+
+
+def test_bad_candidates_files_are_named_errors(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    db.init_store(url).dispose()
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("customer_id,touch_id,kind,purpose,channel,colour\n", encoding="utf-8")
+    code, _, err = run_cli(["batch", "decide", str(wrong), "--db", url])
+    assert code == 2 and "unknown column(s) 'colour'" in err and "wrong.csv" in err
+    short = tmp_path / "short.csv"
+    short.write_text("customer_id,touch_id\n", encoding="utf-8")
+    code, _, err = run_cli(["batch", "decide", str(short), "--db", url])
+    assert code == 2 and "missing column(s) kind, purpose, channel" in err
+    code, _, err = run_cli(["batch", "decide", str(tmp_path / "none.txt"), "--db", url])
+    assert code == 2 and "unknown candidates format" in err
+
+
+def test_an_existing_output_is_never_replaced(store: str, tmp_path: Path) -> None:
+    out = tmp_path / "decisions.csv"
+    out.write_text("keep me", encoding="utf-8")
+    code, _, err = run_cli(["batch", "decide", str(_candidates(tmp_path)), "--db", store, "--out", str(out)])
+    assert code == 2 and "already exists" in err
+    assert out.read_text(encoding="utf-8") == "keep me"
+
+
+def test_csv_output_and_json_lines_input(store: str, tmp_path: Path) -> None:
+    jl = tmp_path / "c.jsonl"
+    with jl.open("w", encoding="utf-8") as f:
+        for row in ROWS[:2]:
+            doc: dict[str, Any] = dict(zip(HEADER, row, strict=True))
+            doc["shows_items"] = doc["shows_items"].split(";")
+            doc["uses"] = json.loads(doc["uses"]) if doc["uses"] else []
+            doc["named"] = doc["named"] == "true"
+            f.write(json.dumps(doc) + "\n")
+    out = tmp_path / "d.csv"
+    code, _, err = run_cli(["batch", "decide", str(jl), "--db", store, "--out", str(out), "-q"])
+    assert code == 0, err
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3 and lines[0].startswith('"customer_id","touch_id","verdict"')
+    assert _python(store, ROWS[0])[0][0] in lines[1] and _python(store, ROWS[1])[0][0] in lines[2]
