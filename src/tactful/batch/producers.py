@@ -7,10 +7,21 @@ and one Ibis producer. This module holds the Ibis producers written so far; each
 plus its feature columns. ``tests/test_batch_producers.py`` checks each column against the Python
 derivation of the scenario the store gives the same candidate.
 
+Every feature belongs to exactly one family (:data:`FAMILIES`); :data:`IBIS_PRODUCERS` says which
+families have an Ibis producer so far (``tests/test_batch_producers.py`` checks that no feature is in
+two families, that every feature is in one, and lists the features still without an Ibis producer).
+
 Written so far: the **frequency** family (``recent_marketing_on_channel``, ``channel_frequency_cap``,
-``recent_surveys``) and the **contact and visibility** family (``needs_contact_point``,
+``recent_surveys``), the **contact and visibility** family (``needs_contact_point``,
 ``contact_point_missing``, ``contact_point_bounced``, ``contact_point_age_days``,
-``contact_point_verified_after_now``, ``seen_by``).
+``contact_point_verified_after_now``, ``seen_by``), the **openness and depth** family (the customer's
+openness and the touch's own fields) and the **sharing** family (granularity, group size, partner
+sender and share, safe aggregate).
+
+The candidates these producers read are *typed*: touch fields as text (enum values), ``named`` a
+boolean, ``group_size`` an integer, absent fields NULL (the producers apply the touch file's
+defaults). A value outside its vocabulary becomes NULL, which the compiled evaluator blocks on (the
+Python path rejects such a row as an evaluation error: both fail closed).
 """
 
 from __future__ import annotations
@@ -22,8 +33,51 @@ from typing import Any
 
 import ibis
 
-from tactful.features import NO_CAP, Settings
-from tactful.vocab import CHANNEL_CONTACT_KIND, SHARED_WITH_ORDER, SharedWith, TouchKind
+from tactful.features import FEATURES, NO_CAP, Settings
+from tactful.vocab import (
+    CHANNEL_CONTACT_KIND,
+    SHARED_WITH_ORDER,
+    Channel,
+    Depth,
+    Granularity,
+    Openness,
+    SharedWith,
+    TouchKind,
+    Trigger,
+)
+
+#: The feature families of issue 9 §1: every feature in exactly one.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "openness and depth": ("openness", "openness_declared", "customer_deceased", "openness_depth_cap",
+                           "touch_kind", "channel", "purpose", "sender", "trigger", "depth", "named"),
+    "sharing": ("granularity", "group_size", "sender_is_partner", "is_partner_share", "safe_aggregate"),
+    "contact and visibility": ("needs_contact_point", "contact_point_missing", "contact_point_bounced",
+                               "contact_point_verified_after_now", "contact_point_age_days", "seen_by"),
+    "consent": ("touch_is_marketing", "touch_personalizes", "answers_request", "consent_granted",
+                "consent_refused", "purpose_off_channel", "share_consent_granted", "profiling_opt_in"),
+    "data hygiene": ("unknown_vocabulary", "missing_fact_reference", "uses_facts"),
+    "provenance and context": ("generic_in_session", "uses_conversation_fact", "uses_realtime_signal",
+                               "uses_payment_fact", "uses_partner_fact", "uses_birthday",
+                               "birthday_expected", "shows_preference", "uses_preference"),
+    "sensitivity and inference": ("shows_sensitive", "uses_sensitive", "sender_sensitive",
+                                  "uses_inferred_sensitive", "uses_unlicensed_sensitive",
+                                  "uses_forbidden_identifier", "shows_undeclared_sensitive"),
+    "frequency": ("recent_marketing_on_channel", "channel_frequency_cap", "recent_surveys"),
+}
+
+#: The families that have an Ibis producer, and its function's name in this module.
+IBIS_PRODUCERS: dict[str, str] = {
+    "openness and depth": "openness_features",
+    "sharing": "sharing_features",
+    "contact and visibility": "contact_features",
+    "frequency": "frequency_features",
+}
+
+
+def features_without_ibis_producer() -> list[str]:
+    """The features (catalogue order) whose family has no Ibis producer yet."""
+    done = {f for fam in IBIS_PRODUCERS for f in FAMILIES[fam]}
+    return [name for name in FEATURES if name not in done]
 
 
 def _covered(purpose: Any, keys: Iterable[str]) -> Any:
@@ -128,4 +182,58 @@ def contact_features(candidates: Any, contact_points: Any, s: Settings) -> Any:
         contact_point_age_days=age,
         contact_point_verified_after_now=(usable & (j.cp_verified > j.now)).fill_null(False),
         seen_by=seen,
+    )
+
+
+def _member(col: Any, enum: Iterable[Any]) -> Any:
+    """``col`` when it is a value of ``enum``, else NULL (fail closed: the evaluator blocks on it)."""
+    values = sorted(str(m.value) for m in enum)
+    return ibis.ifelse(col.isin(values), col, ibis.null("string"))
+
+
+def openness_features(candidates: Any, customers: Any, s: Settings) -> Any:
+    """``row`` and the openness and depth family of every candidate (``row``, ``customer_id``, ``kind``,
+    ``purpose``, ``channel``, ``sender``, ``trigger``, ``depth``, ``named``): the customer's openness
+    from the store's customers table (absent: the setting ``default_openness``), whether it is
+    declared, whether the customer is deceased, the depth cap the openness allows, and the touch's own
+    fields with the touch file's defaults. A customer missing from the store gives NULLs (blocked)."""
+    cu = customers.select(cu_id="id", cu_openness="openness", cu_deceased="deceased")
+    j = candidates.left_join(cu, candidates.customer_id == cu.cu_id)
+    known = j.cu_id.notnull()
+    openness = ibis.ifelse(known, _member(j.cu_openness.fill_null(s.default_openness.value), Openness),
+                           ibis.null("string"))
+    caps = [(o.value, d.value) for o, d in s.openness_max_depth.items()]
+    return j.select(
+        "row",
+        openness=openness,
+        openness_declared=ibis.ifelse(known, j.cu_openness.notnull(), ibis.null("boolean")),
+        customer_deceased=ibis.ifelse(known, j.cu_deceased.cast("boolean"), ibis.null("boolean")),
+        openness_depth_cap=openness.cases(*caps, else_=None) if caps else ibis.null("string"),
+        touch_kind=_member(j.kind, TouchKind),
+        channel=_member(j.channel, Channel),
+        purpose=j.purpose,
+        sender=j.sender.fill_null("first_party"),
+        trigger=_member(j.trigger.fill_null(Trigger.SCHEDULED.value), Trigger),
+        depth=_member(j.depth.fill_null(Depth.NONE.value), Depth),
+        named=j.named.fill_null(False),
+    )
+
+
+def sharing_features(candidates: Any, s: Settings) -> Any:
+    """``row`` and the sharing family of every candidate (``row``, ``kind``, ``channel``, ``sender``,
+    ``granularity``, ``group_size``): a touch that does not state its granularity is individual (fail
+    closed), an absent group size is 0; a safe aggregate is an aggregate partner share whose smallest
+    group meets ``min_group_size``."""
+    c = candidates
+    granularity = _member(c.granularity.fill_null(Granularity.INDIVIDUAL.value), Granularity)
+    size = c.group_size.fill_null(0).cast("int64")
+    partner_share = (c.kind == TouchKind.SHARE.value) | (c.channel == Channel.PARTNER_EXPORT.value)
+    return c.select(
+        "row",
+        granularity=granularity,
+        group_size=size,
+        sender_is_partner=c.sender.fill_null("first_party") != "first_party",
+        is_partner_share=partner_share,
+        safe_aggregate=partner_share & (granularity == Granularity.AGGREGATE.value)
+        & (size >= s.min_group_size),
     )
