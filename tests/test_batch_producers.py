@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from tactful.batch.producers import (
     FAMILIES,
     IBIS_PRODUCERS,
+    consent_features,
     contact_features,
     features_without_ibis_producer,
     frequency_features,
@@ -24,7 +25,7 @@ from tactful.batch.producers import (
 )
 from tactful.batch.store import attach_store, connect
 from tactful.features import FEATURES, derive
-from tactful.model import ContactPoint, Customer, TouchRecord
+from tactful.model import Consent, ContactPoint, Customer, TouchRecord
 from tactful.policy import load_pack
 from tactful.realtime import StoreScenarioBuilder, parse_touch
 from tactful.store import db
@@ -51,6 +52,25 @@ HISTORY = [
     ("offer", "marketing.communications.email", "email", -1),  # after NOW
     ("offer", "marketing.communications.sms", "sms", 0),  # exactly at NOW
 ]
+# (customer, purpose, channel, status, source, days before NOW): grants, refusals, GPC, future grants
+CONSENTS: list[tuple[str, str, str | None, str, str, float]] = [
+    ("c1", "marketing.communications.email", "email", "granted", "form", 300),
+    ("c1", "marketing.communications.postal", "postal_mail", "denied", "portal", 30),  # covers postcards
+    ("c1", "personalize", None, "granted", "form", 300),
+    ("c1", "marketing.communications.sms", "sms", "granted", "form", -10),  # dated after NOW
+    ("c2", "personalize.profiling", None, "granted", "form", -5),  # dated after NOW
+    ("c2", "marketing.advertising.third_party", None, "denied", "gpc", 5),  # GPC: refuses sharing too
+    ("c2", "third_party_sharing", None, "granted", "form", -10),  # dated after NOW
+    ("c2", "marketing", None, "granted", "import", 100),
+    ("c3", "personalize.profiling", None, "granted", "form", 200),
+    ("c3", "personalize.content.profiling", None, "withdrawn", "portal", 10),  # refusal beats the grant
+    ("c3", "marketing.communications", None, "granted", "form", 200),
+    ("c3", "marketing.communications.push", "push", "withdrawn", "advisor", 1),
+    ("c4", "third_party_sharing", None, "granted", "form", 50),
+    ("c4", "personalize.profiling", None, "granted", "tcf", 50),
+    ("c4", "marketing.communications.email", None, "granted", "form", 50),
+    ("c4", "essential", "email", "denied", "other", 3),
+]
 CHANNELS = ("email", "postal_mail", "postcard", "sms", "web", "push")
 
 
@@ -72,6 +92,9 @@ def world() -> list[BaseModel]:
         ContactPoint(id="c2-mail", customer_id="c2", kind="email", value="b@example.org",
                      shared_with="others", verified_at="2026-12-01T00:00:00Z"),
     ]
+    for i, (customer, purpose, channel, status, source, days) in enumerate(CONSENTS):
+        records.append(Consent(id=f"k{i}", customer_id=customer, purpose=purpose, channel=channel,
+                               status=status, source=source, at=NOW - timedelta(days=days)))
     for i, (kind, purpose, channel, days) in enumerate(HISTORY):
         records.append(TouchRecord(id=f"t{i}", customer_id="c1", kind=kind, purpose=purpose, channel=channel,
                                    at=NOW - timedelta(days=days)))
@@ -321,5 +344,55 @@ def test_every_feature_is_in_exactly_one_family_and_lists_those_without_an_ibis_
     # families get their Ibis producer; a new producer must update it (docs/batch.md lists them too)
     assert features_without_ibis_producer() == [
         f for f in FEATURES
-        if f in {*FAMILIES["consent"], *FAMILIES["data hygiene"], *FAMILIES["provenance and context"],
+        if f in {*FAMILIES["data hygiene"], *FAMILIES["provenance and context"],
                  *FAMILIES["sensitivity and inference"]}]
+
+
+CONSENT_FEATURES = FAMILIES["consent"]
+
+
+def _consent_candidates() -> list[dict[str, Any]]:
+    """Every customer x touches on each channel and purpose the consents speak about, at NOW and later."""
+    touches: list[dict[str, Any]] = [
+        {"kind": "reminder", "purpose": "essential.service", "channel": "email"},  # transactional
+        {"kind": "reminder", "purpose": "essential.service", "channel": "email", "depth": "item"},  # promotes
+        {"kind": "reminder", "purpose": "essential.service", "channel": "web", "depth": "item"},
+        {"kind": "service", "purpose": "essential", "channel": "email", "trigger": "customer_request"},
+        {"kind": "service", "purpose": "essential.service", "channel": "web", "trigger": "customer_request"},
+        {"kind": "greeting", "purpose": "personalize.content", "channel": "app", "depth": "segment"},
+        {"kind": "survey", "purpose": "analytics.reporting", "channel": "web"},
+        {"kind": "share", "purpose": "third_party_sharing", "channel": "partner_export",
+         "granularity": "aggregate", "group_size": 500},
+        {"kind": "share", "purpose": "third_party_sharing", "channel": "partner_export"},
+        # an email-marketing purpose on an SMS: off channel
+        {"kind": "recommendation", "purpose": "marketing.communications.email", "channel": "sms"},
+        {"kind": "offer", "purpose": "marketing.communications", "channel": "web"},
+        # a channel's own purpose is not off channel; a postal purpose on a postcard shares the group
+        {"kind": "offer", "purpose": "marketing.communications.email", "channel": "email"},
+        {"kind": "offer", "purpose": "marketing.communications.postal", "channel": "postcard"},
+    ]
+    for channel in ("email", "sms", "postal_mail", "postcard", "push", "phone", "web"):
+        touches.append({"kind": "offer", "purpose": "marketing", "channel": channel})
+    rows: list[dict[str, Any]] = []
+    for customer in ("c1", "c2", "c3", "c4"):
+        for touch in touches:
+            for now in (NOW, NOW + timedelta(days=30)):
+                row: dict[str, Any] = dict.fromkeys(TOUCH_SCHEMA)
+                row.update(touch, row=len(rows), customer_id=customer, now=now)
+                rows.append(row)
+    return rows
+
+
+def test_consent_features_agree_with_the_python_derivation(store: str) -> None:
+    pack = load_pack()
+    cands = _consent_candidates()
+    expected = _derived(store, cands, CONSENT_FEATURES)
+    attached = attach_store(connect(threads=1), store)
+    got = _ibis_rows(consent_features(ibis.memtable(cands, schema=TOUCH_SCHEMA), attached.table("consents"),
+                                      pack.settings))
+    wrong = _disagreements(expected, got, cands, CONSENT_FEATURES)
+    assert not wrong, f"{len(wrong)} cells disagree (feature, candidate, python, ibis): " + \
+        "; ".join(map(str, wrong[:5]))
+    # not vacuous: every feature takes both values
+    for f in CONSENT_FEATURES:
+        assert {e[f] for e in expected.values()} == {True, False}, f

@@ -15,8 +15,10 @@ Written so far: the **frequency** family (``recent_marketing_on_channel``, ``cha
 ``recent_surveys``), the **contact and visibility** family (``needs_contact_point``,
 ``contact_point_missing``, ``contact_point_bounced``, ``contact_point_age_days``,
 ``contact_point_verified_after_now``, ``seen_by``), the **openness and depth** family (the customer's
-openness and the touch's own fields) and the **sharing** family (granularity, group size, partner
-sender and share, safe aggregate).
+openness and the touch's own fields), the **sharing** family (granularity, group size, partner
+sender and share, safe aggregate) and the **consent** family (marketing by substance, personalization,
+answering a request, the consent state of the touch's effective purpose, share consent, profiling
+opt-in).
 
 The candidates these producers read are *typed*: touch fields as text (enum values), ``named`` a
 boolean, ``group_size`` an integer, absent fields NULL (the producers apply the touch file's
@@ -33,11 +35,14 @@ from typing import Any
 
 import ibis
 
+from tactful import vocab
 from tactful.features import FEATURES, NO_CAP, Settings
 from tactful.vocab import (
     CHANNEL_CONTACT_KIND,
     SHARED_WITH_ORDER,
     Channel,
+    ConsentSource,
+    ConsentStatus,
     Depth,
     Granularity,
     Openness,
@@ -69,6 +74,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 IBIS_PRODUCERS: dict[str, str] = {
     "openness and depth": "openness_features",
     "sharing": "sharing_features",
+    "consent": "consent_features",
     "contact and visibility": "contact_features",
     "frequency": "frequency_features",
 }
@@ -236,4 +242,99 @@ def sharing_features(candidates: Any, s: Settings) -> Any:
         is_partner_share=partner_share,
         safe_aggregate=partner_share & (granularity == Granularity.AGGREGATE.value)
         & (size >= s.min_group_size),
+    )
+
+
+def _covers(general: Any, specific: Any) -> Any:
+    """vocab.covers between two string expressions (either may be a column)."""
+    return (specific == general) | specific.startswith(general + ".")
+
+
+def _overlaps(a: Any, b: Any) -> Any:
+    return _covers(a, b) | _covers(b, a)
+
+
+def _any(tests: Iterable[Any]) -> Any:
+    items = list(tests)
+    return functools.reduce(operator.or_, items) if items else ibis.literal(False)
+
+
+def _channel_purpose(channel: Any, s: Settings) -> Any:
+    pairs = [(ch.value, p) for ch, p in s.channel_purposes.items()]
+    return channel.cases(*pairs, else_=None) if pairs else ibis.null("string")
+
+
+def consent_features(candidates: Any, consents: Any, s: Settings) -> Any:
+    """``row`` and the consent family of every candidate (``row``, ``customer_id``, ``kind``,
+    ``purpose``, ``channel``, ``trigger``, ``depth``, ``granularity``, ``group_size``, ``now``): whether
+    the touch is marketing by substance and personalizes, whether it answers a request (the candidates
+    table has no ``requested_channel``: absent), the consent state of its effective purpose from the
+    store's consents (the rules of :func:`tactful.features._consent_state`), whether its purpose is
+    another channel's, and the share and profiling opt-ins (:func:`tactful.features._any_granted`)."""
+    c = candidates
+    kind, channel, purpose = c.kind, c.channel, c.purpose
+    depth = c.depth.fill_null(Depth.NONE.value)
+    trigger = c.trigger.fill_null(Trigger.SCHEDULED.value)
+    outbound = _in(channel, s.outbound_channels)
+    promotes = outbound & _in(kind, s.promotional_kinds) & (
+        (depth != Depth.NONE.value) | ~_covered(purpose, s.transactional_purposes))
+    by_marketing_purpose = _covered(purpose, s.marketing_purposes)
+    marketing = _in(kind, s.marketing_kinds) | promotes | by_marketing_purpose
+    personalizes = marketing | _in(kind, s.personalization_kinds) \
+        | _covered(purpose, s.personalization_purposes)
+    answers = (trigger == Trigger.CUSTOMER_REQUEST.value) & outbound
+    use = _channel_purpose(channel, s)  # the channel's own marketing use (and its refusal group)
+    effective = ibis.ifelse(use.notnull() & _covers(purpose, use).fill_null(False), use, purpose)
+    fallback = ibis.literal(s.marketing_purposes[0]) if s.marketing_purposes else ibis.null("string")
+    effective = ibis.ifelse(marketing & ~by_marketing_purpose, use.fill_null(fallback), effective)
+    partner_share = (kind == TouchKind.SHARE.value) | (channel == Channel.PARTNER_EXPORT.value)
+    safe_aggregate = partner_share & (c.granularity.fill_null(Granularity.INDIVIDUAL.value)
+                                      == Granularity.AGGREGATE.value) \
+        & (c.group_size.fill_null(0) >= s.min_group_size)
+    off = _any((_covers(ibis.literal(cp), purpose) & (use.isnull() | (use != cp)))
+               for cp in sorted(set(s.channel_purposes.values())))
+    base = c.select("row", "customer_id", "channel", "now", effective=effective, group=use,
+                    safe_aggregate=safe_aggregate, touch_is_marketing=marketing,
+                    touch_personalizes=personalizes, answers_request=answers, purpose_off_channel=off)
+
+    k = consents.select(k_customer="customer_id", k_purpose="purpose", k_channel="channel", k_status="status",
+                        k_source="source", k_at="at")
+    j = base.left_join(k, base.customer_id == k.k_customer)
+    gpc = j.k_source == ConsentSource.GPC.value
+    refusal = (j.k_status != ConsentStatus.GRANTED.value) | gpc
+    future = j.k_at > j.now
+    same_group = j.group.notnull() & (_channel_purpose(j.k_channel, s) == j.group)
+    channel_ok = j.k_channel.isnull() | (j.k_channel == j.channel) | same_group.fill_null(False)
+    exempt = gpc | _any(_overlaps(j.k_purpose, ibis.literal(p))
+                        for p in (*s.share_consent_purposes, *s.gpc_refuses))
+    refuses = _overlaps(j.k_purpose, j.effective) | (
+        gpc & _any(_overlaps(ibis.literal(g), j.effective) for g in s.gpc_refuses))
+    refused_here = refusal & channel_ok & ~(j.safe_aggregate & exempt) & refuses
+    granted_here = ~refusal & (j.k_channel.isnull() | (j.k_channel == j.channel)) \
+        & _covers(j.k_purpose, j.effective) & ~future.fill_null(False)
+
+    def opt_in(purposes: tuple[str, ...]) -> tuple[Any, Any]:
+        ok = ~refusal & ~future.fill_null(False) \
+            & _any(_covers(j.k_purpose, ibis.literal(p)) for p in purposes)
+        gpc_hit = any(vocab.covers(g, p) or vocab.covers(p, g) for g in s.gpc_refuses for p in purposes)
+        refused = refusal & (_any(_overlaps(j.k_purpose, ibis.literal(p)) for p in purposes)
+                             | (gpc & ibis.literal(gpc_hit)))
+        return ok, refused
+
+    def count(test: Any) -> Any:
+        return ibis.ifelse(test.fill_null(False), 1, 0).sum()
+
+    share_ok, share_refused = opt_in(s.share_consent_purposes)
+    prof_ok, prof_refused = opt_in(s.profiling_opt_in_purposes)
+    keys = ["row", "touch_is_marketing", "touch_personalizes", "answers_request", "purpose_off_channel"]
+    agg = j.group_by(keys).aggregate(
+        n_granted=count(granted_here), n_refused=count(refused_here), n_share_ok=count(share_ok),
+        n_share_refused=count(share_refused), n_prof_ok=count(prof_ok), n_prof_refused=count(prof_refused))
+    return agg.select(
+        "row", "touch_is_marketing", "touch_personalizes", "answers_request",
+        consent_granted=(agg.n_granted > 0) & (agg.n_refused == 0),
+        consent_refused=agg.n_refused > 0,
+        purpose_off_channel=agg.purpose_off_channel,
+        share_consent_granted=(agg.n_share_ok > 0) & (agg.n_share_refused == 0),
+        profiling_opt_in=(agg.n_prof_ok > 0) & (agg.n_prof_refused == 0),
     )
