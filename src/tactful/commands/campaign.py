@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
                                                                 sorted(summary.delivery.items()))))
             out_console.print(Text("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in
                                                          summary.seconds.items())))
-        out_console.print(data_text(f"report: {summary.report}"))
+        out_console.print(data_text(f"report: {summary.report}"), soft_wrap=True)
 
     @group.command("list")
     def list_(
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
         db: DbOption = None,
     ) -> None:
         """Show one run: its status, decisions by verdict, outbox messages by status, and the path of
-        its HTML report. Exit 3 when the run is not in the store."""
+        its HTML report. Exit 2 when the run is not in the store, 3 when the store cannot be read."""
         from tactful.campaign import run_details
 
         row, verdicts, statuses = run_details(run_id, db)
@@ -138,4 +138,5 @@ def register(app: typer.Typer) -> None:
             table.add_row(data_text(f"outbox: {status}"), f"{statuses[status]:,}")
         out_console.print(table)
         path = row.summary.get("report")
-        out_console.print(data_text(f"report: {path}" if path else "report: none (the run did not finish)"))
+        out_console.print(data_text(f"report: {path}" if path else "report: none (the run did not finish)"),
+                          soft_wrap=True)
