@@ -186,3 +186,22 @@ def test_the_demo_campaign_ships_in_the_package() -> None:
     demo = demo_campaign()
     assert demo.name == "demo" and demo.channels[0].value == "postcard"
     assert demo.recommendations == 3 and demo.period == "monthly"
+
+
+@pytest.mark.postgres
+def test_a_campaign_on_postgresql_reruns_without_duplicates(pg_url: str, campaign_file: Path,
+                                                            tmp_path: Path) -> None:
+    build_sample(pg_url, seed=7, synthetic_n=50)
+    campaign = load_campaign(campaign_file)
+    first = run_campaign(campaign, db=pg_url, now=NOW, out_dir=tmp_path / "runs")
+    second = run_campaign(campaign, db=pg_url, now=NOW, out_dir=tmp_path / "runs")
+    assert first.queued > 0 and second.queued == 0
+    outbox = _rows(pg_url, tables.outbox)
+    assert len(outbox) == first.queued
+    assert all(r.channel != "sms" for r in outbox if r.customer_id == "persona-diner")
+    assert all(r.channel != "postcard" for r in outbox if r.customer_id == "persona-postcard")
+    engine = open_store(pg_url)
+    try:
+        assert audit.verify_chain(engine).rows == first.decisions + second.decisions
+    finally:
+        engine.dispose()
