@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
     @group.command("list")
     def list_(
         db: DbOption = None,
-        limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many runs.")] = 50,
+        limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000,
+                                            help="Show at most this many runs.")] = 50,
     ) -> None:
         """List the store's campaign runs, newest first: id, campaign, period, status, decisions and
         messages."""
