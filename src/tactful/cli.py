@@ -14,7 +14,7 @@ import typer
 from rich.text import Text
 
 from tactful import __version__
-from tactful.commands import audit, batch, ingest, policy, sample, scenario, store, vocab
+from tactful.commands import audit, batch, campaign, ingest, policy, sample, scenario, store, vocab
 from tactful.commands.common import console, data_text
 from tactful.errors import TactfulError
 
@@ -38,7 +38,7 @@ def _root(
         raise typer.Exit(0)
 
 
-for _module in (store, ingest, sample, policy, scenario, vocab, audit, batch):
+for _module in (store, ingest, sample, policy, scenario, vocab, audit, batch, campaign):
     _module.register(app)
 
 

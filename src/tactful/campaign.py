@@ -1,0 +1,690 @@
+"""Running a campaign end to end: the thin orchestration over the building blocks of issue 10.
+
+``tactful campaign run FILE``:
+
+1. **audience**: the customers the campaign file's ``audience`` filter selects (SQL on the store);
+2. **candidates**: recommended products per customer (:mod:`tactful.recommend`, Ibis on DuckDB
+   reading the store in place), each with the data categories its product implies;
+3. **decisions**: one proposed touch per customer and channel, decided by the batch evaluator
+   (:func:`tactful.batch.run.decide_candidates`, the compiled policy). Channels are tried in the
+   campaign's preference order: a customer whose touch on one channel sends nothing is proposed on
+   the next. When a touch that shows a product implying a data category is not allowed as proposed,
+   those products are swapped for the next acceptable candidates and the touch is decided again; the
+   better decision counts (the report counts the swaps);
+4. **messages** composed at the allowed depth (:func:`tactful.compose.compose`);
+5. **decision log and outbox** (:func:`tactful.store.outbox.record`, one transaction per batch: a
+   crash keeps both or neither; the outbox key makes a rerun add no duplicate message);
+6. **delivery** through the file adapters (print-shop CSV, .eml files), each run into its own
+   owner-only directory;
+7. **report**: the HTML page (:mod:`tactful.report`), its path printed.
+
+Fail closed: a candidate the engine could not judge is blocked (``evaluation-error``), a template that
+cannot be filled withholds its message, and nothing is sent for a customer without a message that fits
+the decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from pyarrow import parquet
+
+from tactful.compose import Message, MessageData, Messages, Withheld, compose, preview
+from tactful.errors import CampaignError
+from tactful.model import Decision, PolicyRef, Reason
+from tactful.policy import Pack
+from tactful.policy.compile import RULE_SEPARATOR
+from tactful.policy.evaluate import EVALUATION_ERROR
+from tactful.safeload import CAMPAIGN_LIMITS, DocumentError, load_document, load_yaml
+from tactful.store import tables
+from tactful.vocab import Channel, Depth, TouchKind, Verdict
+
+#: the keys of a campaign file (docs/campaign-format.md); anything else is refused
+MESSAGE_KEYS = frozenset({"shop", "neutral_sender", "offer", "unsubscribe", "html", "templates"})
+RUN_KEYS = frozenset({"name", "description", "purpose", "kind", "audience", "content", "channels",
+                      "schedule", "policy", "sender_implies", "from_address"})
+AUDIENCE_KEYS = frozenset({"min_orders", "customers", "openness", "limit"})
+CONTENT_KEYS = frozenset({"recommendations", "spare"})
+PERIODS = ("monthly", "weekly", "daily", "once")
+#: which contact point kind a channel needs
+CONTACT_KIND: dict[Channel, str] = {Channel.EMAIL: "email", Channel.POSTAL_MAIL: "postal",
+                                    Channel.POSTCARD: "postal", Channel.SMS: "phone"}
+GUARD = "fail-closed-guard"
+MESSAGE_TOUCH = "message"  # the outbox touch id: one message per customer and period, whatever the channel
+BATCH = 500  # decisions logged per transaction
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign file, checked."""
+
+    name: str
+    messages: Messages
+    purpose: str
+    kind: TouchKind
+    channels: tuple[Channel, ...]
+    period: str  # monthly | weekly | daily | once
+    policy: str | None  # a pack path (relative to the campaign file) or None for the default pack
+    recommendations: int  # products shown per message; 0: a fixed offer, nothing recommended
+    spare: int  # extra candidates per customer to replace a refused one
+    min_orders: int = 0
+    customers: tuple[str, ...] = ()
+    openness: tuple[str, ...] = ()
+    limit: int | None = None
+    sender_implies: tuple[str, ...] = ()
+    from_address: str = "no-reply@shop.invalid"
+    source: str = "<campaign>"
+    digest: str = ""
+
+    @property
+    def proposed_depth(self) -> Depth:
+        return Depth.ITEM if self.recommendations else Depth.NONE
+
+    def period_key(self, now: datetime) -> str:
+        """The outbox period for a run at ``now``: one message per customer and period."""
+        now = now.astimezone(UTC)
+        if self.period == "monthly":
+            return now.strftime("%Y-%m")
+        if self.period == "weekly":
+            year, week, _ = now.isocalendar()
+            return f"{year}-W{week:02d}"
+        if self.period == "daily":
+            return now.strftime("%Y-%m-%d")
+        return "once"
+
+
+def _text_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise CampaignError(f"{where}: expected a list of texts")
+    return tuple(value)
+
+
+def _int(value: Any, where: str, *, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise CampaignError(f"{where}: expected a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _keys(data: Any, allowed: frozenset[str], where: str) -> Mapping[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise CampaignError(f"{where}: expected a mapping")
+    unknown = sorted(str(k) for k in data if k not in allowed)
+    if unknown:
+        raise CampaignError(f"{where}: unknown key(s) {', '.join(unknown)}",
+                            hint=f"expected {', '.join(sorted(allowed))} (docs/campaign-format.md)")
+    return data
+
+
+def campaign_from_mapping(data: Any, *, source: str = "<campaign>", digest: str = "") -> Campaign:
+    """Check a campaign document; every error names the file and the key."""
+    top = _keys(data, MESSAGE_KEYS | RUN_KEYS, source)
+    name = top.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        raise CampaignError(f"{source}: name: expected the campaign's name (1 to 100 characters)")
+    messages = Messages.from_mapping({k: v for k, v in top.items() if k in MESSAGE_KEYS}, source=source)
+    purpose = top.get("purpose", "marketing")
+    if not isinstance(purpose, str) or not purpose:
+        raise CampaignError(f"{source}: purpose: expected a purpose key such as marketing")
+    try:
+        kind = TouchKind(top.get("kind", "recommendation"))
+    except ValueError:
+        raise CampaignError(f"{source}: kind: unknown touch kind {top.get('kind')!r}",
+                            hint=f"expected one of {', '.join(k.value for k in TouchKind)}") from None
+    raw_channels = top.get("channels", ["email"])
+    if not isinstance(raw_channels, list) or not raw_channels:
+        raise CampaignError(f"{source}: channels: expected a list of channels in order of preference")
+    channels: list[Channel] = []
+    for i, ch in enumerate(raw_channels):
+        try:
+            channel = Channel(ch)
+        except ValueError:
+            channel = None
+        if channel not in CONTACT_KIND:
+            raise CampaignError(f"{source}: channels[{i}]: {ch!r} is not a channel a campaign can send on",
+                                hint=f"expected {', '.join(c.value for c in CONTACT_KIND)}")
+        if channel in channels:
+            raise CampaignError(f"{source}: channels[{i}]: {ch} is listed twice")
+        assert channel is not None  # checked above
+        channels.append(channel)
+    schedule = _keys(top.get("schedule"), frozenset({"period"}), f"{source}: schedule")
+    period = schedule.get("period", "monthly")
+    if period not in PERIODS:
+        raise CampaignError(f"{source}: schedule.period: expected one of {', '.join(PERIODS)}, "
+                            f"got {period!r}")
+    policy = top.get("policy")
+    if policy is not None and (not isinstance(policy, str) or not policy):
+        raise CampaignError(f"{source}: policy: expected a pack file path, or default")
+    if policy is not None and policy != "default" and source != "demo.yaml":
+        p = Path(policy)
+        policy = str(p if p.is_absolute() else Path(source).parent / p)
+    content = _keys(top.get("content"), CONTENT_KEYS, f"{source}: content")
+    audience = _keys(top.get("audience"), AUDIENCE_KEYS, f"{source}: audience")
+    limit = audience.get("limit")
+    from_address = top.get("from_address", "no-reply@shop.invalid")
+    if not isinstance(from_address, str) or "@" not in from_address:
+        raise CampaignError(f"{source}: from_address: expected an email address")
+    return Campaign(
+        name=name.strip(), messages=messages, purpose=purpose, kind=kind, channels=tuple(channels),
+        period=str(period), policy=None if policy in (None, "default") else policy,
+        recommendations=_int(content.get("recommendations", 3), f"{source}: content.recommendations",
+                             low=0, high=10),
+        spare=_int(content.get("spare", 10), f"{source}: content.spare", low=0, high=50),
+        min_orders=_int(audience.get("min_orders", 0), f"{source}: audience.min_orders", low=0,
+                        high=1_000_000),
+        customers=_text_list(audience.get("customers"), f"{source}: audience.customers"),
+        openness=_text_list(audience.get("openness"), f"{source}: audience.openness"),
+        limit=None if limit is None else _int(limit, f"{source}: audience.limit", low=1, high=100_000_000),
+        sender_implies=_text_list(top.get("sender_implies"), f"{source}: sender_implies"),
+        from_address=from_address, source=source, digest=digest)
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and check a campaign YAML file (the bounded loader: size, depth, aliases, duplicate keys)."""
+    p = Path(path)
+    try:
+        data = load_document(p, CAMPAIGN_LIMITS, json_only=False, source=str(p))
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    except DocumentError as exc:
+        raise CampaignError(str(exc), hint=exc.hint) from None
+    except OSError as exc:
+        raise CampaignError(f"{p}: cannot read the campaign ({exc.strerror or exc})") from None
+    return campaign_from_mapping(data, source=str(p), digest=digest)
+
+
+def demo_campaign() -> Campaign:
+    """The demo campaign shipped in the package."""
+    text = (resources.files("tactful.campaigns") / "demo.yaml").read_text(encoding="utf-8")
+    return campaign_from_mapping(load_yaml(text, "demo.yaml", CAMPAIGN_LIMITS), source="demo.yaml",
+                                 digest=hashlib.sha256(text.encode()).hexdigest())
+
+
+# --------------------------------------------------------------------------- the store's data
+
+
+@dataclass
+class Customer:
+    id: str
+    first_name: str | None
+    last_name: str | None
+    items: list[tuple[str, str, str | None, tuple[str, ...]]] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
+    contacts: dict[str, str] = field(default_factory=dict)  # contact kind -> best contact point id
+
+
+def _audience(conn: sa.Connection, campaign: Campaign) -> dict[str, Customer]:
+    c, o = tables.customers, tables.orders
+    query = sa.select(c.c.id, c.c.first_name, c.c.last_name)
+    if campaign.min_orders:
+        counts = (sa.select(o.c.customer_id, sa.func.count().label("n")).group_by(o.c.customer_id)
+                  .subquery())
+        query = query.join(counts, counts.c.customer_id == c.c.id).where(counts.c.n >= campaign.min_orders)
+    if campaign.customers:
+        query = query.where(c.c.id.in_(campaign.customers))
+    if campaign.openness:
+        query = query.where(c.c.openness.in_(campaign.openness))
+    query = query.order_by(c.c.id)
+    if campaign.limit is not None:
+        query = query.limit(campaign.limit)
+    return {r.id: Customer(r.id, r.first_name, r.last_name) for r in conn.execute(query)}
+
+
+def _contacts(conn: sa.Connection, audience: dict[str, Customer]) -> None:
+    """Each customer's best contact point per kind, ranked as real time ranks it (docs/realtime.md):
+    not bounced first, then the most recently verified, then the smallest id."""
+    cp = tables.contact_points
+    rows = conn.execute(sa.select(cp.c.id, cp.c.customer_id, cp.c.kind, cp.c.verified_at, cp.c.bounced))
+    best: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for r in rows:
+        if r.customer_id not in audience:
+            continue
+        verified = r.verified_at
+        stamp = verified.replace(tzinfo=verified.tzinfo or UTC).timestamp() if verified else 0.0
+        rank = (bool(r.bounced), verified is None, -stamp, r.id)
+        key = (r.customer_id, r.kind)
+        if key not in best or rank < best[key]:
+            best[key] = rank
+    for (cid, kind), rank in best.items():
+        audience[cid].contacts[kind] = rank[3]
+
+
+def _recommendations(url: str | None, audience: dict[str, Customer], campaign: Campaign) -> list[str]:
+    """Fill each customer's candidates (product id, name, category, implied categories) and recent
+    purchases, in Ibis on DuckDB reading the store in place; returns the shop's popular products."""
+    from ibis import _
+
+    from tactful import recommend as rec
+    from tactful.batch.store import attach_store, connect
+
+    con = connect()
+    try:
+        store = attach_store(con, url)
+        basket = rec.baskets(store.table("orders"), store.table("order_lines"))
+        products = store.table("products")
+        settings = rec.Settings(k=max(campaign.recommendations, 1))
+        cands = rec.with_implies(rec.recommend(basket, settings, spare=campaign.spare), products)
+        cands = cands.join(products.select(product_id=products.id, category=products.category),
+                           "product_id", how="left")
+        for r in cands.order_by(["customer_id", "rank"]).to_pyarrow().to_pylist():
+            cust = audience.get(r["customer_id"])
+            if cust is not None:
+                implies = tuple(json.loads(r["implies"] or "[]"))
+                cust.items.append((r["product_id"], r["name"] or r["product_id"], r["category"], implies))
+        last = basket.group_by(["customer_id", "product_id"]).aggregate(at=_.at.max())
+        last = last.join(products.select(product_id=products.id, name=products.name), "product_id")
+        import ibis
+
+        last = last.mutate(h=ibis.row_number().over(group_by="customer_id", order_by=ibis.desc("at")))
+        for r in last.filter(last.h < 3).order_by(["customer_id", "h"]).to_pyarrow().to_pylist():
+            cust = audience.get(r["customer_id"])
+            if cust is not None and r["name"]:
+                cust.history.append(r["name"])
+        pop = rec.popularity(basket).join(
+            products.select(product_id=products.id, name=products.name, category=products.category,
+                            implies=products.implies), "product_id")
+        top = pop.order_by([ibis.desc("customers"), "product_id"]).limit(
+            campaign.recommendations + campaign.spare).to_pyarrow().to_pylist()
+        shop_wide = [(r["product_id"], r["name"] or r["product_id"], r["category"],
+                      tuple(json.loads(r["implies"] or "[]"))) for r in top]
+        for cust in audience.values():  # no purchase history: the shop's most popular products
+            if not cust.items:
+                cust.items.extend(shop_wide)
+        return [r["name"] for r in top[:5] if r["name"]]
+    finally:
+        con.disconnect()
+
+
+# --------------------------------------------------------------------------- deciding
+
+
+@dataclass(frozen=True)
+class Proposal:
+    customer_id: str
+    channel: Channel
+    items: tuple[tuple[str, str, str | None, tuple[str, ...]], ...]
+    contact_point_id: str | None
+    swapped: int = 0
+
+    @property
+    def touch_id(self) -> str:
+        return self.channel.value
+
+
+@dataclass(frozen=True)
+class Judged:
+    proposal: Proposal
+    decision: Decision
+    input_hash: str | None
+
+
+def _decision(row: Mapping[str, Any], pack: Pack) -> Decision:
+    """A Decision from a decisions-table row: the fired rules become the reasons, in plain words."""
+    reasons: list[Reason] = []
+    remedies: list[str] = []
+    failed = {r for r in (row.get("failed_rules") or "").split(RULE_SEPARATOR) if r}
+    for rule_id in (r for r in (row.get("fired_rules") or "").split(RULE_SEPARATOR) if r):
+        if rule_id == EVALUATION_ERROR:
+            reasons.append(Reason(rule=rule_id, verdict=Verdict.BLOCK,
+                                  message=f"the touch could not be judged ({row.get('error')}); "
+                                          "blocked to fail closed"))
+            continue
+        if rule_id == GUARD:
+            reasons.append(Reason(rule=rule_id, verdict=Verdict.BLOCK,
+                                  message="an input the policy needs is missing or unknown; blocked to "
+                                          "fail closed"))
+            continue
+        try:
+            rule = pack.rule(rule_id)
+        except KeyError:
+            reasons.append(Reason(rule=rule_id, verdict=Verdict.BLOCK, message=f"rule {rule_id}"))
+            continue
+        verdict = Verdict.BLOCK if rule_id in failed else rule.verdict
+        extra = " (its inputs were missing: blocked to fail closed)" if rule_id in failed else ""
+        reasons.append(Reason(rule=rule_id, verdict=verdict, message=rule.title + extra))
+        remedies.extend(rule.remedies)
+    return Decision(verdict=Verdict(row["verdict"]), max_depth=Depth(row["max_depth"]),
+                    named=bool(row["named"]), remedies=tuple(dict.fromkeys(remedies)),
+                    reasons=tuple(reasons), policy=PolicyRef(name=pack.name, version=pack.version))
+
+
+def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db: str | None,
+            backend: str, now: datetime, workdir: Path,
+            progress: Callable[[int], None] | None) -> list[Judged]:
+    """Decide the proposals with the batch evaluator (a candidates table in ``workdir``)."""
+    from tactful.batch.run import decide_candidates
+
+    if not proposals:
+        return []
+    rows = []
+    for p in proposals:
+        rows.append({
+            "customer_id": p.customer_id, "touch_id": p.touch_id, "kind": campaign.kind.value,
+            "purpose": campaign.purpose, "channel": p.channel.value,
+            "to": p.contact_point_id, "to_kind": None if p.contact_point_id else CONTACT_KIND[p.channel],
+            "sender_implies": ";".join(campaign.sender_implies) or None,
+            "uses": json.dumps([{"kind": "purchase"}]) if campaign.recommendations else None,
+            "shows_items": ";".join(i[0] for i in p.items) or None,
+            "depth": campaign.proposed_depth.value, "named": "true",
+        })
+    fd, name = tempfile.mkstemp(suffix=".parquet", dir=workdir)
+    os.close(fd)
+    path = Path(name)
+    try:
+        parquet.write_table(pa.Table.from_pylist(rows), path)
+        result = decide_candidates(path, pack, db=db, backend=backend, now=now, progress=progress)
+    finally:
+        path.unlink(missing_ok=True)
+    out = result.decisions.to_pylist()
+    return [Judged(p, _decision(r, pack), r["input_hash"]) for p, r in zip(proposals, out, strict=True)]
+
+
+def _better(a: Decision, b: Decision) -> bool:
+    """Whether decision ``b`` lets more of the touch through than ``a``."""
+    if b.verdict.rank != a.verdict.rank:
+        return b.verdict.rank < a.verdict.rank
+    return b.max_depth.rank > a.max_depth.rank
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Outcome:
+    """What happened to one customer: every channel tried, and the message that goes out (if any)."""
+
+    customer: Customer
+    tried: list[tuple[Judged, Message | Withheld]] = field(default_factory=list)
+    proposed: Message | Withheld | None = None
+
+    @property
+    def final(self) -> tuple[Judged, Message | Withheld] | None:
+        return self.tried[-1] if self.tried else None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    period: str
+    dry_run: bool
+    customers: int
+    decisions: int
+    queued: int  # new outbox messages
+    swaps: int
+    by_verdict: dict[str, int]
+    by_channel: dict[str, int]  # messages composed per channel
+    delivery: dict[str, int]
+    report: Path | None
+    out_dir: Path | None
+    seconds: dict[str, float]
+
+
+StepCallback = Callable[[str, int | None], Callable[[int], None]]
+
+
+def _no_progress(step: str, total: int | None) -> Callable[[int], None]:
+    return lambda n: None
+
+
+def _message_data(campaign: Campaign, cust: Customer, items: Sequence[tuple[str, str, str | None,
+                  tuple[str, ...]]], popular: Sequence[str]) -> MessageData:
+    shown = items[: campaign.recommendations]
+    categories = list(dict.fromkeys(i[2].title() for i in shown if i[2]))
+    return campaign.messages.data(first_name=cust.first_name, last_name=cust.last_name,
+                                  segment="shoppers at " + campaign.messages.shop, popular=tuple(popular),
+                                  categories=tuple(categories), items=tuple(i[1] for i in shown),
+                                  history=tuple(cust.history))
+
+
+@contextmanager
+def _private_tempdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="tactful-campaign-") as name:  # created 0700
+        yield Path(name)
+
+
+def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "duckdb",
+                 dry_run: bool = False, now: datetime | None = None, out_dir: Path | None = None,
+                 resume: str | None = None, deliver: bool = True,
+                 step: StepCallback = _no_progress) -> RunSummary:
+    """Run ``campaign`` on the store at ``db`` (see the module docstring)."""
+    from tactful import report as rpt
+    from tactful.batch.backends import check_backend
+    from tactful.delivery import Adapter, EmlDirectory, PrintShopCsv
+    from tactful.delivery import deliver as deliver_outbox
+    from tactful.policy import load_pack
+    from tactful.sample.personas import PERSONAS
+    from tactful.store import audit, outbox
+    from tactful.store.db import open_store
+
+    when = (now or datetime.now(UTC)).astimezone(UTC)
+    pack = load_pack(campaign.policy)
+    check_backend(backend, db=db)
+    period = campaign.period_key(when)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    engine = open_store(db)
+    try:
+        with engine.connect() as conn:
+            audience = _audience(conn, campaign)
+            _contacts(conn, audience)
+        popular: list[str] = []
+        if campaign.recommendations:
+            tick = step("recommending", None)
+            popular = _recommendations(db, audience, campaign)
+            tick(1)
+        seconds["audience and recommendations"] = time.perf_counter() - t0
+
+        # decisions, channel by channel in the campaign's order of preference
+        t0 = time.perf_counter()
+        outcomes = {cid: Outcome(c) for cid, c in audience.items()}
+        pending_ids = list(audience)
+        swaps = 0
+        k = campaign.recommendations
+        with _private_tempdir() as work:
+            for channel in campaign.channels:
+                if not pending_ids:
+                    break
+                props = [Proposal(cid, channel, tuple(audience[cid].items[:k]),
+                                  audience[cid].contacts.get(CONTACT_KIND[channel])) for cid in pending_ids]
+                judged = _decide(props, campaign, pack, db=db, backend=backend, now=when, workdir=work,
+                                 progress=step(f"deciding {channel.value}", len(props)))
+                # a touch not allowed as proposed that shows revealing products: swap them and try again
+                retry: list[Proposal] = []
+                for j in judged:
+                    if j.decision.verdict is Verdict.ALLOW or not any(i[3] for i in j.proposal.items):
+                        continue
+                    items = audience[j.proposal.customer_id].items
+                    clean = [i for i in items if not i[3]][:k]
+                    if clean and len(clean) == min(k, len(items)):
+                        swapped = sum(1 for i in j.proposal.items if i[3])
+                        retry.append(Proposal(j.proposal.customer_id, channel, tuple(clean),
+                                              j.proposal.contact_point_id, swapped))
+                if retry:
+                    again = {j.proposal.customer_id: j for j in _decide(
+                        retry, campaign, pack, db=db, backend=backend, now=when, workdir=work,
+                        progress=step(f"deciding {channel.value} (swapped products)", len(retry)))}
+                    judged = [again[j.proposal.customer_id]
+                              if j.proposal.customer_id in again
+                              and _better(j.decision, again[j.proposal.customer_id].decision) else j
+                              for j in judged]
+                still: list[str] = []
+                for j in judged:
+                    cust = audience[j.proposal.customer_id]
+                    data = _message_data(campaign, cust, j.proposal.items, popular)
+                    sender = campaign.messages.shop
+                    composed = compose(campaign.messages.templates, j.decision, data, channel=channel,
+                                       proposed_depth=campaign.proposed_depth, sender=sender,
+                                       neutral_sender=campaign.messages.neutral_sender,
+                                       sender_reveals=bool(campaign.sender_implies))
+                    out = outcomes[cust.id]
+                    if out.proposed is None:
+                        out.proposed = preview(campaign.messages.templates,
+                                               _message_data(campaign, cust, cust.items, popular),
+                                               channel=channel, depth=campaign.proposed_depth, named=True,
+                                               sender=sender)
+                    out.tried.append((j, composed))
+                    if isinstance(composed, Message):
+                        swaps += j.proposal.swapped
+                    else:
+                        still.append(cust.id)
+                pending_ids = still
+        seconds["decisions and messages"] = time.perf_counter() - t0
+
+        # the decision log and the outbox
+        t0 = time.perf_counter()
+        run_id = resume or outbox.new_run_id(campaign.name, when)
+        decided: list[outbox.Decided] = []
+        for out in outcomes.values():
+            for j, composed in out.tried:
+                logged = audit.LoggedDecision(
+                    customer_id=out.customer.id, touch_id=j.proposal.touch_id,
+                    channel=j.proposal.channel.value,
+                    decision=j.decision, input_hash=j.input_hash or "",
+                    proposed_depth=campaign.proposed_depth.value,
+                    withheld=composed.reason if isinstance(composed, Withheld) else None)
+                entry = None
+                if isinstance(composed, Message):
+                    entry = outbox.OutboxEntry(
+                        campaign=campaign.name, customer_id=out.customer.id, touch_id=MESSAGE_TOUCH,
+                        touch_kind=campaign.kind.value, purpose=campaign.purpose, period=period,
+                        run_id=run_id,
+                        contact_point_id=j.proposal.contact_point_id, message=composed)
+                decided.append(outbox.Decided(logged, entry))
+        logged_n = queued = 0
+        if not dry_run:
+            with engine.begin() as conn:
+                run_id = outbox.start_run(conn, campaign=campaign.name, period=period,
+                                          policy_name=pack.name, policy_version=pack.version,
+                                          campaign_hash=campaign.digest or None, run_id=run_id, at=when)
+            tick = step("logging decisions", len(decided))
+            for start in range(0, len(decided), BATCH):
+                chunk = decided[start:start + BATCH]
+                with engine.begin() as conn:
+                    n, q = outbox.record(conn, run_id, chunk)
+                logged_n += n
+                queued += q
+                tick(len(chunk))
+        seconds["decision log and outbox"] = time.perf_counter() - t0
+
+        # delivery and the report
+        t0 = time.perf_counter()
+        base = out_dir or Path("campaign-runs")
+        run_dir = base / run_id
+        delivery: dict[str, int] = {}
+        if not dry_run and deliver:
+            adapters: list[Adapter] = [PrintShopCsv(run_dir), EmlDirectory(run_dir / "email",
+                                                            from_address=campaign.from_address)]
+            delivery = dict(deliver_outbox(engine, adapters, run_id=run_id).counts)
+            delivery = {**outbox.counts(engine, run_id)}
+        seconds["delivery"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        personas = {p.customer_id: p.title for p in PERSONAS}
+        rows = []
+        by_verdict: dict[str, int] = defaultdict(int)
+        by_channel: dict[str, int] = defaultdict(int)
+        for out in outcomes.values():
+            final = out.final
+            if final is None:
+                continue
+            j, composed = final
+            by_verdict[j.decision.verdict.value] += 1
+            if isinstance(composed, Message):
+                by_channel[composed.channel.value] += 1
+            rows.append(rpt.ReportRow(customer_id=out.customer.id, channel=j.proposal.channel.value,
+                                      proposed_depth=campaign.proposed_depth, decision=j.decision,
+                                      proposed=out.proposed or composed, final=composed,
+                                      persona=personas.get(out.customer.id)))
+        info = rpt.RunInfo(run_id=run_id, campaign=campaign.name, period=period, policy_name=pack.name,
+                           policy_version=pack.version, started_at=when, dry_run=dry_run, swaps=swaps,
+                           delivery=delivery)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        report_path = rpt.write(run_dir / "report.html", rpt.build(info, rows, rpt.rule_titles(pack)))
+        seconds["report"] = time.perf_counter() - t0
+        summary = RunSummary(run_id=run_id, period=period, dry_run=dry_run, customers=len(audience),
+                             decisions=sum(len(o.tried) for o in outcomes.values()), queued=queued,
+                             swaps=swaps, by_verdict=dict(by_verdict), by_channel=dict(by_channel),
+                             delivery=delivery, report=report_path, out_dir=run_dir, seconds=seconds)
+        if not dry_run:
+            with engine.begin() as conn:
+                outbox.finish_run(conn, run_id, summary={
+                    "customers": summary.customers, "decisions": summary.decisions, "queued": queued,
+                    "logged": logged_n, "swaps": swaps, "by_verdict": summary.by_verdict,
+                    "by_channel": summary.by_channel, "delivery": delivery, "report": str(report_path),
+                    "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
+        return summary
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- listing and reports
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    campaign: str
+    period: str
+    status: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None
+    policy: str
+    summary: Mapping[str, Any]
+
+
+def list_runs(db: str | None = None, *, limit: int = 50) -> list[RunRow]:
+    """The store's campaign runs, newest first."""
+    from tactful.store.db import open_store
+
+    r = tables.campaign_runs
+    engine = open_store(db)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(r).order_by(r.c.started_at.desc(), r.c.id).limit(limit)).all()
+    finally:
+        engine.dispose()
+    return [_run_row(x) for x in rows]
+
+
+def _run_row(x: Any) -> RunRow:
+    summary = x.summary if isinstance(x.summary, Mapping) else {}
+    return RunRow(id=x.id, campaign=x.campaign, period=x.period, status=x.status, dry_run=bool(x.dry_run),
+                  started_at=x.started_at, finished_at=x.finished_at,
+                  policy=f"{x.policy_name} {x.policy_version}", summary=summary)
+
+
+def run_details(run_id: str, db: str | None = None) -> tuple[RunRow, dict[str, int], dict[str, int]]:
+    """One run: its row, its logged decisions by verdict, its outbox messages by status."""
+    from tactful.errors import NotFoundError
+    from tactful.store import outbox
+    from tactful.store.db import open_store
+
+    r, d = tables.campaign_runs, tables.decisions
+    engine = open_store(db)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(r).where(r.c.id == run_id)).first()
+            if row is None:
+                raise NotFoundError(f"no campaign run {run_id!r} in the store",
+                                    hint="tactful campaign list shows the runs")
+            verdicts = {str(v): int(n) for v, n in conn.execute(
+                sa.select(d.c.verdict, sa.func.count()).where(d.c.run_id == run_id).group_by(d.c.verdict))}
+        return _run_row(row), verdicts, outbox.counts(engine, run_id)
+    finally:
+        engine.dispose()

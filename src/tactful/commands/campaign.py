@@ -1,0 +1,143 @@
+"""CLI commands: the ``tactful campaign`` group (run a campaign, list runs, show a run's report;
+docs/campaign-format.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from tactful.commands.common import DbOption, console, data_text
+
+DEMO = "demo"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``campaign`` group to the root app."""
+    group = typer.Typer(help="Run a campaign end to end: recommendations, decisions, messages, outbox, "
+                             "delivery, report (docs/campaign-format.md).", no_args_is_help=True)
+    app.add_typer(group, name="campaign")
+
+    @group.command("run")
+    def run(
+        file: Annotated[str, typer.Argument(
+            help="The campaign file (YAML, docs/campaign-format.md), or 'demo' for the packaged demo "
+                 "campaign.", show_default=False)],
+        db: DbOption = None,
+        backend: Annotated[str, typer.Option(
+            "--backend", "-b", help="Where the policy runs: duckdb (embedded), pyspark or postgres "
+                                    "(the store's server).")] = "duckdb",
+        dry_run: Annotated[bool, typer.Option(
+            "--dry-run", help="Decide and compose, write the report, but log nothing, queue nothing and "
+                              "send nothing.")] = False,
+        out: Annotated[Path, typer.Option(
+            "--out", "-o", help="Directory for the run's files: one owner-only subdirectory per run "
+                                "(print-shop CSV, .eml files, report.html).")] = Path("campaign-runs"),
+        now: Annotated[str | None, typer.Option(
+            "--now", help="The evaluation time (ISO 8601; UTC when no offset is given); it also sets the "
+                          "period of the outbox key. Default: the current time.",
+            show_default=False)] = None,
+        resume: Annotated[str | None, typer.Option(
+            "--resume", help="The id of a run that was killed: resume it (what it logged is kept, "
+                             "nothing is written twice).", show_default=False)] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary; "
+                                                                  "only the report's path.")] = False,
+    ) -> None:
+        """Run the campaign FILE over its audience: recommended candidates with their implied
+        categories, one decision per customer and channel (the batch evaluator), messages at the
+        allowed depth, the decision log and the idempotent outbox, delivery into files, and the HTML
+        report, whose path is printed. Exit 2 for a bad campaign file or backend, 3 for store
+        problems."""
+        from tactful.campaign import demo_campaign, load_campaign, run_campaign
+        from tactful.realtime import parse_now
+
+        campaign = demo_campaign() if file == DEMO else load_campaign(file)
+        when = parse_now(now)
+        err = console(stderr=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, disable=quiet, transient=True) as bar:
+
+            def step(name: str, total: int | None) -> Callable[[int], None]:
+                task = bar.add_task(name, total=total)
+
+                def advance(n: int) -> None:
+                    bar.advance(task, n)
+                return advance
+
+            summary = run_campaign(campaign, db=db, backend=backend, dry_run=dry_run, now=when,
+                                   out_dir=out, resume=resume, step=step)
+        out_console = console()
+        if not quiet:
+            title = f"campaign {campaign.name}, run {summary.run_id}, period {summary.period}"
+            table = Table(title=data_text(title + (" (dry run: nothing logged or sent)"
+                                                   if summary.dry_run else "")))
+            table.add_column("outcome per customer")
+            table.add_column("customers", justify="right")
+            words = {"allow": "sent as proposed", "soften": "sent toned down",
+                     "ask": "permission asked first", "block": "held back"}
+            for verdict, label in words.items():
+                table.add_row(label, f"{summary.by_verdict.get(verdict, 0):,}")
+            out_console.print(table)
+            channels = ", ".join(f"{c.replace('_', ' ')} {n:,}"
+                                 for c, n in sorted(summary.by_channel.items()))
+            out_console.print(Text(f"messages by channel: {channels or 'none'}"))
+            out_console.print(Text(f"{summary.decisions:,} decisions for {summary.customers:,} customers; "
+                                   f"{summary.queued:,} new message(s) queued; "
+                                   f"{summary.swaps:,} product(s) swapped"))
+            if summary.delivery:
+                out_console.print(Text("outbox: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                                sorted(summary.delivery.items()))))
+            out_console.print(Text("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in
+                                                         summary.seconds.items())))
+        out_console.print(data_text(f"report: {summary.report}"), soft_wrap=True)
+
+    @group.command("list")
+    def list_(
+        db: DbOption = None,
+        limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000,
+                                            help="Show at most this many runs.")] = 50,
+    ) -> None:
+        """List the store's campaign runs, newest first: id, campaign, period, status, decisions and
+        messages."""
+        from tactful.campaign import list_runs
+
+        runs = list_runs(db, limit=limit)
+        table = Table(title=f"{len(runs)} campaign run(s)")
+        for col in ("run", "campaign", "period", "status", "started", "decisions", "queued"):
+            table.add_column(col, justify="right" if col in ("decisions", "queued") else "left")
+        for r in runs:
+            status = r.status + (" (dry run)" if r.dry_run else "")
+            table.add_row(data_text(r.id), data_text(r.campaign), data_text(r.period), data_text(status),
+                          r.started_at.strftime("%Y-%m-%d %H:%M"), str(r.summary.get("decisions", "-")),
+                          str(r.summary.get("queued", "-")))
+        console().print(table)
+
+    @group.command("report")
+    def report(
+        run_id: Annotated[str, typer.Argument(help="The run's id (tactful campaign list).",
+                                              show_default=False)],
+        db: DbOption = None,
+    ) -> None:
+        """Show one run: its status, decisions by verdict, outbox messages by status, and the path of
+        its HTML report. Exit 2 when the run is not in the store, 3 when the store cannot be read."""
+        from tactful.campaign import run_details
+
+        row, verdicts, statuses = run_details(run_id, db)
+        out_console = console()
+        table = Table(title=data_text(f"run {row.id}: campaign {row.campaign}, period {row.period}, "
+                                      f"{row.status}, policy {row.policy}"))
+        table.add_column("")
+        table.add_column("count", justify="right")
+        for verdict in ("allow", "soften", "ask", "block"):
+            table.add_row(f"decisions: {verdict}", f"{verdicts.get(verdict, 0):,}")
+        for status in sorted(statuses):
+            table.add_row(data_text(f"outbox: {status}"), f"{statuses[status]:,}")
+        out_console.print(table)
+        path = row.summary.get("report")
+        out_console.print(data_text(f"report: {path}" if path else "report: none (the run did not finish)"),
+                          soft_wrap=True)

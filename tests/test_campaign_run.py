@@ -1,0 +1,207 @@
+"""`tactful campaign run` end to end on the real sample world's personas in a temporary store:
+recommendations, batch decisions per channel, messages, decision log, outbox, file delivery, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from tactful.campaign import campaign_from_mapping, demo_campaign, load_campaign, run_campaign
+from tactful.errors import CampaignError
+from tactful.sample import PERSONA_IDS, build_sample
+from tactful.store import audit, tables
+from tactful.store.db import open_store
+from tactful.testing.cli import run_cli
+
+NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)  # the sample world's "as of" day
+PERSONAS = [*PERSONA_IDS.values(), "persona-teen-father"]
+DEMO = Path(__file__).parents[1] / "src" / "tactful" / "campaigns" / "demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("world") / "sample.db"
+    build_sample(f"sqlite:///{path}", seed=7, synthetic_n=200)
+    return path
+
+
+@pytest.fixture()
+def store(world: Path, tmp_path: Path) -> str:
+    copy = tmp_path / "store.db"
+    shutil.copy(world, copy)
+    return f"sqlite:///{copy}"
+
+
+def _campaign_doc(**changes: Any) -> dict[str, Any]:
+    doc = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    doc["audience"] = {"customers": PERSONAS}
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture()
+def campaign_file(tmp_path: Path) -> Path:
+    path = tmp_path / "personas.yaml"
+    path.write_text(yaml.safe_dump(_campaign_doc()), encoding="utf-8")
+    return path
+
+
+def _rows(url: str, table: sa.Table, *where: Any) -> list[Any]:
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.select(table).where(*where)))
+    finally:
+        engine.dispose()
+
+
+def _revealing_product_names(url: str) -> set[str]:
+    return {r.name for r in _rows(url, tables.products) if r.name and r.implies}
+
+
+def test_the_seed_personas_come_out_as_the_seeds_say(store: str, campaign_file: Path, tmp_path: Path) -> None:
+    summary = run_campaign(load_campaign(campaign_file), db=store, now=NOW, out_dir=tmp_path / "runs")
+    assert summary.customers == len(PERSONAS)
+    outbox = _rows(store, tables.outbox)
+    by_customer: dict[str, list[Any]] = {}
+    for row in outbox:
+        by_customer.setdefault(row.customer_id, []).append(row)
+    revealing = _revealing_product_names(store)
+
+    # 001: the postcard customer gets a discreet letter or nothing, never a postcard
+    for row in by_customer.get("persona-postcard", []):
+        assert row.channel != "postcard"
+        if row.channel == "postal_mail":
+            assert row.sender == "CG Services"
+    # 002/004: nothing that shows baby or pregnancy goods reaches the family inbox
+    for row in by_customer.get("persona-teen", []):
+        assert not any(name in row.body for name in revealing), row.body
+    # 000: the diner gets no SMS built on the partner's data
+    assert all(row.channel != "sms" for row in by_customer.get("persona-diner", []))
+    # the deceased customer gets nothing at all
+    assert "persona-deceased" not in by_customer
+    # benign twins: an open customer with an email consent gets a useful message, picked for him
+    shoes = by_customer["persona-shoes"]
+    assert [(r.channel, r.depth) for r in shoes] == [("email", "item")]
+    assert shoes[0].body.startswith("Dear ") and "A few things you might like" in shoes[0].body
+    assert summary.by_channel.get("email", 0) >= 3
+    # no decision failed to be made
+    decisions = _rows(store, tables.decisions)
+    assert decisions and all("evaluation-error" not in json.dumps(r.reasons) for r in decisions)
+    # every channel tried is logged, in the campaign's order, until one sent something
+    shoes_tried = [r.channel for r in decisions if r.customer_id == "persona-shoes"]
+    assert shoes_tried == ["postcard", "postal_mail", "email"]
+    # delivered into the run's own owner-only directory; the report is there too, owner-only
+    assert summary.delivery.get("sent", 0) == len([r for r in outbox if r.channel != "sms"])
+    assert summary.report is not None and summary.report.is_file()
+    assert stat.S_IMODE(summary.report.stat().st_mode) == 0o600
+    html = summary.report.read_text(encoding="utf-8")
+    assert "The diner and the point-of-sale vendor" in html and "<svg" in html
+    emails = list((summary.out_dir or tmp_path).glob("email/*.eml"))
+    assert len(emails) == summary.by_channel.get("email", 0)
+
+
+def test_running_twice_creates_no_duplicate_message(store: str, campaign_file: Path, tmp_path: Path) -> None:
+    campaign = load_campaign(campaign_file)
+    first = run_campaign(campaign, db=store, now=NOW, out_dir=tmp_path / "runs", deliver=False)
+    assert first.queued > 0
+    second = run_campaign(campaign, db=store, now=NOW, out_dir=tmp_path / "runs", deliver=False)
+    assert second.run_id != first.run_id
+    assert second.queued == 0  # same campaign, customers, period: the outbox keys are already there
+    outbox = _rows(store, tables.outbox)
+    assert len(outbox) == first.queued
+    assert len({r.customer_id for r in outbox}) == len(outbox)  # one message per customer and period
+    # both runs' decisions are logged, and the chain verifies
+    decisions = _rows(store, tables.decisions)
+    assert len(decisions) == first.decisions + second.decisions
+    engine = open_store(store)
+    try:
+        assert audit.verify_chain(engine).ok
+    finally:
+        engine.dispose()
+    # a new period is a new message
+    third = run_campaign(campaign, db=store, now=datetime(2026, 12, 2, tzinfo=UTC),
+                         out_dir=tmp_path / "runs", deliver=False)
+    assert third.period == "2026-12" and third.queued > 0
+
+
+def test_a_dry_run_writes_nothing_to_the_store(store: str, campaign_file: Path, tmp_path: Path) -> None:
+    summary = run_campaign(load_campaign(campaign_file), db=store, now=NOW, out_dir=tmp_path / "runs",
+                           dry_run=True)
+    assert summary.by_channel  # messages were composed
+    assert _rows(store, tables.outbox) == [] and _rows(store, tables.decisions) == []
+    assert _rows(store, tables.campaign_runs) == []
+    assert summary.report is not None and summary.report.is_file()
+
+
+def test_the_cli_runs_lists_and_reports(store: str, campaign_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    code, printed, err = run_cli(["campaign", "run", str(campaign_file), "--db", store, "--out", str(out),
+                                  "--now", "2026-11-01T09:00:00", "--quiet"])
+    assert code == 0, err
+    assert printed.startswith("report: ") and printed.strip().endswith("report.html")
+    assert Path(printed.strip().removeprefix("report: ")).is_file()
+    run_id = _rows(store, tables.campaign_runs)[0].id
+    code, printed, _ = run_cli(["campaign", "list", "--db", store])
+    assert code == 0 and run_id[:20] in printed
+    code, printed, _ = run_cli(["campaign", "report", run_id, "--db", store])
+    assert code == 0 and "report.html" in printed and "decisions: allow" in printed
+    code, _, err = run_cli(["campaign", "report", "no-such-run", "--db", store])
+    assert code == 2 and "no campaign run 'no-such-run'" in err
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"audience": {"everyone": True}}, "audience: unknown key(s) everyone"),
+    ({"channels": ["pigeon"]}, "channels[0]: 'pigeon' is not a channel"),
+    ({"channels": ["email", "email"]}, "channels[1]: email is listed twice"),
+    ({"schedule": {"period": "hourly"}}, "schedule.period: expected one of"),
+    ({"content": {"recommendations": 50}}, "content.recommendations: expected a whole number"),
+    ({"kind": "spam"}, "kind: unknown touch kind"),
+    ({"name": ""}, "name: expected"),
+    ({"colour": "red"}, "unknown key(s) colour"),
+])
+def test_a_bad_campaign_file_is_refused_naming_the_key(change: dict[str, Any], says: str) -> None:
+    with pytest.raises(CampaignError) as exc:
+        campaign_from_mapping(_campaign_doc(**change), source="bad.yaml")
+    assert exc.value.message.startswith("bad.yaml: ") and says in exc.value.message
+
+
+def test_the_cli_exits_2_for_a_bad_campaign_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_campaign_doc(channels=["pigeon"])), encoding="utf-8")
+    code, _, err = run_cli(["campaign", "run", str(path), "--db", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert code == 2
+    assert "bad.yaml" in err and "pigeon" in err and "Traceback" not in err
+
+
+def test_the_demo_campaign_ships_in_the_package() -> None:
+    demo = demo_campaign()
+    assert demo.name == "demo" and demo.channels[0].value == "postcard"
+    assert demo.recommendations == 3 and demo.period == "monthly"
+
+
+@pytest.mark.postgres
+def test_a_campaign_on_postgresql_reruns_without_duplicates(pg_url: str, campaign_file: Path,
+                                                            tmp_path: Path) -> None:
+    build_sample(pg_url, seed=7, synthetic_n=50)
+    campaign = load_campaign(campaign_file)
+    first = run_campaign(campaign, db=pg_url, now=NOW, out_dir=tmp_path / "runs")
+    second = run_campaign(campaign, db=pg_url, now=NOW, out_dir=tmp_path / "runs")
+    assert first.queued > 0 and second.queued == 0
+    outbox = _rows(pg_url, tables.outbox)
+    assert len(outbox) == first.queued
+    assert all(r.channel != "sms" for r in outbox if r.customer_id == "persona-diner")
+    assert all(r.channel != "postcard" for r in outbox if r.customer_id == "persona-postcard")
+    engine = open_store(pg_url)
+    try:
+        assert audit.verify_chain(engine).rows == first.decisions + second.decisions
+    finally:
+        engine.dispose()
