@@ -83,8 +83,7 @@ def _plans(conn: sa.Connection, builder: StoreScenarioBuilder) -> list[str]:
     prepared = builder.orders_query("10000001", datetime(2026, 8, 3, tzinfo=UTC), False, ["10000001001"])
     assert prepared is not None
     values = {"cid": "10000001", "since": datetime(2026, 8, 3), "now": datetime(2026, 11, 1)}
-    statements = {name[3:]: getattr(builder, name).params(**values)
-                  for name in ("_q_customer", "_q_contacts", "_q_consents", "_q_facts", "_q_touches")}
+    statements = {"profile": builder._q_profile.params(**values)}
     statements["orders"] = prepared[0].params(**prepared[1])
     out = []
     for name, stmt in statements.items():

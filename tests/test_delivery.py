@@ -267,3 +267,23 @@ def test_bad_smtp_settings_are_refused() -> None:
         Smtp("", 25, from_address="a@b.example")
     with pytest.raises(DeliveryError, match="bad sender address"):
         Smtp("127.0.0.1", 25, from_address="nobody")
+
+
+def test_data_never_becomes_a_formula_or_a_header(store: Engine, tmp_path: Path) -> None:
+    _queue(store, [("c1", "p1", Channel.POSTAL_MAIL), ("c1", "e1", Channel.EMAIL)])
+    with store.begin() as conn:  # a hostile address and name, as an import could have stored them
+        conn.execute(tables.contact_points.update().where(tables.contact_points.c.id == "p1")
+                     .values(value='=HYPERLINK("http://evil.example","click")'))
+        conn.execute(tables.customers.update().where(tables.customers.c.id == "c1")
+                     .values(first_name="@SUM(A1)"))
+        conn.execute(tables.contact_points.update().where(tables.contact_points.c.id == "e1")
+                     .values(value="jane@example.org\nBcc: everyone@example.org"))
+    out = tmp_path / "out"
+    report = deliver(store, [PrintShopCsv(out), EmlDirectory(out / "email")], retry=FAST)
+    assert report.counts == {"sent": 1, "failed": 1}
+    with (out / "print-shop.csv").open(encoding="utf-8", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["address"].startswith("'=HYPERLINK") and row["recipient"].startswith("'@SUM")
+    assert not list((out / "email").glob("*.eml"))
+    failed = [e for _, e in report.errors]
+    assert failed and "not a single email address" in failed[0]

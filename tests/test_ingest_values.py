@@ -250,3 +250,23 @@ def test_corrupt_parquet_page_exits_2_naming_the_file(tmp_path: Path, store: Eng
     path.write_bytes(bytes(data))
     with pytest.raises(IngestError, match=r"hh.parquet"):
         run_import(store, "households", path)
+
+
+def test_cli_corrupt_parquet_and_a_column_twice_exit_2(tmp_path: Path, store: Engine) -> None:
+    from tactful.testing.cli import run_cli
+
+    url = str(store.url)
+    twice = tmp_path / "twice.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["h2"]), pa.array(["a"]), pa.array(["b"])],
+                                        names=["id", "income", "income"]), twice)
+    code, _out, err = run_cli(["import", "households", str(twice), "--db", url])
+    assert code == 2 and "twice.parquet" in err and "appears twice" in err and "Traceback" not in err
+    broken = tmp_path / "broken.parquet"
+    pq.write_table(pa.table({"id": [f"h{i}" for i in range(2, 2000)],
+                             "composition": [f"text {i} " * 20 for i in range(2, 2000)]}), broken,
+                   use_dictionary=False)
+    data = bytearray(broken.read_bytes())
+    data[len(data) // 3:len(data) // 3 + 2000] = bytes(2000)
+    broken.write_bytes(bytes(data))
+    code, _out, err = run_cli(["import", "households", str(broken), "--db", url])
+    assert code == 2 and "broken.parquet" in err and "Traceback" not in err

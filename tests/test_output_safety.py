@@ -188,3 +188,23 @@ def test_scenario_export_and_decide_from_the_store_are_inert(store: str, tmp_pat
     assert_inert(out + err)
     assert "\u202e" not in path.read_text(encoding="utf-8")
     assert json.loads(path.read_text(encoding="utf-8"))["customer"]["id"] == customer
+
+
+def test_batch_decide_prints_pack_names_and_customer_ids_inertly(store: str, tmp_path: Path) -> None:
+    pack = tmp_path / "p.yaml"
+    pack.write_text(yaml.safe_dump({"name": f"oops[/]{TITLE}", "version": "1", "extends": "default"}),
+                    encoding="utf-8")
+    candidates = tmp_path / "candidates.csv"
+    with candidates.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer_id", "touch_id", "kind", "purpose", "channel", "depth", "now"])
+        writer.writerow([MARKUP_ID, f"t{CLEAR}", "offer", "marketing.communications.email", "email",
+                         "segment", "2026-11-01T00:00:00Z"])
+        writer.writerow([f"ghost{TITLE}", "t2", "offer", "marketing.communications.email", "email",
+                         "segment", "2026-11-01T00:00:00Z"])
+    out = tmp_path / f"decisions{BIDI}.parquet"
+    code, stdout, stderr = run_cli(["batch", "decide", str(candidates), "--db", store, "--policy", str(pack),
+                                    "--out", str(out)])
+    assert code in (0, 1), stdout + stderr
+    assert_inert(stdout + stderr)
+    assert "oops[/]" in stdout

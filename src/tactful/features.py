@@ -838,7 +838,10 @@ def derive(scenario: Scenario, settings: Settings) -> Features:
             # what a purchase merely implies is an inference only when it drives personalization: a
             # service message about the customer's own order is not targeting (shown items are
             # still checked by shows_sensitive)
-            guessed = [(k, None) for k in f.implies if s.is_sensitive(k)] if personalizes else []
+            # What the customer told us herself implies nothing we guessed: "I missed the delivery, I was
+            # in hospital" reveals her health because she said it (seed 002's inference was a model's).
+            guessed = ([(k, None) for k in f.implies if s.is_sensitive(k)]
+                       if personalizes and not _told_by_customer(f) else [])
             # a sensitive category of the fact's own, however learned (observed, a partner's
             # "declared"): only the customer's own declaration or an explicit opt-in licenses it
             if (f.category in found and not _told_by_customer(f)

@@ -10,9 +10,10 @@ the scenario's ``touch`` section, except that
 * ``shows_items`` names the products the touch shows; their implied categories (the products'
   stored labels plus the sensitivity mapping, :mod:`tactful.sensitivity`) become ``shows_implies``.
 
-:class:`StoreScenarioBuilder` reads the store with a handful of indexed queries per customer (the
-customer by primary key; contact points, consents, facts, orders and touches by ``customer_id``) and
-returns the :class:`~tactful.model.Scenario` that is judged — validated like any scenario file, so that
+:class:`StoreScenarioBuilder` reads the store with at most three indexed queries per customer (the
+profile — customer, contact points, consents, facts, recent touches — in one UNION ALL round trip; the
+orders the touch can reach with their products; the shown products) and returns the
+:class:`~tactful.model.Scenario` that is judged — validated like any scenario file, so that
 ``tactful scenario export`` writes exactly the document ``tactful decide FILE`` replays.
 
 Fail closed: a selector never silently drops a matching fact (reads are bounded by the selectors' and
@@ -282,29 +283,56 @@ class StoreScenarioBuilder:
 
     def _statements(self) -> None:
         cid: sa.BindParameter[str] = sa.bindparam("cid", type_=t.customers.c.id.type)
-        self._q_customer = sa.select(t.customers.c.id, t.customers.c.openness, t.customers.c.deceased
-                                     ).where(t.customers.c.id == cid)
-        cp = t.contact_points.c
-        self._q_contacts = (sa.select(cp.id, cp.kind, cp.shared_with, cp.verified_at, cp.bounced)
-                            .where(cp.customer_id == cid).order_by(cp.id))
-        cs = t.consents.c
-        self._q_consents = (sa.select(cs.id, cs.purpose, cs.channel, cs.status, cs.source, cs.at)
-                            .where(cs.customer_id == cid).order_by(cs.at, cs.id))
-        f = t.facts.c
-        self._q_facts = (sa.select(f.id, f.kind, f.category, f.implies, f.label, f.value, f.origin, f.source,
-                                   f.context, f.at)
-                         .where(f.customer_id == cid).order_by(f.at, f.id).limit(MAX_FACTS + 1))
-        tc = t.touches.c
-        self._q_touches = (sa.select(tc.id, tc.channel, tc.purpose, tc.kind, tc.at)
-                           .where(tc.customer_id == cid, tc.at > sa.bindparam("since"),
-                                  tc.at <= sa.bindparam("now"))
-                           .order_by(tc.at, tc.id).limit(MAX_RECENT_TOUCHES + 1))
+        self._q_profile = self._profile_statement(cid)
         p = t.products.c
         self._product_cols = (p.id.label("product_id"), p.name, p.department, p.category, p.subcategory,
                               p.implies)
         self._q_products = sa.select(*self._product_cols).where(
             p.id.in_(sa.bindparam("ids", expanding=True, type_=p.id.type)))
         self._orders_statements()
+
+    def _profile_statement(self, cid: sa.BindParameter[str]) -> sa.Select[Any]:
+        """The customer, contact points, consents, facts and recent touches in ONE round trip: a UNION
+        ALL of five indexed selects on a common set of typed columns (``tag`` says which part a row
+        belongs to), each part bounded by its own LIMIT (one more than the ceiling, to detect it)."""
+        str_ = sa.String()
+
+        def none(type_: Any = str_) -> Any:
+            return sa.cast(sa.null(), type_)
+
+        time_type = t.facts.c.at.type
+        cu, cp, cs, f, tc = (t.customers.c, t.contact_points.c, t.consents.c, t.facts.c, t.touches.c)
+
+        def part(tag: str, id_: Any, a: Any, b: Any, c: Any, d: Any, e: Any, f_: Any, g: Any, at: Any,
+                 flag: Any, implies: Any, where: Any, limit: int | None) -> Any:
+            sel = sa.select(sa.literal(tag, str_).label("tag"), sa.cast(id_, str_).label("id"),
+                            a.label("a"), b.label("b"), c.label("c"), d.label("d"), e.label("e"),
+                            f_.label("f"), g.label("g"), at.label("at"), flag.label("flag"),
+                            implies.label("implies")).where(*where)
+            if limit is not None:
+                sel = sel.limit(limit)
+            return sa.select(*sel.subquery(f"p_{tag}").c)
+
+        parts = [
+            part("customer", cu.id, sa.cast(cu.openness, str_), none(), none(), none(), none(), none(),
+                 none(), none(time_type), cu.deceased, none(t.facts.c.implies.type), [cu.id == cid], None),
+            part("contact", cp.id, sa.cast(cp.kind, str_), sa.cast(cp.shared_with, str_), none(), none(),
+                 none(), none(), none(), cp.verified_at, cp.bounced, none(t.facts.c.implies.type),
+                 [cp.customer_id == cid], MAX_FACTS + 1),
+            part("consent", cs.id, sa.cast(cs.purpose, str_), sa.cast(cs.channel, str_),
+                 sa.cast(cs.status, str_), sa.cast(cs.source, str_), none(), none(), none(), cs.at,
+                 none(sa.Boolean()), none(t.facts.c.implies.type), [cs.customer_id == cid], MAX_FACTS + 1),
+            part("fact", f.id, sa.cast(f.kind, str_), sa.cast(f.category, str_), sa.cast(f.label, str_),
+                 sa.cast(f.value, str_), sa.cast(f.origin, str_), sa.cast(f.source, str_),
+                 sa.cast(f.context, str_), f.at, none(sa.Boolean()), f.implies, [f.customer_id == cid],
+                 MAX_FACTS + 1),
+            part("touch", tc.id, sa.cast(tc.channel, str_), sa.cast(tc.purpose, str_), sa.cast(tc.kind, str_),
+                 none(), none(), none(), none(), tc.at, none(sa.Boolean()), none(t.facts.c.implies.type),
+                 [tc.customer_id == cid, tc.at > sa.bindparam("since", type_=time_type),
+                  tc.at <= sa.bindparam("now", type_=time_type)], MAX_RECENT_TOUCHES + 1),
+        ]
+        union = sa.union_all(*parts).subquery("profile")
+        return sa.select(*union.c).order_by(union.c.tag, union.c.at.nulls_first(), union.c.id)
 
     # ---- products
 
@@ -414,41 +442,51 @@ class StoreScenarioBuilder:
 
     def _document(self, conn: Connection, customer_id: str, touch: TouchSpec,
                   now: datetime) -> dict[str, Any]:
-        params = {"cid": customer_id}
-        cust = conn.execute(self._q_customer, params).first()
-        if cust is None:
+        since_touch = now - timedelta(days=self.touch_window_days)
+        parts: dict[str, list[Any]] = {"customer": [], "contact": [], "consent": [], "fact": [], "touch": []}
+        for row in conn.execute(self._q_profile, {"cid": customer_id, "since": _db_time(since_touch),
+                                                  "now": _db_time(now)}):
+            parts[row.tag].append(row)
+        if not parts["customer"]:
             raise NotFoundError(f"no customer {customer_id!r} in the store",
                                 hint="check the id; `tactful customer list` prints the ids the store holds")
+        cust = parts["customer"][0]
         doc: dict[str, Any] = {"version": 1, "now": now}
-        customer: dict[str, Any] = {"id": cust.id, "deceased": bool(cust.deceased)}
-        if cust.openness is not None:
-            customer["openness"] = cust.openness
+        customer: dict[str, Any] = {"id": cust.id, "deceased": bool(cust.flag)}
+        if cust.a is not None:
+            customer["openness"] = cust.a
         doc["customer"] = customer
 
-        contacts = conn.execute(self._q_contacts, params).all()
+        for what, rows, ceiling in (("contact points", parts["contact"], MAX_FACTS),
+                                    ("consents", parts["consent"], MAX_FACTS),
+                                    ("facts", parts["fact"], MAX_FACTS)):
+            if len(rows) > ceiling:
+                raise StoreError(f"customer {customer_id!r} has more than {ceiling} {what}; a real-time "
+                                 "decision refuses to judge a truncated profile",
+                                 hint="archive old records, or decide this customer in batch")
+        if len(parts["touch"]) > MAX_RECENT_TOUCHES:
+            raise StoreError(f"customer {customer_id!r} has more than {MAX_RECENT_TOUCHES} touches in the "
+                             f"policy's {self.touch_window_days}-day window; refusing to judge a truncated "
+                             "history")
+        contacts = sorted(parts["contact"], key=lambda r: r.id)
         doc["contact_points"] = [
-            {"id": r.id, "kind": r.kind, "shared_with": r.shared_with, "verified_at": _utc(r.verified_at),
-             "bounced": bool(r.bounced)} for r in contacts]
+            {"id": r.id, "kind": r.a, "shared_with": r.b, "verified_at": _utc(r.at), "bounced": bool(r.flag)}
+            for r in contacts]
         doc["consents"] = [
-            {"purpose": r.purpose, "channel": r.channel, "status": r.status, "source": r.source,
-             "at": _utc(r.at)} for r in conn.execute(self._q_consents, params)]
+            {"purpose": r.a, "channel": r.b, "status": r.c, "source": r.d, "at": _utc(r.at)}
+            for r in parts["consent"]]
 
         # facts of the facts table: all of them (few per customer; the declared ones widen what the
         # customer told us, every one is checked against the vocabulary)
-        fact_rows = conn.execute(self._q_facts, params).all()
-        if len(fact_rows) > MAX_FACTS:
-            raise StoreError(f"customer {customer_id!r} has more than {MAX_FACTS} facts; a real-time "
-                             "decision refuses to judge a truncated profile",
-                             hint="archive old events, or decide this customer in batch")
         pool: list[_Candidate] = []
         stands_for: dict[str, str] = {}  # order id -> the purchase fact that stands for it
-        for r in fact_rows:
+        for r in parts["fact"]:
             implies = _json_list(r.implies, f"facts row {r.id!r}")
             pool.append(_Candidate({
-                "id": r.id, "kind": r.kind, "category": r.category, "implies": implies, "label": r.label,
-                "origin": r.origin, "source": r.source, "context": r.context, "at": _utc(r.at)}, False))
-            if r.kind == FactKind.PURCHASE.value and r.value:
-                stands_for.setdefault(str(r.value), r.id)
+                "id": r.id, "kind": r.a, "category": r.b, "implies": implies, "label": r.c,
+                "origin": r.e, "source": r.f, "context": r.g, "at": _utc(r.at)}, False))
+            if r.a == FactKind.PURCHASE.value and r.d:
+                stands_for.setdefault(str(r.d), r.id)
 
         # orders: only those a selector can reach (its window), those a purchase fact stands for, and
         # those named by id
@@ -487,19 +525,11 @@ class StoreScenarioBuilder:
         # the scenario holds every fact of the facts table, and the orders the touch uses or shows
         doc["facts"] = [c.doc for c in pool if not c.from_order or c.id in chosen]
 
-        since_touch = now - timedelta(days=self.touch_window_days)
-        touch_rows = conn.execute(self._q_touches, {"cid": customer_id, "since": _db_time(since_touch),
-                                                    "now": _db_time(now)}).all()
-        if len(touch_rows) > MAX_RECENT_TOUCHES:
-            raise StoreError(f"customer {customer_id!r} has more than {MAX_RECENT_TOUCHES} touches in the "
-                             f"policy's {self.touch_window_days}-day window; refusing to judge a truncated "
-                             "history")
-        doc["recent_touches"] = [
-            {"channel": r.channel, "purpose": r.purpose, "at": _utc(r.at), "kind": r.kind}
-            for r in touch_rows]
+        doc["recent_touches"] = [{"channel": r.a, "purpose": r.b, "at": _utc(r.at), "kind": r.c}
+                                 for r in parts["touch"]]
 
         out: dict[str, Any] = {"kind": touch.kind, "purpose": touch.purpose, "channel": touch.channel}
-        to = self._recipient(touch, contacts)
+        to = self._recipient(touch, doc["contact_points"])
         if to is not None:
             out["to"] = to
         out["sender"] = touch.sender
@@ -524,21 +554,22 @@ class StoreScenarioBuilder:
         return doc
 
     @staticmethod
-    def _recipient(touch: TouchSpec, contacts: Sequence[Any]) -> str | None:
+    def _recipient(touch: TouchSpec, contacts: Sequence[Mapping[str, Any]]) -> str | None:
         if touch.to is None:
             return None
         if isinstance(touch.to, str):
             return touch.to  # checked by the evaluator: unknown id -> missing-contact-point
         kind = touch.to.kind.value
-        fits = [c for c in contacts if c.kind == kind]
+        fits = [c for c in contacts if c["kind"] == kind]
         if not fits:
             return None
 
-        def rank(c: Any) -> tuple[bool, bool, float, str]:
-            verified = _utc(c.verified_at)
-            return (bool(c.bounced), verified is None, -verified.timestamp() if verified else 0.0, str(c.id))
+        def rank(c: Mapping[str, Any]) -> tuple[bool, bool, float, str]:
+            verified: datetime | None = c["verified_at"]
+            return (bool(c["bounced"]), verified is None, -verified.timestamp() if verified else 0.0,
+                    str(c["id"]))
 
-        return str(min(fits, key=rank).id)
+        return str(min(fits, key=rank)["id"])
 
     def scenario(self, conn: Connection, customer_id: str, spec: TouchFile | None,
                  now: datetime | None = None) -> Scenario:

@@ -8,7 +8,9 @@ plus its feature columns. ``tests/test_batch_producers.py`` checks each column a
 derivation of the scenario the store gives the same candidate.
 
 Written so far: the **frequency** family (``recent_marketing_on_channel``, ``channel_frequency_cap``,
-``recent_surveys``).
+``recent_surveys``) and the **contact and visibility** family (``needs_contact_point``,
+``contact_point_missing``, ``contact_point_bounced``, ``contact_point_age_days``,
+``contact_point_verified_after_now``, ``seen_by``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import ibis
 
 from tactful.features import NO_CAP, Settings
-from tactful.vocab import TouchKind
+from tactful.vocab import CHANNEL_CONTACT_KIND, SHARED_WITH_ORDER, SharedWith, TouchKind
 
 
 def _covered(purpose: Any, keys: Iterable[str]) -> Any:
@@ -81,4 +83,49 @@ def frequency_features(candidates: Any, touches: Any, s: Settings) -> Any:
         recent_marketing_on_channel=counted.recent_marketing_on_channel.fill_null(0).cast("int64"),
         channel_frequency_cap=counted.cap_max.cast("int64"),
         recent_surveys=counted.recent_surveys.fill_null(0).cast("int64"),
+    )
+
+
+def _ranked(col: Any, order: Iterable[SharedWith]) -> Any:
+    return col.cases(*((m.value, i) for i, m in enumerate(order)), else_=None)
+
+
+def contact_features(candidates: Any, contact_points: Any, s: Settings) -> Any:
+    """``row`` and the contact and visibility features of every candidate (``row``, ``customer_id``,
+    ``channel``, ``to``: a contact point id or NULL, ``to_kind``: email / phone / postal or NULL,
+    ``now``). ``to_kind`` picks the customer's contact point of that kind as the real-time path does:
+    not bounced first, then the most recently verified, then the smallest id."""
+    needed = candidates.channel.cases(
+        *((c.value, k.value) for c, k in CHANNEL_CONTACT_KIND.items() if k is not None), else_=None)
+    cp = contact_points.select(cp_customer="customer_id", cp_id="id", cp_kind="kind",
+                               cp_shared="shared_with", cp_verified="verified_at", cp_bounced="bounced")
+    ranked = cp.mutate(cp_rank=ibis.row_number().over(
+        group_by=[cp.cp_customer, cp.cp_kind],
+        order_by=[cp.cp_bounced.asc(), cp.cp_verified.isnull().asc(), cp.cp_verified.desc(), cp.cp_id.asc()]))
+    c = candidates.select("row", "customer_id", "channel", "now", "to", "to_kind", needed=needed)
+    # one join: the named contact point, or the best-ranked one of the asked kind (at most one matches)
+    j = c.left_join(ranked, [c.customer_id == ranked.cp_customer,
+                             ibis.ifelse(c.to.notnull(), ranked.cp_id == c.to,
+                                         (ranked.cp_kind == c.to_kind) & (ranked.cp_rank == 0))])
+    need = j.needed.notnull()
+    missing = need & (j.cp_id.isnull() | (j.cp_kind != j.needed).fill_null(True))
+    usable = need & ~missing
+    seconds = j.now.epoch_seconds() - j.cp_verified.epoch_seconds()
+    age = ibis.ifelse(usable & j.cp_verified.notnull(),
+                      ibis.greatest(0, (seconds / 86400).floor()).cast("int64"), -1)
+    own = ibis.ifelse(need, _ranked(ibis.ifelse(usable, j.cp_shared, ibis.null("string"))
+                                    .fill_null(SharedWith.HOUSEHOLD.value), SHARED_WITH_ORDER),
+                      SHARED_WITH_ORDER.index(SharedWith.PRIVATE))
+    floors = [(ch.value, SHARED_WITH_ORDER.index(f)) for ch, f in s.channel_visibility.items()]
+    floor = j.channel.cases(*floors, else_=0) if floors else ibis.literal(0)
+    seen = ibis.greatest(own, floor).cases(*((i, m.value) for i, m in enumerate(SHARED_WITH_ORDER)),
+                                           else_=None)
+    return j.select(
+        "row",
+        needs_contact_point=need,
+        contact_point_missing=missing,
+        contact_point_bounced=(usable & j.cp_bounced).fill_null(False),
+        contact_point_age_days=age,
+        contact_point_verified_after_now=(usable & (j.cp_verified > j.now)).fill_null(False),
+        seen_by=seen,
     )

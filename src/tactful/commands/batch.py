@@ -77,7 +77,8 @@ def register(app: typer.Typer) -> None:
         if quiet:
             return
         total = result.decisions.num_rows
-        table = Table(title=f"{total} decisions ({pack.name} {pack.version}, backend {result.backend})")
+        table = Table(title=data_text(f"{total} decisions ({pack.name} {pack.version}, "
+                                      f"backend {result.backend})"))
         table.add_column("verdict")
         table.add_column("count", justify="right")
         table.add_column("")
@@ -103,7 +104,7 @@ def register(app: typer.Typer) -> None:
         timing = ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items())
         out_console.print(Text(f"time: {timing}"))
         if out is not None:
-            out_console.print(Text(f"wrote {out}"))
+            out_console.print(data_text(f"wrote {out}"))
 
     @group.command("backends")
     def backends() -> None:

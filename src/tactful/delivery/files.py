@@ -10,7 +10,7 @@ import csv
 import io
 import os
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formataddr, formatdate
 from pathlib import Path
 
 from tactful.delivery.base import PermanentFailure, create_private_file, private_directory
@@ -19,6 +19,13 @@ from tactful.vocab import Channel
 
 PRINT_SHOP_COLUMNS = ("outbox_key", "customer_id", "format", "recipient", "address", "sender", "subject",
                       "body")
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection): data is never code.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading formula character gets a ' in front."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 class PrintShopCsv:
@@ -55,10 +62,11 @@ class PrintShopCsv:
         # addressee on the envelope.
         recipient = (name if message.named else "The resident") if postcard else (name or "The resident")
         writer = self._open()
-        writer.writerow({"outbox_key": message.key, "customer_id": message.customer_id,
-                         "format": "postcard" if postcard else "sealed letter", "recipient": recipient,
-                         "address": message.address, "sender": message.sender, "subject": message.subject,
-                         "body": message.body})
+        writer.writerow({k: _cell(v) for k, v in {
+            "outbox_key": message.key, "customer_id": message.customer_id,
+            "format": "postcard" if postcard else "sealed letter", "recipient": recipient,
+            "address": message.address, "sender": message.sender, "subject": message.subject,
+            "body": message.body}.items()})
         assert self._file is not None
         self._file.flush()
         self.written += 1
@@ -77,10 +85,16 @@ def email_message(message: Pending, *, from_address: str) -> EmailMessage:
     recognise a message it has seen."""
     if not message.address:
         raise PermanentFailure("no email address for this contact point")
+    address = message.address.strip()
+    if "@" not in address or any(ch in address for ch in "\r\n,;<>\"") or " " in address:
+        raise PermanentFailure(f"not a single email address: {address!r}")
     msg = EmailMessage()
-    msg["From"] = f"{message.sender} <{from_address}>" if message.sender else from_address
-    msg["To"] = message.address
-    msg["Subject"] = message.subject or message.sender
+    try:
+        msg["From"] = formataddr((message.sender, from_address)) if message.sender else from_address
+        msg["To"] = address
+        msg["Subject"] = message.subject or message.sender
+    except (ValueError, TypeError) as exc:  # a header the email library refuses (a line break, ...)
+        raise PermanentFailure(f"the message cannot be written as email: {exc}") from None
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = f"<{message.key}@tactful.invalid>"
     if message.html:
