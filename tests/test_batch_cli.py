@@ -202,3 +202,23 @@ def test_csv_output_and_json_lines_input(store: str, tmp_path: Path) -> None:
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3 and lines[0].startswith('"customer_id","touch_id","verdict"')
     assert _python(store, ROWS[0])[0][0] in lines[1] and _python(store, ROWS[1])[0][0] in lines[2]
+
+
+def test_a_hostile_selector_cell_is_a_row_error_and_the_run_goes_on(store: str, tmp_path: Path) -> None:
+    # a `uses` cell of 5,000 "[" once made json.loads raise RecursionError: exit 70, "internal error"
+    hostile = [
+        ["ann", "deep-uses", "offer", "marketing.communications.email", "email", "email", "[" * 5000, "",
+         "item", "false", NOW],
+        ["ann", "huge-int", "offer", "marketing.communications.email", "email", "email",
+         '[{"kind": "purchase", "newest": ' + "9" * 5000 + "}]", "", "item", "false", NOW],
+    ]
+    out = tmp_path / "d.csv"
+    code, _, err = run_cli(["batch", "decide", str(_candidates(tmp_path, [ROWS[0], *hostile])), "--db", store,
+                            "--out", str(out), "-q"])
+    assert code == 0, err
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["touch_id"] for r in rows] == ["email-bread", "deep-uses", "huge-int"]
+    assert rows[0]["error"] == ""
+    assert rows[1]["verdict"] == "block" and "row 2: uses: " in rows[1]["error"]
+    assert "nested more than" in rows[1]["error"]
+    assert rows[2]["verdict"] == "block" and "row 3: uses: " in rows[2]["error"]

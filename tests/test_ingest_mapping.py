@@ -113,6 +113,13 @@ def test_mapping_errors_name_file_key_and_expectation(tmp_path: Path, text: str,
     assert expected in bad(tmp_path, text)
 
 
+def test_a_file_that_is_not_a_mapping_is_not_echoed(tmp_path: Path) -> None:
+    # `--mapping /etc/passwd` parses as one YAML text: the error names its type, never its content
+    message = bad(tmp_path, "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin\n")
+    assert "(document): expected a mapping with 'fields'" in message and "got a text" in message
+    assert "/bin/bash" not in message and "daemon" not in message
+
+
 def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
     message = bad(tmp_path, "fields: {custmer_id: Cust}\n")
     assert "did you mean 'customer_id'?" in message

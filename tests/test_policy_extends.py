@@ -101,3 +101,15 @@ def test_a_pack_given_as_text_extends_packaged_packs_only() -> None:
     assert parse_pack("name: t\nversion: 1\nextends: default\n").name == "t"
     with pytest.raises(PolicyError, match="can only extend packaged packs"):
         parse_pack("name: t\nversion: 1\nextends: /etc/passwd\n")
+
+
+def test_a_pack_file_that_is_not_a_mapping_is_not_echoed(tmp_path: Path) -> None:
+    # `-p /etc/passwd` parses as one YAML text: the error names its type, never its content
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin\n", encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        load_pack(secret)
+    assert "pack: expected a mapping, got a text" in info.value.message
+    code, out, err = run_cli(["policy", "lint", str(secret)])
+    assert code == 2 and "expected a mapping, got a text" in err
+    assert "/bin/bash" not in out + err and "daemon" not in out + err

@@ -401,6 +401,11 @@ def test_lint_warns_when_settings_weaken_consent(tmp_path: Path) -> None:
                      "  profiling_opt_in_purposes: [personalize]\n"
                      "  transactional_kinds: [service, survey, reminder]\n"
                      "  min_group_size: 3\n"
+                     "  promotional_kinds: [greeting]\n"
+                     "  outbound_channels: [email, sms, postal_mail, postcard, push]\n"
+                     "  transactional_purposes: [essential, marketing.communications.email]\n"
+                     "  in_session_channels: [web, app, email]\n"
+                     "  never_use_categories: [user.authorization.credentials]\n"
                      "  sensitive_categories: [user.biometric]\n"
                      "  frequency_caps:\n"
                      "    - {channels: [postal_mail, postcard], max: 1, days: 14}\n"
@@ -417,10 +422,15 @@ def test_lint_warns_when_settings_weaken_consent(tmp_path: Path) -> None:
                      "frequency_caps: postal_mail allows 1 in 14 days (was 1 in 28 days)",
                      "frequency_caps: postcard allows 1 in 14 days",
                      "frequency_caps: push allows 4 in 7 days",
-                     "min_group_size lowers the smallest aggregate from 10 to 3"):
+                     "min_group_size lowers the smallest aggregate from 10 to 3",
+                     "promotional_kinds drops recommendation, reminder:",
+                     "outbound_channels drops phone:",
+                     "transactional_purposes adds marketing.communications.email:",
+                     "in_session_channels adds email:",
+                     "never_use_categories drops user.government_id, user.authorization:"):
         assert expected in text, (expected, warnings)
     assert "email allows" not in text and "sms allows" not in text  # same or stricter
-    assert len(warnings) == 11, warnings
+    assert len(warnings) == 16, warnings
 
 
 def test_lint_is_quiet_for_a_stricter_pack(tmp_path: Path) -> None:

@@ -89,6 +89,26 @@ def test_impossible_and_overflowing_date_strings_name_the_field(value: str, expe
     assert errors["consents[0].at"].startswith(expected)
 
 
+@pytest.mark.parametrize("value", [20261121, 0, -86400, 1700000000, 1.7e9, "20261121", "1700000000"])
+def test_a_number_is_never_a_date(value: object) -> None:
+    # pydantic reads a bare number as Unix seconds: a touch sent "20261121" (meant: yesterday) became
+    # 1970-08-23 and no longer counted toward the frequency caps; a consent "at: 0" a 1970 grant
+    doc = _merge(BASE, {"recent_touches": [{"channel": "email", "purpose": "marketing.communications.email",
+                                            "at": value}]})
+    errors = _errors(doc)
+    assert list(errors) == ["recent_touches[0].at"]
+    assert errors["recent_touches[0].at"].startswith("expected an ISO 8601 date or date-time")
+
+
+def test_a_number_as_now_exits_2_naming_the_field(tmp_path: Path) -> None:
+    path = _write_json(tmp_path, _merge(BASE, {"now": 20240501}))
+    code, out, err = run_cli(["decide", str(path)])
+    assert code == 2, (out, err)
+    assert "now: expected an ISO 8601 date or date-time" in err
+    assert "a number is never a date" in err
+    assert "Traceback" not in out + err
+
+
 @pytest.mark.parametrize("value", [
     datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),  # before year 1 in UTC
     datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))),  # after 9999 in UTC

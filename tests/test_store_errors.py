@@ -90,6 +90,15 @@ def test_a_bad_timeout_in_the_url_is_a_store_error(tmp_path: Path) -> None:
     assert "timeout='soon'" in err and "seconds" in err
 
 
+def test_an_unknown_sqlite_url_option_is_a_store_error(tmp_path: Path) -> None:
+    # pysqlite ignored ?mode=ro with a SAWarning printing a line of Tactful's source: the store was
+    # opened read-write although the user asked for read-only
+    url, _ = _store(tmp_path)
+    code, out, err = run_cli(["customer", "list", "--db", f"{url}?mode=ro"])
+    assert code == 3, (out, err)
+    assert "unknown option(s) mode" in err and "SAWarning" not in out + err
+
+
 # --------------------------------------------------------------------------- SQLite: read-only
 
 

@@ -75,11 +75,16 @@ def _to_utc(value: Any) -> Any:
             return _in_range(moment, value)
         if isinstance(value, date):
             return _in_range(datetime.combine(value, time(), tzinfo=UTC), value)
+        if isinstance(value, int | float):  # pydantic would read it as Unix seconds: 20240501 -> 1970
+            raise ValueError(f"expected an ISO 8601 date or date-time such as 2024-05-31T09:30:00Z, "
+                             f"got the number {value!r} (a number is never a date)")
         if isinstance(value, str):
             text = value.strip()
             if text.endswith(("Z", "z")):
                 text = text[:-1] + "+00:00"
             try:
+                if not _DATE_SHAPE.match(text):  # 20240501, 1700000000, 2024-W01: only YYYY-MM-DD...
+                    raise ValueError("not YYYY-MM-DD")
                 parsed = datetime.fromisoformat(text)
             except ValueError as exc:
                 if _DATE_SHAPE.match(text):  # well-formed but impossible: 2026-02-30, 25:00

@@ -15,7 +15,6 @@ it is decided ``block`` with its error (fail closed), and counted in the summary
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyarrow as pa
 
 from tactful.errors import BatchError, TactfulError
 from tactful.realtime import TouchFile, parse_touch
+from tactful.safeload import TOUCH_LIMITS, DocumentError, load_json
 
 REQUIRED = ("customer_id", "touch_id", "kind", "purpose", "channel")
 LIST_FIELDS = ("sender_implies", "uses", "shows", "shows_items", "shows_implies")
@@ -90,7 +90,10 @@ def _list(value: Any) -> list[Any]:
     if not text:
         return []
     if text.startswith("["):
-        loaded = json.loads(text)
+        try:  # the bounded loader: a cell of 5,000 "[" is a row error, not a RecursionError
+            loaded = load_json(text, "the JSON array", TOUCH_LIMITS)
+        except DocumentError as exc:
+            raise ValueError(exc.message) from None
         if not isinstance(loaded, list):
             raise ValueError("expected a JSON array")
         return loaded

@@ -149,8 +149,12 @@ def parse_mapping(document: Any, kind: KindSpec, *, source: str = "<mapping>") -
     if document is None:
         document = {}
     if not isinstance(document, dict):
-        raise _expect(source, "(document)", "a mapping with 'fields' (and optionally kind, csv, date_format)",
-                      document)
+        # name the type only: a file that is not a mapping (--mapping /etc/passwd) is one long text,
+        # and its content is not echoed into the error
+        got = "a text" if isinstance(document, str) else f"a {type(document).__name__}"
+        raise IngestError(f"{source}: (document): expected a mapping with 'fields' (and optionally kind, "
+                          f"csv, date_format), got {got}",
+                          hint="see docs/import-formats.md, section 'Column mappings'")
     for key in document:
         if key not in _TOP_KEYS:
             raise _unknown_key(source, "", key, _TOP_KEYS)

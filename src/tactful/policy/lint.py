@@ -71,6 +71,21 @@ def _weaker_settings(pack: Pack, parent: Pack) -> list[str]:
     if lost_kinds := set(theirs.marketing_kinds) - set(mine.marketing_kinds):
         out.append(f"setting marketing_kinds drops {_names(lost_kinds)}: such touches no longer count as "
                    "marketing, so they escape opt-in and caps")
+    if lost_kinds := set(theirs.promotional_kinds) - set(mine.promotional_kinds):
+        out.append(f"setting promotional_kinds drops {_names(lost_kinds)}: such touches filed under a "
+                   "service purpose no longer count as marketing, so they escape opt-in and caps")
+    if lost_channels := set(theirs.outbound_channels) - set(mine.outbound_channels):
+        out.append(f"setting outbound_channels drops {_names(lost_channels)}: promotional touches on "
+                   "these channels filed under a service purpose escape opt-in and caps")
+    if extra := _uncovered(mine.transactional_purposes, theirs.transactional_purposes):
+        out.append(f"setting transactional_purposes adds {', '.join(extra)}: promotional touches filed "
+                   "under these purposes no longer count as marketing")
+    if extra_channels := set(mine.in_session_channels) - set(theirs.in_session_channels):
+        out.append(f"setting in_session_channels adds {_names(extra_channels)}: generic touches on these "
+                   "channels no longer need a marketing opt-in")
+    if lost := _uncovered(theirs.never_use_categories, mine.never_use_categories):
+        out.append(f"setting never_use_categories drops {', '.join(lost)}: facts of these categories "
+                   "may be used to personalize or market again")
     if lost := _uncovered(theirs.gpc_refuses, mine.gpc_refuses):
         out.append(f"setting gpc_refuses drops {', '.join(lost)}: a Global Privacy Control signal no "
                    "longer refuses them")

@@ -539,6 +539,10 @@ def parse_pack(text: str, *, source: str = "<pack>", base_dir: Path | None = Non
         raise _policy_error(exc) from None
     if root is None:
         ctx.fail(None, "the pack is empty", "a mapping with name, version and rules")
+    if not isinstance(root, MappingNode):  # a file that is not a pack (-p /etc/passwd): its content
+        # is one long value, never echoed into the error
+        what = "list" if isinstance(root, SequenceNode) else "text"
+        ctx.fail(root, f"pack: expected a mapping, got a {what}", "a mapping with name, version and rules")
     items = ctx.mapping(root, "pack")
     ctx.keys_only(items, TOP_KEYS, "pack")
     got = {k: v for k, _, v in items}

@@ -116,6 +116,10 @@ def make_engine(url: str | None = None) -> Engine:
         busy_s = _sqlite_timeout(parsed)
         connect_args["timeout"] = busy_s
         parsed = parsed.difference_update_query(["timeout"])
+        if parsed.query:  # pysqlite ignores them with a warning that names our source line
+            raise StoreError(f"store URL {redact_url(parsed)!r}: unknown option(s) "
+                             f"{', '.join(sorted(parsed.query))}; a sqlite:/// URL takes only timeout",
+                             hint="e.g. sqlite:///shop.db?timeout=60")
     try:
         engine = sa.create_engine(parsed, future=True, connect_args=connect_args)
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
