@@ -163,6 +163,28 @@ def test_jsonl_bad_rows_of_every_kind_are_quarantined_and_the_import_goes_on(sto
     assert "surrogate" in reasons[6]
 
 
+def test_jsonl_duplicate_keys_are_a_row_error(store: Engine, tmp_path: Path) -> None:
+    good = {"customer_id": "c1", "purpose": "marketing", "source": "form", "at": "2024-05-01T00:00:00Z"}
+    lines = [
+        json.dumps({"id": "d1", **good, "status": "denied"}),
+        # a refusal that a second "status" would silently turn into a grant if the last key won
+        '{"id": "d2", "customer_id": "c1", "purpose": "marketing", "source": "form", '
+        '"at": "2024-05-01T00:00:00Z", "status": "denied", "status": "granted"}',
+        '{"id": "d3", "customer_id": "c1", "purpose": "marketing", "source": "form", '
+        '"at": "2024-05-01T00:00:00Z", "status": "denied", "extra": {"a": 1, "a": 2}}',
+        json.dumps({"id": "d4", **good, "status": "granted"}),
+    ]
+    path = tmp_path / "consents.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_import(store, "consents", path, batch_size=100)
+    assert (result.rows_read, result.rows_imported, result.rows_quarantined) == (4, 2, 2)
+    assert ids(store, tables.consents) == {"d1", "d4"}
+    reasons = quarantined(path.with_name("consents.quarantine.jsonl"))
+    assert sorted(reasons) == [2, 3]
+    assert "'status' appears twice" in reasons[2]
+    assert "'a' appears twice" in reasons[3]
+
+
 def test_jsonl_integer_beyond_64_bits_and_inf_are_row_errors(store: Engine, tmp_path: Path) -> None:
     row = {"order_id": "o1", "customer_id": "c1", "at": "2024-01-01T10:00:00Z", "product_id": "p1"}
     lines = [json.dumps({**row, "line_no": 1}),

@@ -555,9 +555,12 @@ class JsonlReader:
     @staticmethod
     def _parse(text: str) -> tuple[dict[str, Any] | None, str | None]:
         try:
-            value = json.loads(text)
+            value = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             return None, f"not valid JSON: {exc.msg} at column {exc.colno}"
+        except _DuplicateKey as exc:
+            return None, (f"the key {exc.key!r} appears twice in one object: which value is meant "
+                          "cannot be known (JSON keeps only the last)")
         except RecursionError:
             return None, "the JSON is nested too deeply to read"
         except ValueError as exc:  # an integer of more than 4300 digits
@@ -569,6 +572,23 @@ class JsonlReader:
         value.pop(ROW_KEY, None)
         value.pop(REASON_KEY, None)
         return value, None
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique; a key given twice is a row error, never "the last wins"
+    (a second ``status`` could silently turn a refusal into a grant)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def _has_surrogate(value: Any) -> bool:
