@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -273,14 +273,18 @@ class FieldColumn:
         micros, flags = _parse_iso(texts, dates_only=True)
         if self.sqlite:  # the store's text form of a date is the canonical YYYY-MM-DD itself
             return texts, flags
-        return pa.array(micros // _US_PER_DAY, pa.int32()).cast(pa.date32()).to_pylist(), flags
+        # NumPy makes the date objects in C (several times faster than Arrow's to_pylist)
+        return (micros // _US_PER_DAY).astype("datetime64[D]").astype(object).tolist(), flags
 
     def _date_time(self, array: pa.Array, texts: list[str]) -> tuple[list[Any], np.ndarray]:
         micros, flags = _parse_iso(texts, dates_only=False)
-        stamps = pa.array(micros, pa.timestamp("us", tz="UTC"))
         if self.sqlite:  # as SQLAlchemy's SQLite DATETIME stores it
-            return pc.strftime(stamps.cast(pa.timestamp("us")), format="%Y-%m-%d %H:%M:%S").to_pylist(), flags
-        return stamps.to_pylist(), flags
+            stamps = pa.array(micros, pa.timestamp("us"))
+            return pc.strftime(stamps, format="%Y-%m-%d %H:%M:%S").to_pylist(), flags
+        # NumPy makes the (naive, UTC) datetime objects in C; each is then marked UTC, as the model's
+        # _to_utc does (about 3.5 times faster than Arrow's to_pylist of a zoned timestamp)
+        naive = micros.astype("datetime64[us]").astype(object)
+        return [moment.replace(tzinfo=UTC) for moment in naive], flags
 
 
 def _digits(codes: np.ndarray, start: int, width: int) -> np.ndarray:
