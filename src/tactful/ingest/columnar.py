@@ -22,7 +22,6 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
-from enum import Enum
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import annotated_types as at
@@ -36,6 +35,7 @@ from sqlalchemy.engine import Dialect
 from tactful import model
 from tactful.ingest.kinds import KindSpec, Target
 from tactful.ingest.values import INT32, ValueProblem, column_bounds
+from tactful.ingest.writer import db_value
 
 BAD: Any = object()  # a value the fast path does not accept (its row goes through the model)
 DISTINCT_LIMIT = 50_000  # distinct values remembered per field (bounded memory)
@@ -100,14 +100,6 @@ def _only_to_utc(metadata: list[Any]) -> bool:
     return len(validators) == 1 and getattr(validators[0], "func", None) is model._to_utc
 
 
-def _db_value(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, tuple):
-        return [_db_value(v) for v in value]
-    return value
-
-
 class FieldColumn:
     """One record field of one target: checks a column of raw values, gives their database values."""
 
@@ -120,7 +112,7 @@ class FieldColumn:
         self.processor: Callable[[Any], Any] | None = column.type._cached_bind_processor(dialect)
         self.default: Any = BAD
         if not self.required:
-            self.default = self._process(_db_value(info.get_default(call_default_factory=True)))
+            self.default = self._process(db_value(info.get_default(call_default_factory=True)))
         self.check = spec.checkers[self.row_field]
         config = ConfigDict(str_strip_whitespace=bool(target.model.model_config.get("str_strip_whitespace")))
         self.adapter: TypeAdapter[Any] = TypeAdapter(Annotated[info.annotation, info], config=config)
@@ -173,7 +165,7 @@ class FieldColumn:
             return BAD  # an absent value to the mapping: the row path decides
         try:
             checked = self.check(value)
-            return self._process(_db_value(self.adapter.validate_python(checked)))
+            return self._process(db_value(self.adapter.validate_python(checked)))
         except (ValueProblem, *_VALIDATION_ERRORS):  # pydantic's ValidationError is a ValueError
             return BAD
 

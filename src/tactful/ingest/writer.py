@@ -36,11 +36,12 @@ _UNSEEN: Any = object()
 CACHE_LIMIT = 50_000  # distinct values remembered per field (bounded memory)
 
 
-def _db_value(value: Any) -> Any:
+def db_value(value: Any) -> Any:
+    """A validated model value as the store holds it: enums by value, tuples as lists."""
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, tuple):
-        return [_db_value(v) for v in value]
+        return [db_value(v) for v in value]
     return value
 
 
@@ -89,7 +90,7 @@ class TargetPlan:
         data = record.__dict__
         out = []
         for i, name in enumerate(self.fields):
-            value = _db_value(data[name])
+            value = db_value(data[name])
             processor = self.processors[i]
             if processor is not None and value is not None:
                 value = processor(value)
