@@ -205,3 +205,37 @@ def test_a_campaign_on_postgresql_reruns_without_duplicates(pg_url: str, campaig
         assert audit.verify_chain(engine).rows == first.decisions + second.decisions
     finally:
         engine.dispose()
+
+
+def test_a_shared_run_builder_decides_exactly_as_fresh_calls(world: Path, tmp_path: Path) -> None:
+    """A campaign run shares one scenario builder across its batch calls (each customer's orders are
+    read once, not once per channel): every decision and input hash must equal a fresh call's."""
+    import pyarrow as pa
+    from pyarrow import parquet
+
+    from tactful.batch.run import RunScenarioBuilder, decide_candidates
+    from tactful.policy import load_pack
+
+    url = f"sqlite:///{world}"
+    products = _rows(url, tables.products)
+    revealing = [p.id for p in products if p.implies][:3]
+    plain = [p.id for p in products if not p.implies][:3]
+    pack = load_pack(None)
+    shared = RunScenarioBuilder(pack)
+    calls = [(ch, items) for ch in ("postcard", "postal_mail", "email", "sms")
+             for items in (revealing, plain)]
+    for i, (channel, items) in enumerate(calls):
+        path = tmp_path / f"c{i}.parquet"
+        parquet.write_table(pa.Table.from_pylist([
+            {"customer_id": cid, "touch_id": f"t-{channel}", "kind": "recommendation",
+             "purpose": "marketing", "channel": channel, "to": None,
+             "to_kind": "postal" if channel in ("postcard", "postal_mail") else (
+                 "email" if channel == "email" else "phone"),
+             "sender_implies": None, "uses": json.dumps([{"kind": "purchase"}]),
+             "shows_items": ";".join(items), "depth": "item", "named": "true"}
+            for cid in PERSONAS]), path)
+        fresh = decide_candidates(path, pack, db=url, now=NOW)
+        reused = decide_candidates(path, pack, db=url, now=NOW, builder=shared)
+        assert reused.decisions.to_pylist() == fresh.decisions.to_pylist()
+        assert not fresh.errors, fresh.errors
+    assert shared._orders_seen  # the orders were in fact read once and reused

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -52,6 +52,9 @@ from tactful.policy.evaluate import EVALUATION_ERROR
 from tactful.safeload import CAMPAIGN_LIMITS, DocumentError, load_document, load_yaml
 from tactful.store import tables
 from tactful.vocab import Channel, Depth, TouchKind, Verdict
+
+if TYPE_CHECKING:
+    from tactful.batch.run import RunScenarioBuilder
 
 #: the keys of a campaign file (docs/campaign-format.md); anything else is refused
 MESSAGE_KEYS = frozenset({"shop", "neutral_sender", "offer", "unsubscribe", "html", "templates"})
@@ -366,7 +369,7 @@ def _decision(row: Mapping[str, Any], pack: Pack) -> Decision:
 
 def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db: str | None,
             backend: str, now: datetime, workdir: Path,
-            progress: Callable[[int], None] | None) -> list[Judged]:
+            progress: Callable[[int], None] | None, builder: RunScenarioBuilder) -> list[Judged]:
     """Decide the proposals with the batch evaluator (a candidates table in ``workdir``)."""
     from tactful.batch.run import decide_candidates
 
@@ -388,7 +391,8 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
     path = Path(name)
     try:
         parquet.write_table(pa.Table.from_pylist(rows), path)
-        result = decide_candidates(path, pack, db=db, backend=backend, now=now, progress=progress)
+        result = decide_candidates(path, pack, db=db, backend=backend, now=now, progress=progress,
+                                   builder=builder)
     finally:
         path.unlink(missing_ok=True)
     out = result.decisions.to_pylist()
@@ -465,6 +469,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
     """Run ``campaign`` on the store at ``db`` (see the module docstring)."""
     from tactful import report as rpt
     from tactful.batch.backends import check_backend
+    from tactful.batch.run import RunScenarioBuilder
     from tactful.delivery import Adapter, EmlDirectory, PrintShopCsv
     from tactful.delivery import deliver as deliver_outbox
     from tactful.policy import load_pack
@@ -496,6 +501,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
         pending_ids = list(audience)
         swaps = 0
         k = campaign.recommendations
+        builder = RunScenarioBuilder(pack)  # each customer's orders are read once, not once per channel
         with _private_tempdir() as work:
             for channel in campaign.channels:
                 if not pending_ids:
@@ -503,7 +509,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                 props = [Proposal(cid, channel, tuple(audience[cid].items[:k]),
                                   audience[cid].contacts.get(CONTACT_KIND[channel])) for cid in pending_ids]
                 judged = _decide(props, campaign, pack, db=db, backend=backend, now=when, workdir=work,
-                                 progress=step(f"deciding {channel.value}", len(props)))
+                                 progress=step(f"deciding {channel.value}", len(props)), builder=builder)
                 # a touch not allowed as proposed that shows revealing products: swap them and try again
                 retry: list[Proposal] = []
                 for j in judged:
@@ -518,7 +524,8 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                 if retry:
                     again = {j.proposal.customer_id: j for j in _decide(
                         retry, campaign, pack, db=db, backend=backend, now=when, workdir=work,
-                        progress=step(f"deciding {channel.value} (swapped products)", len(retry)))}
+                        progress=step(f"deciding {channel.value} (swapped products)", len(retry)),
+                        builder=builder)}
                     judged = [again[j.proposal.customer_id]
                               if j.proposal.customer_id in again
                               and _better(j.decision, again[j.proposal.customer_id].decision) else j

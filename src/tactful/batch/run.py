@@ -22,13 +22,14 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy import Connection
 
 from tactful.batch.backends import check_backend, open_backend
 from tactful.batch.candidates import Candidate, candidates, read_table
@@ -77,10 +78,31 @@ def input_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class RunScenarioBuilder(StoreScenarioBuilder):
+    """A scenario builder for several batch calls over a store that does not change meanwhile (one
+    campaign run decides each customer once per channel tried): a customer's orders are read once and
+    reused, since every channel's touch reaches the same orders. Give a new one to each run."""
+
+    def __init__(self, pack: Pack) -> None:
+        super().__init__(pack)
+        self._orders_seen: dict[tuple[str, datetime | None, bool, tuple[str, ...]],
+                                dict[str, dict[str, Any]]] = {}
+
+    def _orders(self, conn: Connection, customer_id: str, since: datetime | None, all_orders: bool,
+                ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        key = (customer_id, since, all_orders, tuple(sorted(set(ids))))
+        hit = self._orders_seen.get(key)
+        if hit is None:
+            hit = self._orders_seen[key] = super()._orders(conn, customer_id, since, all_orders, key[3])
+        return hit
+
+
 def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend: str = "duckdb",
                       now: datetime | None = None, threads: int | None = None,
-                      progress: Callable[[int], None] | None = None) -> RunResult:
-    """Decide every candidate of the file at ``path`` (see the module doc)."""
+                      progress: Callable[[int], None] | None = None,
+                      builder: StoreScenarioBuilder | None = None) -> RunResult:
+    """Decide every candidate of the file at ``path`` (see the module doc). ``builder`` (made for
+    ``pack``) lets several calls of one run share what it has read."""
     from tactful.store.db import open_store
 
     check_backend(backend, db=db)  # a backend that cannot serve the run fails before any work
@@ -92,7 +114,7 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
     ok: list[tuple[Candidate, str]] = []
     values: list[tuple[str, Any]] = []
     failed: dict[int, str] = {}
-    builder = StoreScenarioBuilder(pack)
+    builder = builder or StoreScenarioBuilder(pack)
     engine = open_store(db)
     try:
         with engine.connect() as conn:
