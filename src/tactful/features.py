@@ -415,40 +415,28 @@ class Settings:
             raise KeyError(name)
         return getattr(self, name)
 
+    def _covered(self, setting: str, key: str) -> bool:
+        """Cached per (setting, key): is ``key`` (or an ancestor of it) listed in that key-list setting?"""
+        memo: dict[tuple[str, str], bool] = self._cache.setdefault("covered", {})
+        hit = memo.get((setting, key))
+        if hit is None:
+            hit = any(vocab.covers(s, key) for s in self.value(setting))
+            memo[(setting, key)] = hit
+        return hit
+
     def is_sensitive(self, category: str) -> bool:
         """Cached per key: is this category (or an ancestor of it) in sensitive_categories?"""
-        memo: dict[str, bool] = self._cache.setdefault("sensitive", {})
-        hit = memo.get(category)
-        if hit is None:
-            hit = any(vocab.covers(s, category) for s in self.sensitive_categories)
-            memo[category] = hit
-        return hit
+        return self._covered("sensitive_categories", category)
 
     def is_inferred_sensitive(self, category: str) -> bool:
         """Sensitive when inferred: sensitive_categories or inferred_sensitive_categories."""
-        memo: dict[str, bool] = self._cache.setdefault("inferred_sensitive", {})
-        hit = memo.get(category)
-        if hit is None:
-            hit = self.is_sensitive(category) or any(
-                vocab.covers(s, category) for s in self.inferred_sensitive_categories)
-            memo[category] = hit
-        return hit
+        return self.is_sensitive(category) or self._covered("inferred_sensitive_categories", category)
 
     def is_live_category(self, category: str) -> bool:
-        memo: dict[str, bool] = self._cache.setdefault("live", {})
-        hit = memo.get(category)
-        if hit is None:
-            hit = any(vocab.covers(s, category) for s in self.live_signal_categories)
-            memo[category] = hit
-        return hit
+        return self._covered("live_signal_categories", category)
 
     def is_never_use(self, category: str) -> bool:
-        memo: dict[str, bool] = self._cache.setdefault("never_use", {})
-        hit = memo.get(category)
-        if hit is None:
-            hit = any(vocab.covers(s, category) for s in self.never_use_categories)
-            memo[category] = hit
-        return hit
+        return self._covered("never_use_categories", category)
 
     def context_in(self, setting: str, context: str) -> bool:
         """Does a fact's context match one of the contexts of a (restricting) setting list?
@@ -480,12 +468,7 @@ class Settings:
         return hit
 
     def is_birthday(self, category: str) -> bool:
-        memo: dict[str, bool] = self._cache.setdefault("birthday", {})
-        hit = memo.get(category)
-        if hit is None:
-            hit = any(vocab.covers(s, category) for s in self.birthday_categories)
-            memo[category] = hit
-        return hit
+        return self._covered("birthday_categories", category)
 
     def covered_use(self, purposes: tuple[str, ...], use: str) -> bool:
         memo: dict[tuple[tuple[str, ...], str], bool] = self._cache.setdefault("uses", {})
