@@ -396,3 +396,15 @@ def test_consent_features_agree_with_the_python_derivation(store: str) -> None:
     # not vacuous: every feature takes both values
     for f in CONSENT_FEATURES:
         assert {e[f] for e in expected.values()} == {True, False}, f
+
+
+def test_the_whole_feature_frame_names_the_families_without_an_ibis_producer(store: str) -> None:
+    from tactful.batch.producers import candidates_table, feature_frame
+    from tactful.errors import BatchError
+
+    missing = [fam for fam in FAMILIES if fam not in IBIS_PRODUCERS]
+    if not missing:
+        pytest.skip("every family has an Ibis producer")
+    attached = attach_store(connect(threads=1), store)
+    with pytest.raises(BatchError, match=missing[0]):
+        feature_frame(candidates_table([]), attached, load_pack().settings)
