@@ -36,6 +36,7 @@ from typing import Any
 import ibis
 
 from tactful import vocab
+from tactful.batch.usage import fact_usage, hygiene_features, provenance_features, sensitivity_features
 from tactful.features import FEATURES, NO_CAP, Settings
 from tactful.vocab import (
     CHANNEL_CONTACT_KIND,
@@ -77,6 +78,9 @@ IBIS_PRODUCERS: dict[str, str] = {
     "consent": "consent_features",
     "contact and visibility": "contact_features",
     "frequency": "frequency_features",
+    "data hygiene": "hygiene_features",
+    "provenance and context": "provenance_features",
+    "sensitivity and inference": "sensitivity_features",
 }
 
 
@@ -417,4 +421,8 @@ def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: A
         "consent": consent_features(candidates, store.table("consents"), s),
         "frequency": frequency_features(candidates, store.table("touches"), s),
     }
+    facts = fact_usage(candidates, store, s, mapping)
+    out["data hygiene"] = hygiene_features(candidates, facts, store, s)
+    out["provenance and context"] = provenance_features(candidates, facts, s)
+    out["sensitivity and inference"] = sensitivity_features(candidates, facts, s, out["consent"])
     return out
