@@ -184,9 +184,13 @@ class Pool:
     keys: Any  # customer_id, fid, key, category (the fact's own), label
     stands: Any  # customer_id, order_id, fid (the fact an exact order id selects)
     told: Any  # customer_id, d_cat, d_label: what the customer declared herself
+    product_keys: Any  # product_id, key
+    product_bad: Any  # product_id, bad
 
 
 def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
+    """The pool of every customer (see the module doc). Runs the sensitivity mapping over the
+    products' distinct (department, category, subcategory, name) once, eagerly."""
     f = store.table("facts")
     o = store.table("orders")
     lines = store.table("order_lines")
@@ -265,7 +269,7 @@ def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
     told = raw.filter((raw.origin == Origin.DECLARED.value) & (raw.kind != FactKind.INFERENCE.value)
                       & ~raw.source.startswith("partner:"))
     told = told.select("customer_id", d_cat="category", d_label=normalise_label(told.label))
-    return Pool(facts=facts, keys=keys, stands=stands, told=told)
+    return Pool(facts=facts, keys=keys, stands=stands, told=told, product_keys=pkeys, product_bad=pbad)
 
 
 # --------------------------------------------------------------------------- the selection
@@ -339,8 +343,7 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
 
     # shown items: their products' implied categories; an unknown product cannot be judged
     items = candidates.select("row", item=candidates.shows_items).unnest("item")
-    _, pbad = product_keys(store, mapping if mapping is not None else load_mapping())
-    pkeys, _ = product_keys(store, mapping if mapping is not None else load_mapping())
+    pkeys, pbad = pool.product_keys, pool.product_bad
     known = items.left_join(pbad, items.item == pbad.product_id)
     bad_items = known.filter(known.bad.isnull() | known.bad).select("row").distinct()
     item_keys = items.join(pkeys, items.item == pkeys.product_id).select("row", "key")
