@@ -741,3 +741,28 @@ def test_what_the_python_path_refuses_to_judge_is_null_in_the_ibis_frame(fact_st
             assert all(got[i][f] is None for f in FAMILIES[family]), (family, customer, touch, got[i])
         # and the plain candidate of a customer without such rows is judged
         assert all(got[len(cases)][f] is not None for f in FAMILIES[family]), family
+
+
+def test_sql_lower_case_folds_as_python_outside_the_guarded_characters() -> None:
+    """The Ibis producers normalise contexts and labels with SQL's lower(); they return NULL for the
+    characters whose str.casefold() differs (usage._unfoldable). On every other character DuckDB's
+    lower() must be Python's str.lower() = str.casefold(), or the agreement would not hold."""
+    import sys
+
+    from tactful.batch.usage import _unfoldable, normalise_context, normalise_label
+
+    guarded = set(_unfoldable())
+    assert {"ß", "ﬁ", "İ", "ς"} <= guarded
+    chars = [chr(i) for i in range(sys.maxunicode + 1)
+             if not 0xD800 <= i < 0xE000 and chr(i) not in guarded]
+    con = connect(threads=1)
+    t = ibis.memtable({"c": chars})
+    lowered = con.to_pyarrow(t.select(l=t.c.lower())).column("l").to_pylist()
+    wrong = [(c, low) for c, low in zip(chars, lowered, strict=True) if low != c.casefold()]
+    assert not wrong, f"{len(wrong)} characters lower-case differently: {wrong[:5]}"
+    # and the guard works: a guarded character gives NULL, an ordinary context its normal form
+    texts = ["Support Chat", "  Help--Desk ", "Straße", "Ünïcode", "a\u00a0 b"]
+    s = ibis.memtable({"x": texts})
+    got = con.to_pyarrow(s.select(c=normalise_context(s.x), l=normalise_label(s.x))).to_pylist()
+    assert [g["c"] for g in got] == ["support_chat", "support", None, "n_code", "a_b"]
+    assert [g["l"] for g in got] == ["support chat", "help--desk", None, "ünïcode", "a b"]
