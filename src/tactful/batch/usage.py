@@ -188,7 +188,7 @@ class Pool:
     product_bad: Any  # product_id, bad
 
 
-def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
+def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = True) -> Pool:
     """The pool of every customer (see the module doc). Runs the sensitivity mapping over the
     products' distinct (department, category, subcategory, name) once, eagerly."""
     f = store.table("facts")
@@ -196,26 +196,33 @@ def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
     lines = store.table("order_lines")
     pkeys, pbad = product_keys(store, mapping)
 
+    def m(t: Any) -> Any:  # each store table is read once; the families then share temp tables
+        return t.cache() if materialize else t
+
+    lines = m(lines.select("order_id", "product_id"))  # the largest table: read once, two columns
     raw = f.select(customer_id=f.customer_id, fid=f.id, kind=f.kind, category=f.category, label=f.label,
                    value=f.value, origin=f.origin, source=f.source, ctx_raw=f.context, at=f.at,
                    implies=_json_keys(f.implies))
+    raw = m(raw)
     # the purchase fact that stands for an order: the first by (time, NULL first; id)
     standing = raw.filter((raw.kind == FactKind.PURCHASE.value) & raw.value.notnull() & (raw.value != ""))
     standing = standing.mutate(rank=ibis.row_number().over(
         group_by=[standing.customer_id, standing.value],
         order_by=[standing.at.notnull().asc(), standing.at.asc(), standing.fid.asc()]))
-    stands = standing.filter(standing.rank == 0).select("customer_id", order_id=standing.value, fid="fid")
+    stands = m(standing.filter(standing.rank == 0).select("customer_id", order_id=standing.value, fid="fid"))
 
-    own_orders = o.select(o_customer=o.customer_id, order_id=o.id, o_at=o.at, o_source=o.source,
-                          o_context=o.context)
+    own_orders = m(o.select(o_customer=o.customer_id, order_id=o.id, o_at=o.at, o_source=o.source,
+                            o_context=o.context))
     line_keys = lines.join(pkeys, lines.product_id == pkeys.product_id).select(order_id=lines.order_id,
-                                                                               key=pkeys.key)
-    line_bad = lines.join(pbad, lines.product_id == pbad.product_id).group_by("order_id").aggregate(
-        bad=pbad.bad.any())
-    order_keys = own_orders.join(line_keys, "order_id").select(customer_id="o_customer", order_id="order_id",
-                                                               key="key")
-    order_bad = own_orders.left_join(line_bad, "order_id").select(
-        customer_id="o_customer", order_id=own_orders.order_id, bad=line_bad.bad.fill_null(False))
+                                                                               key=pkeys.key).distinct()
+    order_keys = m(own_orders.join(line_keys, "order_id").select(customer_id="o_customer",
+                                                                 order_id="order_id", key="key"))
+    # an order with a line whose product's implies cannot be read (or that is missing) is bad
+    known = lines.left_join(pbad, lines.product_id == pbad.product_id)
+    bad_lines = m(known.filter(known.bad.isnull() | known.bad).select(b_order=known.order_id).distinct())
+    order_bad = own_orders.left_join(bad_lines, own_orders.order_id == bad_lines.b_order)
+    order_bad = m(order_bad.select(customer_id="o_customer", order_id="order_id",
+                                   bad=order_bad.b_order.notnull()))
 
     # orders no fact stands for become purchase facts
     loose = own_orders.anti_join(stands, [own_orders.o_customer == stands.customer_id,
@@ -249,8 +256,8 @@ def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
                                 | (rows.kind == FactKind.INFERENCE.value))))
     cl = clash.select(c_customer="customer_id")
     facts = facts.left_join(cl, facts.customer_id == cl.c_customer)
-    facts = facts.select(*(c for c in facts.columns if c not in ("bad", "c_customer")),
-                         bad=facts.bad | facts.c_customer.notnull())
+    facts = m(facts.select(*(c for c in facts.columns if c not in ("bad", "c_customer")),
+                           bad=facts.bad | facts.c_customer.notnull()))
 
     implied = raw.filter(raw.implies.notnull()).select("customer_id", "fid", key=raw.implies.unnest())
     stood_keys = stands.join(order_keys, ["customer_id", "order_id"]).select("customer_id", "fid", "key")
@@ -263,12 +270,13 @@ def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
         rows.select("customer_id", "fid", key="category", implied=ibis.literal(False)))
     every = every.group_by(["customer_id", "fid", "key"]).aggregate(implied=every.implied.any())
     own = facts.select(k_customer="customer_id", k_fid="fid", category="category", label="label")
-    keys = every.join(own, [every.customer_id == own.k_customer, every.fid == own.k_fid]).select(
-        "customer_id", "fid", "key", "implied", "category", "label")
+    keys = m(every.join(own, [every.customer_id == own.k_customer, every.fid == own.k_fid]).select(
+        "customer_id", "fid", "key", "implied", "category", "label"))
 
     told = raw.filter((raw.origin == Origin.DECLARED.value) & (raw.kind != FactKind.INFERENCE.value)
                       & ~raw.source.startswith("partner:"))
     told = told.select("customer_id", d_cat="category", d_label=normalise_label(told.label))
+    told = m(told)
     return Pool(facts=facts, keys=keys, stands=stands, told=told, product_keys=pkeys, product_bad=pbad)
 
 
