@@ -690,8 +690,11 @@ def test_the_whole_feature_frame_agrees_with_the_python_derivation(fact_store: s
     finally:
         engine.dispose()
     attached = attach_store(connect(threads=1), fact_store)
-    frame = feature_frame(candidates_table({k: v for k, v in c.items() if k != "_touch"} for c in cands),
-                          attached, pack.settings).to_pyarrow()
+    table = candidates_table({k: v for k, v in c.items() if k != "_touch"} for c in cands)
+    frame = feature_frame(table, attached, pack.settings).to_pyarrow()
+    # one lazy expression (materialize=False, for a query plan) gives the same frame
+    lazy = feature_frame(table, attached, pack.settings, materialize=False).to_pyarrow()
+    assert lazy.sort_by("row").equals(frame.sort_by("row"))
     assert frame.column_names == arrow_schema().names
     assert frame.num_rows == len(cands)
     got = {r["row"]: r for r in frame.to_pylist()}

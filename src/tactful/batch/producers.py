@@ -390,13 +390,16 @@ def candidates_table(rows: Iterable[dict[str, Any]]) -> Any:
     return ibis.memtable(list(rows), schema=CANDIDATE_SCHEMA)
 
 
-def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None) -> Any:
+def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None,
+                  materialize: bool = True) -> Any:
     """The whole feature frame: ``row``, ``customer_id`` and every feature of the catalogue (in
     catalogue order), one row per candidate, each family computed by its Ibis producer from the typed
     ``candidates`` (:data:`CANDIDATE_SCHEMA`) and the ``store`` attached read-only
     (:func:`tactful.batch.store.attach_store`), joined on ``row``. ``mapping`` is the sensitivity
-    mapping that labels products (default: the packaged one). Raises :class:`BatchError` while a
-    family has no Ibis producer (naming it)."""
+    mapping that labels products (default: the packaged one; it runs eagerly, once per distinct
+    product description). ``materialize`` builds the customers' pools of facts as temp tables first
+    (:func:`tactful.batch.usage.fact_usage`). Raises :class:`BatchError` while a family has no Ibis
+    producer (naming it)."""
     from tactful.errors import BatchError
 
     missing = [fam for fam in FAMILIES if fam not in IBIS_PRODUCERS]
@@ -404,14 +407,15 @@ def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: A
         raise BatchError("the Ibis feature frame cannot be built: no Ibis producer yet for the "
                          f"feature famil{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}",
                          hint="build the feature frame in Python (tactful.batch.frame) meanwhile")
-    parts = family_frames(candidates, store, settings, mapping=mapping)
+    parts = family_frames(candidates, store, settings, mapping=mapping, materialize=materialize)
     frame = candidates.select("row", "customer_id")
     for part in parts.values():
         frame = frame.join(part, "row")
     return frame.select("row", "customer_id", *FEATURES)
 
 
-def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None) -> dict[str, Any]:
+def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None,
+                  materialize: bool = True) -> dict[str, Any]:
     """Each family that has an Ibis producer -> its frame (``row`` and the family's features)."""
     s = settings
     out: dict[str, Any] = {
@@ -421,7 +425,7 @@ def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: A
         "consent": consent_features(candidates, store.table("consents"), s),
         "frequency": frequency_features(candidates, store.table("touches"), s),
     }
-    facts = fact_usage(candidates, store, s, mapping)
+    facts = fact_usage(candidates, store, s, mapping, materialize=materialize)
     out["data hygiene"] = hygiene_features(candidates, facts, store, s)
     out["provenance and context"] = provenance_features(candidates, facts, s)
     out["sensitivity and inference"] = sensitivity_features(candidates, facts, s, out["consent"])

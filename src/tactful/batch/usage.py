@@ -310,9 +310,11 @@ def _selectors(candidates: Any, role: str) -> Any:
 
 
 def fact_usage(candidates: Any, store: Any, settings: Settings,
-               mapping: SensitivityMapping | None = None) -> Usage:
-    """Resolve every candidate's selectors against its customer's pool (see the module doc)."""
-    pool = fact_pool(store, mapping if mapping is not None else load_mapping())
+               mapping: SensitivityMapping | None = None, *, materialize: bool = True) -> Usage:
+    """Resolve every candidate's selectors against its customer's pool (see the module doc).
+    ``materialize``: build the pool as temp tables first (each store table read once; eager), or keep
+    one lazy expression (to print a query plan)."""
+    pool = fact_pool(store, mapping if mapping is not None else load_mapping(), materialize=materialize)
     sels = _selectors(candidates, "uses").union(_selectors(candidates, "shows"))
     # an exact id naming an order that a purchase fact stands for names that fact
     st = pool.stands.select(st_customer="customer_id", st_order="order_id", st_fid="fid")
