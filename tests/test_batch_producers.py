@@ -695,7 +695,7 @@ def test_the_whole_feature_frame_agrees_with_the_python_derivation(fact_store: s
     # one lazy expression (materialize=False, for a query plan) gives the same frame
     lazy = feature_frame(table, attached, pack.settings, materialize=False).to_pyarrow()
     assert lazy.sort_by("row").equals(frame.sort_by("row"))
-    assert frame.column_names == arrow_schema().names
+    assert frame.schema.equals(arrow_schema()), (frame.schema, arrow_schema())
     assert frame.num_rows == len(cands)
     got = {r["row"]: r for r in frame.to_pylist()}
     wrong = _disagreements(expected, got, [c["_touch"] | {"customer": c["customer_id"], "now": str(c["now"])}
