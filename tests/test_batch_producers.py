@@ -562,6 +562,8 @@ FACT_TOUCHES: list[dict[str, Any]] = [
     {"kind": "offer", "purpose": "marketing", "channel": "email", "uses": ["nope"], "shows": ["o3", "o8"]},
     {"kind": "service", "purpose": "essential.service", "channel": "email", "shows": [{"category": "user"}]},
     {"kind": "offer", "purpose": "made_up.purpose", "channel": "web"},
+    {"kind": "offer", "purpose": "marketing", "channel": "web", "sender": "partner:odd",
+     "sender_implies": ["user.health_and_medical.made_up"], "shows_implies": ["user.sexual_life.made_up"]},
     {"kind": "offer", "purpose": "marketing", "channel": "app",
      "uses": [{"category": "user.location", "newest": 1}]},
     {"kind": "offer", "purpose": "marketing", "channel": "app", "uses": [{"category": "user.location"}]},
