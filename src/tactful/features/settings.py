@@ -192,18 +192,23 @@ class Settings:
     web_greeting_min_openness: Openness
     #: key-list setting -> every vocabulary key it covers (expanded in ``__post_init__``)
     _key_sets: Mapping[str, frozenset[str]] = field(init=False, compare=False, hash=False, repr=False)
+    #: key-list setting -> the vocabulary it is expanded over (every data category, or every data use)
+    _known: Mapping[str, frozenset[str]] = field(init=False, compare=False, hash=False, repr=False)
     #: memo of the context matches (contexts are free text, so they cannot be expanded in advance)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, hash=False,
                                    repr=False)
 
     def __post_init__(self) -> None:
         sets: dict[str, frozenset[str]] = {}
+        known: dict[str, frozenset[str]] = {}
         for spec in SETTING_LIST:
             if spec.kind in _KEY_LISTS:
                 listed: tuple[str, ...] = getattr(self, spec.name)
-                sets[spec.name] = frozenset(k for k in _vocabulary(spec.kind)
+                known[spec.name] = _vocabulary(spec.kind)
+                sets[spec.name] = frozenset(k for k in known[spec.name]
                                             if any(vocab.covers(x, k) for x in listed))
         object.__setattr__(self, "_key_sets", MappingProxyType(sets))
+        object.__setattr__(self, "_known", MappingProxyType(known))
 
     def value(self, name: str) -> Any:
         """A setting by name (what a rule's ``{setting: name}`` reads)."""
@@ -222,7 +227,7 @@ class Settings:
         compared with the listed keys one by one."""
         if key in self._key_sets[setting]:
             return True
-        if key in _vocabulary(SETTINGS[setting].kind):
+        if key in self._known[setting]:
             return False
         return any(vocab.covers(x, key) for x in getattr(self, setting))
 
