@@ -190,25 +190,23 @@ class Settings:
     stale_contact_days: int
     min_group_size: int
     web_greeting_min_openness: Openness
-    #: key-list setting -> every vocabulary key it covers (expanded in ``__post_init__``)
-    _key_sets: Mapping[str, frozenset[str]] = field(init=False, compare=False, hash=False, repr=False)
-    #: key-list setting -> the vocabulary it is expanded over (every data category, or every data use)
-    _known: Mapping[str, frozenset[str]] = field(init=False, compare=False, hash=False, repr=False)
+    #: key-list setting -> (every vocabulary key it covers, the vocabulary it was expanded over: every
+    #: data category or every data use), computed in ``__post_init__``
+    _key_sets: dict[str, tuple[frozenset[str], frozenset[str]]] = field(
+        init=False, compare=False, hash=False, repr=False)
     #: memo of the context matches (contexts are free text, so they cannot be expanded in advance)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False, hash=False,
                                    repr=False)
 
     def __post_init__(self) -> None:
-        sets: dict[str, frozenset[str]] = {}
-        known: dict[str, frozenset[str]] = {}
+        sets: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         for spec in SETTING_LIST:
             if spec.kind in _KEY_LISTS:
                 listed: tuple[str, ...] = getattr(self, spec.name)
-                known[spec.name] = _vocabulary(spec.kind)
-                sets[spec.name] = frozenset(k for k in known[spec.name]
-                                            if any(vocab.covers(x, k) for x in listed))
-        object.__setattr__(self, "_key_sets", MappingProxyType(sets))
-        object.__setattr__(self, "_known", MappingProxyType(known))
+                known = _vocabulary(spec.kind)
+                covered = frozenset(k for k in known if any(vocab.covers(x, k) for x in listed))
+                sets[spec.name] = (covered, known)
+        object.__setattr__(self, "_key_sets", sets)
 
     def value(self, name: str) -> Any:
         """A setting by name (what a rule's ``{setting: name}`` reads)."""
@@ -219,15 +217,16 @@ class Settings:
     def keys_under(self, setting: str) -> frozenset[str]:
         """Every vocabulary key that a key-list setting (a list of data categories or data uses)
         covers: the listed keys and every key below them."""
-        return self._key_sets[setting]
+        return self._key_sets[setting][0]
 
     def covers(self, setting: str, key: str) -> bool:
         """Is ``key`` (or a key above it) listed in the key-list ``setting``? One set membership for a
         key of the vocabulary; a key outside it (which the unknown_vocabulary guard blocks anyway) is
         compared with the listed keys one by one."""
-        if key in self._key_sets[setting]:
+        covered, known = self._key_sets[setting]
+        if key in covered:
             return True
-        if key in self._known[setting]:
+        if key in known:
             return False
         return any(vocab.covers(x, key) for x in getattr(self, setting))
 
