@@ -1,24 +1,19 @@
 """Ibis feature producers: feature columns computed inside the backend from the store read in place.
 
-Issue 9 §1 moves every feature family to one Python producer (:func:`tactful.features.derive` today)
-and one Ibis producer. This module holds the Ibis producers written so far; each takes the candidates
-(``row``, ``customer_id``, the touch's columns and ``now`` as a UTC timestamp), the store's typed tables
+Issue 9 §1 gives every feature family one Python producer (``tactful.features``) and one Ibis producer.
+Each Ibis producer takes the typed candidates (:data:`CANDIDATE_SCHEMA`: ``row``, ``customer_id``, the
+touch's columns, ``now`` as a UTC timestamp), the store's typed tables
 (:func:`tactful.batch.store.attach_store`) and the pack's settings (as literals), and returns ``row``
-plus its feature columns. ``tests/test_batch_producers.py`` checks each column against the Python
+plus its family's feature columns. :func:`feature_frame` joins them all on ``row``: the whole feature
+frame, the entry point of ``tactful batch decide``.
+
+Every feature belongs to exactly one family (:data:`FAMILIES`, the same table as
+``tactful.features.families``) and every family has its Ibis producer (:data:`IBIS_PRODUCERS`):
+**openness and depth**, **sharing**, **contact and visibility**, **consent** and **frequency** here;
+**data hygiene**, **provenance and context** and **sensitivity and inference** in
+:mod:`tactful.batch.usage`, over the relation of the facts each candidate uses and shows.
+``tests/test_batch_producers.py`` checks each column, and the whole frame, against the Python
 derivation of the scenario the store gives the same candidate.
-
-Every feature belongs to exactly one family (:data:`FAMILIES`); :data:`IBIS_PRODUCERS` says which
-families have an Ibis producer so far (``tests/test_batch_producers.py`` checks that no feature is in
-two families, that every feature is in one, and lists the features still without an Ibis producer).
-
-Written so far: the **frequency** family (``recent_marketing_on_channel``, ``channel_frequency_cap``,
-``recent_surveys``), the **contact and visibility** family (``needs_contact_point``,
-``contact_point_missing``, ``contact_point_bounced``, ``contact_point_age_days``,
-``contact_point_verified_after_now``, ``seen_by``), the **openness and depth** family (the customer's
-openness and the touch's own fields), the **sharing** family (granularity, group size, partner
-sender and share, safe aggregate) and the **consent** family (marketing by substance, personalization,
-answering a request, the consent state of the touch's effective purpose, share consent, profiling
-opt-in).
 
 The candidates these producers read are *typed*: touch fields as text (enum values), ``named`` a
 boolean, ``group_size`` an integer, absent fields NULL (the producers apply the touch file's
@@ -71,7 +66,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "frequency": ("recent_marketing_on_channel", "channel_frequency_cap", "recent_surveys"),
 }
 
-#: The families that have an Ibis producer, and its function's name in this module.
+#: Each family's Ibis producer: its function's name in this module.
 IBIS_PRODUCERS: dict[str, str] = {
     "openness and depth": "openness_features",
     "sharing": "sharing_features",
@@ -85,7 +80,7 @@ IBIS_PRODUCERS: dict[str, str] = {
 
 
 def features_without_ibis_producer() -> list[str]:
-    """The features (catalogue order) whose family has no Ibis producer yet."""
+    """The features (catalogue order) whose family has no Ibis producer (none now: a test keeps it so)."""
     done = {f for fam in IBIS_PRODUCERS for f in FAMILIES[fam]}
     return [name for name in FEATURES if name not in done]
 
