@@ -33,6 +33,7 @@ import ibis
 from tactful import vocab
 from tactful.batch.usage import fact_usage, hygiene_features, provenance_features, sensitivity_features
 from tactful.features import FEATURES, NO_CAP, Settings
+from tactful.features import families as _registry
 from tactful.vocab import (
     CHANNEL_CONTACT_KIND,
     SHARED_WITH_ORDER,
@@ -47,36 +48,13 @@ from tactful.vocab import (
     Trigger,
 )
 
-#: The feature families of issue 9 §1: every feature in exactly one.
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "openness and depth": ("openness", "openness_declared", "customer_deceased", "openness_depth_cap",
-                           "touch_kind", "channel", "purpose", "sender", "trigger", "depth", "named"),
-    "sharing": ("granularity", "group_size", "sender_is_partner", "is_partner_share", "safe_aggregate"),
-    "contact and visibility": ("needs_contact_point", "contact_point_missing", "contact_point_bounced",
-                               "contact_point_verified_after_now", "contact_point_age_days", "seen_by"),
-    "consent": ("touch_is_marketing", "touch_personalizes", "answers_request", "consent_granted",
-                "consent_refused", "purpose_off_channel", "share_consent_granted", "profiling_opt_in"),
-    "data hygiene": ("unknown_vocabulary", "missing_fact_reference", "uses_facts"),
-    "provenance and context": ("generic_in_session", "uses_conversation_fact", "uses_realtime_signal",
-                               "uses_payment_fact", "uses_partner_fact", "uses_birthday",
-                               "birthday_expected", "shows_preference", "uses_preference"),
-    "sensitivity and inference": ("shows_sensitive", "uses_sensitive", "sender_sensitive",
-                                  "uses_inferred_sensitive", "uses_unlicensed_sensitive",
-                                  "uses_forbidden_identifier", "shows_undeclared_sensitive"),
-    "frequency": ("recent_marketing_on_channel", "channel_frequency_cap", "recent_surveys"),
-}
+#: The feature families of issue 9 §1 (the registry :data:`tactful.features.families.FAMILIES`):
+#: family -> its features, every feature in exactly one.
+FAMILIES: dict[str, tuple[str, ...]] = {f.name: f.features for f in _registry.FAMILIES}
 
-#: Each family's Ibis producer: its function's name in this module.
-IBIS_PRODUCERS: dict[str, str] = {
-    "openness and depth": "openness_features",
-    "sharing": "sharing_features",
-    "consent": "consent_features",
-    "contact and visibility": "contact_features",
-    "frequency": "frequency_features",
-    "data hygiene": "hygiene_features",
-    "provenance and context": "provenance_features",
-    "sensitivity and inference": "sensitivity_features",
-}
+#: Each family's Ibis producer: its function's name in this module (the registry's dotted paths).
+IBIS_PRODUCERS: dict[str, str] = {f.name: f.ibis.partition(":")[2] for f in _registry.FAMILIES
+                                  if f.ibis is not None and f.ibis.startswith(f"{__name__}:")}
 
 
 def features_without_ibis_producer() -> list[str]:

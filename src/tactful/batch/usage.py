@@ -44,16 +44,15 @@ import ibis
 
 from tactful import vocab
 from tactful.features import Settings
+from tactful.features import families as _registry
 from tactful.realtime import PURCHASE_CATEGORY
 from tactful.sensitivity import SensitivityMapping, load_mapping
 from tactful.vocab import CONTEXT_ALIASES, Channel, Depth, FactKind, Origin, Trigger
 
-HYGIENE = ("unknown_vocabulary", "missing_fact_reference", "uses_facts")
-PROVENANCE = ("generic_in_session", "uses_conversation_fact", "uses_realtime_signal", "uses_payment_fact",
-              "uses_partner_fact", "uses_birthday", "birthday_expected", "shows_preference",
-              "uses_preference")
-SENSITIVITY = ("shows_sensitive", "uses_sensitive", "sender_sensitive", "uses_inferred_sensitive",
-               "uses_unlicensed_sensitive", "uses_forbidden_identifier", "shows_undeclared_sensitive")
+_FAMILY = {f.name: f.features for f in _registry.FAMILIES}
+HYGIENE = _FAMILY["data hygiene"]
+PROVENANCE = _FAMILY["provenance and context"]
+SENSITIVITY = _FAMILY["sensitivity and inference"]
 
 # Python's str.split() whitespace (str.isspace), for the label normalisation
 _SPACE = "".join(chr(i) for i in range(sys.maxunicode + 1) if chr(i).isspace())
