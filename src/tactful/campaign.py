@@ -557,6 +557,9 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
             tick = step("recommending", None)
             popular = _recommendations(db, audience, campaign, pack, builder)
             tick(1)
+            with engine.connect() as conn:  # the orders the touches will name, for everyone at once
+                builder.prefetch_orders(conn, {o for c in audience.values() for i in c.items
+                                               for o in i.seeded_by})
         seconds["audience and recommendations"] = time.perf_counter() - t0
 
         # decisions, channel by channel in the campaign's order of preference
