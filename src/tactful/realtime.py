@@ -440,6 +440,10 @@ class StoreScenarioBuilder:
             entry["names"].append(r.name or str(r.product_id))
         return out
 
+    def _product_rows(self, conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+        """The products rows of ``ids`` that exist, by id."""
+        return {r.product_id: r for r in conn.execute(self._q_products, {"ids": list(ids)})}
+
     def shown_items(self, conn: Connection, items: Sequence[str]) -> tuple[str, ...]:
         """The implied categories of the shown products; an unknown product is an error (exit 2)."""
         if not items:
@@ -447,7 +451,7 @@ class StoreScenarioBuilder:
         if len(items) > MAX_SHOWN_ITEMS:
             raise ScenarioError(f"touch.shows_items: {len(items)} products; at most {MAX_SHOWN_ITEMS}")
         wanted = list(dict.fromkeys(items))
-        rows = {r.product_id: r for r in conn.execute(self._q_products, {"ids": wanted})}
+        rows = self._product_rows(conn, wanted)
         unknown = [i for i in wanted if i not in rows]
         if unknown:
             raise NotFoundError(f"touch.shows_items: no product {', '.join(repr(u) for u in unknown)} "

@@ -86,8 +86,10 @@ def input_hash(document: dict[str, Any]) -> str:
 
 class RunScenarioBuilder(StoreScenarioBuilder):
     """A scenario builder for several batch calls over a store that does not change meanwhile (one
-    campaign run decides each customer once per channel tried): a customer's orders are read once and
-    reused, since every channel's touch reaches the same orders. Give a new one to each run."""
+    campaign run decides each customer once per channel tried): a customer's orders, profile (customer,
+    contact points, consents, facts, recent touches) and the shown products are read once and reused,
+    since every channel's touch reaches the same rows; :meth:`prefetch_orders` reads the orders the
+    run's touches name for all customers at once. Give a new one to each run."""
 
     def __init__(self, pack: Pack) -> None:
         super().__init__(pack)
@@ -95,6 +97,7 @@ class RunScenarioBuilder(StoreScenarioBuilder):
                                 dict[str, dict[str, Any]]] = {}
         self._profiles: dict[tuple[str, datetime, datetime], Sequence[Any]] = {}
         self._by_id: dict[str, OrderRead] = {}
+        self._products: dict[str, Any] = {}  # products rows read for shown items (None: not in the store)
 
     def prefetch_orders(self, conn: Connection, order_ids: Iterable[str]) -> None:
         """Read the orders a run's touches will name by id in a few queries, for all customers at once
@@ -123,6 +126,13 @@ class RunScenarioBuilder(StoreScenarioBuilder):
         if sum(self._by_id[i].rows for _, _, i in mine) > MAX_ORDER_LINES:
             raise too_many_lines(customer_id)
         return {i: self._by_id[i].entry for _, _, i in mine}
+
+    def _product_rows(self, conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+        missing = [i for i in ids if i not in self._products]
+        if missing:
+            found = super()._product_rows(conn, missing)
+            self._products.update({i: found.get(i) for i in missing})  # None: no such product
+        return {i: row for i in ids if (row := self._products[i]) is not None}
 
     def _profile(self, conn: Connection, customer_id: str, since: datetime, now: datetime) -> Sequence[Any]:
         key = (customer_id, since, now)  # the same for every channel of a run
