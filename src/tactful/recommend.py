@@ -113,7 +113,7 @@ def seeds(basket: Any, settings: Settings = Settings(), *, exclude: Any | None =
 def voters(seed: Any, nb: Any) -> Any:
     """(customer_id, product_id, orders): for every product a customer's seeds vote for, the orders
     (ids, a list) of the seeds that voted: what a touch showing that product uses."""
-    votes = seed.join(nb, "product_id").select("customer_id", "order_id", product_id=_.neighbour)
+    votes = seed.join(nb, "product_id").select("customer_id", "order_id", product_id=_.neighbour).distinct()
     return votes.group_by(["customer_id", "product_id"]).aggregate(orders=_.order_id.collect())
 
 
