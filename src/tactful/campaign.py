@@ -3,9 +3,11 @@
 ``tactful campaign run FILE``:
 
 1. **audience**: the customers the campaign file's ``audience`` filter selects (SQL on the store);
-2. **candidates**: recommended products per customer (:mod:`tactful.recommend`, Ibis on DuckDB
-   reading the store in place), each with the data categories its product implies;
-3. **decisions**: one proposed touch per customer and channel, decided by the batch evaluator
+2. **candidates**: recommended products per customer (:mod:`tactful.recommend`, Ibis on DuckDB over
+   the store's orders read once), each with the data categories its product implies and the orders
+   that voted for it; an order holding a product the pack deems sensitive votes for nothing;
+3. **decisions**: one proposed touch per customer and channel, which ``uses`` exactly the orders its
+   shown products were recommended from, decided by the batch evaluator
    (:func:`tactful.batch.run.decide_candidates`, the compiled policy). Channels are tried in the
    campaign's preference order: a customer whose touch on one channel sends nothing is proposed on
    the next. When a touch that shows a product implying a data category is not allowed as proposed,
