@@ -383,7 +383,7 @@ class _Run:
             wanted = {str(refs[r]) for refs in batch.refs if refs[r] is not None and refs[r] is not MISSING}
             if not wanted:
                 continue
-            missing = wanted - self.writer.existing(cur, ref.table, sorted(wanted))
+            missing = self.writer.missing(cur, ref.table, sorted(wanted))
             if not missing:
                 continue
             keep = [i for i, refs in enumerate(batch.refs)
@@ -397,18 +397,18 @@ class _Run:
             batch.refs = [batch.refs[i] for i in keep]
             batch.rows = [[rows[i] for i in keep] for rows in batch.rows]
 
-    def _write(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None) -> None:
+    def _write(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None, binary: bool = True) -> None:
         # a deadlock or serialization failure (PostgreSQL) rolls the batch back: run it again
-        retrying(lambda: self._write_once(rows, check))
+        retrying(lambda: self._write_once(rows, check, binary))
 
-    def _write_once(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None) -> None:
+    def _write_once(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None, binary: bool) -> None:
         writer = self.writer
         cur = writer.begin()
         try:
             if check is not None:
                 self._missing_references(cur, check)
                 rows = check.rows
-            writer.write(cur, rows, self.import_id, datetime.now(UTC))
+            writer.write(cur, rows, self.import_id, datetime.now(UTC), binary)
             if check is not None:  # the imports row says how far the import got, in the same commit
                 done, bad = self.imported + len(check.records), self.quarantined + len(check.bad)
                 self.progress.record(cur, rows_read=done + bad, rows_imported=done, rows_quarantined=bad)
@@ -432,7 +432,7 @@ class _Run:
                 del first
                 for i, record in enumerate(batch.records):
                     try:
-                        self._write([[rows[i]] for rows in batch.rows], None)
+                        self._write([[rows[i]] for rows in batch.rows], None, binary=False)
                         self.imported += 1
                     except (self.writer.dialect.dbapi.IntegrityError,  # type: ignore[union-attr]
                             self.writer.dialect.dbapi.DataError) as exc:  # type: ignore[union-attr]
