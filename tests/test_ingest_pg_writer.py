@@ -1,11 +1,17 @@
-"""PostgreSQL writes each batch with binary ``COPY`` when its values allow it (see
-:class:`tactful.ingest.writer._BinaryCopy`): the store must end up exactly as with text ``COPY``, and a
-value the server would refuse as text must still be refused (never wrapped or cut in the client)."""
+"""The PostgreSQL write path of the importer.
+
+* Each batch goes by binary ``COPY`` when its values allow it (see
+  :class:`tactful.ingest.writer._BinaryCopy`): the store must end up exactly as with text ``COPY``, and
+  a value the server would refuse as text must still be refused (never wrapped or cut in the client).
+* Ids a batch found in the store are not looked up again by the later batches (the foreign keys hold
+  them); a row removed in between is still reported as missing, with the usual reason."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,7 @@ from tactful.store import tables
 from tactful.store.db import init_store
 from tactful.testing import postgres
 from test_ingest import BASE, DATA
-from test_ingest_columnar import _import_all, _write_files
+from test_ingest_columnar import GOOD, _import_all, _write_files
 
 pytestmark = pytest.mark.postgres
 
@@ -140,3 +146,43 @@ def test_binary_and_text_copy_give_the_same_store(pg_server_url: str, tmp_path: 
     assert world_b == world_t
     assert all(world_b.values())
     assert tricky_b == tricky_t
+
+
+def test_a_customer_removed_during_an_import_is_reported_missing(pg_url: str, tmp_path: Path) -> None:
+    engine = init_store(pg_url)
+    (tmp_path / "hh.csv").write_text("id\nh1\n")
+    (tmp_path / "c.csv").write_text("id,household_id\nc1,h1\nc2,h1\n")
+    run_import(engine, "households", tmp_path / "hh.csv")
+    run_import(engine, "customers", tmp_path / "c.csv")
+    consents = tmp_path / "consents.jsonl"
+    consents.write_text("".join(json.dumps({**GOOD["consents"], "id": f"k{i}", "customer_id": c}) + "\n"
+                                for i, c in enumerate(["c1", "c2", "c1", "c2"], start=1)))
+    removed = []
+
+    def progress(done: int, total: int) -> None:
+        # after the first batch (k1, which found c1) is committed: remove k1 and c1, as another process
+        # could; the third row names c1 again
+        if removed:
+            return
+        deadline = time.monotonic() + 60
+        count = sa.select(sa.func.count()).select_from(tables.consents)
+        while True:
+            with engine.connect() as conn:
+                if conn.execute(count).scalar_one() >= 1:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with engine.begin() as conn:
+            conn.execute(tables.consents.delete().where(tables.consents.c.id == "k1"))
+            conn.execute(tables.customers.delete().where(tables.customers.c.id == "c1"))
+        removed.append(True)
+
+    result = run_import(engine, "consents", consents, batch_size=1, progress=progress)
+    assert removed
+    assert (result.rows_read, result.rows_imported, result.rows_quarantined) == (4, 3, 1)
+    quarantine = (tmp_path / "consents.quarantine.jsonl").read_text()
+    assert "row 3 (line 3): customer_id: 'c1' is not in the store's customers" in quarantine, quarantine
+    assert "store refused" not in quarantine
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.select(tables.consents.c.id)).scalars()) == ["k2", "k4"]
+    engine.dispose()
