@@ -10,11 +10,13 @@
   (``INSERT ... ON CONFLICT (pk) DO UPDATE``, as :func:`tactful.store.db.upsert`), the column values
   already converted by SQLAlchemy's own bind processors. On PostgreSQL a batch is copied (``COPY``)
   into a temporary staging table of the same columns and upserted from it in one statement, in key
-  order (bulk-load speed; concurrent writers lock shared rows in one order). On SQLite each batch is
-  one ``BEGIN IMMEDIATE`` transaction: the reference check and the writes happen under the write lock,
-  so no other writer can remove a customer or product between the check and the insert, and SQLite's
-  per-row foreign-key lookups are switched off for that connection (every reference was just checked
-  in the same transaction; the order → order line and import → row references hold by construction).
+  order (bulk-load speed; concurrent writers lock shared rows in one order); the copy is binary when
+  every value is of its column's exact class and range (:class:`_BinaryCopy`), else text. On SQLite
+  each batch is one ``BEGIN IMMEDIATE`` transaction: the reference check and the writes happen under
+  the write lock, so no other writer can remove a customer or product between the check and the
+  insert, and SQLite's per-row foreign-key lookups are switched off for that connection (every
+  reference was just checked in the same transaction; the order → order line and import → row
+  references hold by construction).
 """
 
 from __future__ import annotations
