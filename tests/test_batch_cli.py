@@ -258,7 +258,7 @@ SAMPLE_TOUCHES: list[dict[str, Any]] = [
     {"touch_id": "web-service", "kind": "service", "purpose": "essential.service", "channel": "web",
      "depth": "none", "named": "false"},
     {"touch_id": "partner-aggregate", "kind": "share", "purpose": "third_party_sharing",
-     "channel": "partner_export", "sender": "partner", "granularity": "aggregate", "group_size": "12",
+     "channel": "partner_export", "sender": "partner:acme", "granularity": "aggregate", "group_size": "12",
      "depth": "segment", "named": "false"},
     {"touch_id": "email-history", "kind": "offer", "purpose": "marketing.communications.email",
      "channel": "email", "to_kind": "email", "uses": '[{"kind": "purchase"}]', "depth": "history",
