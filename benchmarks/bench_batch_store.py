@@ -92,6 +92,7 @@ def run_one(db: str, customers: int, threads: int, plan: bool, out_dir: Path,
     compiled = compile_pack(pack)
     # a memory limit: DuckDB spills to disk past it instead of taking the shared machine's memory
     con = connect(threads=threads, memory_limit=memory_limit)
+    con.raw_sql(f"SET temp_directory = '{out_dir / 'spill'}'")  # not ./.tmp in the working tree
     clock = Clock()
     load0 = os.getloadavg()[0]
     store = clock("read (attach the store)", lambda: attach_store(con, db))
