@@ -29,7 +29,7 @@ from strategies import scenario_dicts
 from tactful.batch.frame import frame_from_scenarios
 from tactful.model import Scenario, parse_scenario
 from tactful.policy import Pack, evaluate, load_pack, parse_pack
-from tactful.policy.compile import CompileError, compile_pack
+from tactful.policy.compile import MASK_BITS, CompileError, compile_pack, mask_to_names
 from tactful.policy.nodes import All, Cond, SourcePos
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -72,8 +72,14 @@ def python_rows(scenarios: Sequence[Scenario], pack: Pack) -> list[Row]:
 
 
 def compiled_rows(con: Any, frame: pa.Table, pack: Pack, name: str = "frame") -> list[Row]:
+    """The compiled decisions with the rule ids as masks named afterwards (the batch's path), checked
+    against the same decisions with the ids joined as strings inside the backend."""
     table = con.create_table(name, frame, overwrite=True)
-    out = compile_pack(pack).decide(table, keep=["row"]).order_by("row").to_pyarrow().to_pylist()
+    compiled = compile_pack(pack)
+    masked = compiled.decide(table, keep=["row"], rule_ids="masks").order_by("row").to_pyarrow()
+    out = compiled.names_from_masks(masked).to_pylist()
+    joined = compiled.decide(table, keep=["row"]).order_by("row").to_pyarrow().to_pylist()
+    assert out == joined, "the rule masks name other rules than the joined strings"
     return [(o["verdict"], o["max_depth"], o["named"], o["fired_rules"]) for o in out]
 
 
@@ -273,3 +279,37 @@ def test_creating_a_table_from_memory_works() -> None:
     assert ibis.memtable(data).a.sum().execute() == 6
     con.drop_table("mem")
     assert "mem" not in con.list_tables()
+
+
+def many_rules_pack(extra: int) -> Pack:
+    """The default pack plus ``extra`` soften rules (name dropped past a contact point age), so that
+    the rule masks need more than one int64 word."""
+    rules = "".join(f"""\
+  - id: old-address-{i}
+    title: t
+    source: s
+    when:
+      contact_point_age_days: {{gt: {i * 15}}}
+    verdict: soften
+    named: false
+    message: m
+""" for i in range(extra))
+    return parse_pack(PACK_TEXT.split("rules:\n")[0] + "rules:\n" + rules, source="many.yaml")
+
+
+def test_a_pack_of_more_than_63_rules_agrees_through_two_mask_words(duck: Any) -> None:
+    pack = many_rules_pack(40)
+    compiled = compile_pack(pack)
+    assert len(compiled.fired_ids) > MASK_BITS
+    assert compiled.mask_columns("fired_mask") == ("fired_mask", "fired_mask_1")
+    scenarios = [*library(), *generated(11, 250)]
+    assert_agree(scenarios, duck, pack)
+    # not vacuous: rules of the second word fire
+    fired = {r for row in python_rows(scenarios, pack) for r in row[3].split(",")}
+    assert {rid for rid in compiled.fired_ids[MASK_BITS:]} & fired
+
+
+def test_mask_words_name_their_bits() -> None:
+    ids = [f"r{i}" for i in range(70)]
+    assert mask_to_names(ids, [0, 0]) == ""
+    assert mask_to_names(ids, [1 | (1 << 62), 1 << 6]) == "r0,r62,r69"

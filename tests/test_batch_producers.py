@@ -329,7 +329,11 @@ def test_sharing_features_agree_with_the_python_derivation(store: str) -> None:
     assert seen["granularity"] == {"individual", "aggregate"} and {0, 3, 500} <= seen["group_size"]
 
 
-def test_every_feature_is_in_exactly_one_family_and_lists_those_without_an_ibis_producer() -> None:
+def test_every_feature_has_exactly_one_producer_per_backend(store: str) -> None:
+    """Issue 9 §1: every feature is in exactly one family; each family has one Ibis producer, whose
+    frame holds exactly the family's features; the Python derivation produces every feature."""
+    from tactful.batch.producers import candidates_table, family_frames
+
     counted = [f for names in FAMILIES.values() for f in names]
     twice = sorted({f for f in counted if counted.count(f) > 1})
     assert not twice, f"features in more than one family: {twice}"
@@ -337,15 +341,25 @@ def test_every_feature_is_in_exactly_one_family_and_lists_those_without_an_ibis_
     assert set(counted) == set(FEATURES), f"features in no family: {sorted(set(FEATURES) - set(counted))}"
     import tactful.batch.producers as producers
 
-    assert set(IBIS_PRODUCERS) <= set(FAMILIES)
+    assert set(IBIS_PRODUCERS) == set(FAMILIES), "a family without an Ibis producer"
     assert len(set(IBIS_PRODUCERS.values())) == len(IBIS_PRODUCERS), "one Ibis producer per family"
     assert all(callable(getattr(producers, name)) for name in IBIS_PRODUCERS.values())
-    # the features still computed only by the Python derivation (issue 9 §1): this list shrinks as
-    # families get their Ibis producer; a new producer must update it (docs/batch.md lists them too)
-    assert features_without_ibis_producer() == [
-        f for f in FEATURES
-        if f in {*FAMILIES["data hygiene"], *FAMILIES["provenance and context"],
-                 *FAMILIES["sensitivity and inference"]}]
+    assert features_without_ibis_producer() == []
+    # the Ibis side: each family's frame holds its features and nothing else
+    pack = load_pack()
+    attached = attach_store(connect(threads=1), store)
+    frames = family_frames(candidates_table([]), attached, pack.settings)
+    assert set(frames) == set(FAMILIES)
+    for family, frame in frames.items():
+        assert sorted(frame.columns) == sorted(("row", *FAMILIES[family])), family
+    # the Python side: derive produces every feature, once
+    engine = db.open_store(store)
+    try:
+        with engine.connect() as conn:
+            scenario = StoreScenarioBuilder(pack).scenario(conn, "c1", None, NOW)
+    finally:
+        engine.dispose()
+    assert sorted(derive(scenario, pack.settings).values) == sorted(FEATURES)
 
 
 CONSENT_FEATURES = FAMILIES["consent"]
@@ -396,3 +410,228 @@ def test_consent_features_agree_with_the_python_derivation(store: str) -> None:
     # not vacuous: every feature takes both values
     for f in CONSENT_FEATURES:
         assert {e[f] for e in expected.values()} == {True, False}, f
+
+
+# --------------------------------------------------------------------------- the facts a touch uses and shows
+
+def fact_world() -> list[BaseModel]:
+    """Products, orders and facts for the families that read what a touch uses and shows."""
+    from tactful.model import Fact, Order, OrderLine, Product
+
+    def ago(**kw: float) -> datetime:
+        return NOW - timedelta(**kw)
+
+    products = [
+        Product(id="p-test", name="Pregnancy Test 2pk", department="PHARMACY"),  # mapping: reproductive
+        Product(id="p-beer", name="Craft Beer  LAGER"),  # mapping: alcohol
+        Product(id="p-bread", name="Bread"),
+        Product(id="p-lab", name="Widget", implies=("user.sexual_life",)),  # stored label only
+        Product(id="p-id", name="Passport photo", implies=("user.government_id.passport_number",)),
+    ]
+    orders: list[BaseModel] = []
+    for oid, customer, at, items, context in (
+            ("o1", "c1", ago(days=3), ["p-test", "p-bread"], "checkout"),
+            ("o2", "c1", ago(days=40), ["p-bread"], "checkout"),
+            ("o3", "c1", ago(days=-2), ["p-beer"], "checkout"),  # after NOW
+            ("o4", "c1", ago(days=10), ["p-beer"], "checkout"),  # a purchase fact stands for it
+            ("o5", "c2", ago(days=1), ["p-lab"], "Payment-Processing"),
+            ("o6", "c2", ago(days=100), [], "checkout"),  # no lines
+            ("o7", "c4", ago(days=5), ["p-id"], "checkout")):
+        orders.append(Order(id=oid, customer_id=customer, at=at, context=context))
+        orders.extend(OrderLine(order_id=oid, line_no=i + 1, product_id=p) for i, p in enumerate(items))
+
+    def fact(fid: str, customer: str, kind: str, category: str, origin: str, source: str = "web",
+             context: str = "account", at: datetime | None = None, **kw: Any) -> Fact:
+        return Fact(id=fid, customer_id=customer, kind=kind, category=category, origin=origin, source=source,
+                    context=context, at=at, **kw)
+
+    facts = [
+        fact("c1-preg", "c1", "attribute", "user.health_and_medical.reproductive", "declared",
+             label="Pregnant", at=ago(days=50)),
+        fact("c1-bday", "c1", "attribute", "user.demographic.date_of_birth", "declared",
+             context="Birthday Club", at=ago(days=300)),
+        fact("c1-chat", "c1", "attribute", "user.health_and_medical", "declared", source="chat",
+             context="Support Chat", label="was in hospital", at=ago(minutes=30)),
+        fact("c1-chat-old", "c1", "attribute", "user.health_and_medical.mental", "declared", source="chat",
+             context="support", at=ago(hours=5)),
+        fact("c1-loc", "c1", "event", "user.location.precise", "observed", source="app", context="geofence",
+             at=ago(minutes=10)),
+        fact("c1-loc-old", "c1", "attribute", "user.location.precise", "observed", source="app",
+             context="geofence", at=ago(hours=2)),
+        fact("c1-gamble", "c1", "inference", "user.behavior.gambling", "inferred", source="web",
+             label="Gambler", at=ago(days=2)),
+        fact("c1-pref", "c1", "preference", "user.behavior.purchase_history", "declared", label="likes tea",
+             at=ago(days=20)),
+        fact("c1-buy", "c1", "purchase", "user.behavior.purchase_history", "observed", source="pos",
+             context="checkout", value="o4", at=ago(days=10)),
+        fact("c1-partner", "c1", "attribute", "user.health_and_medical.genetic", "declared",
+             source="partner:acme", context="import", label="genetic risk", at=ago(days=7)),
+        fact("c1-future", "c1", "event", "user.behavior.browsing_history", "observed", at=ago(days=-1)),
+        fact("c1-timeless", "c1", "attribute", "user.demographic.household", "observed",
+             implies=("user.demographic.household.baby",)),
+        fact("c2-mood", "c2", "inference", "user.health_and_medical.mental", "inferred", source="web",
+             label="  Depression ", at=ago(days=3)),
+        fact("c2-told", "c2", "attribute", "user.health_and_medical", "declared", label="depression",
+             at=ago(days=30)),
+        fact("c2-bday", "c2", "attribute", "user.demographic.date_of_birth", "observed", context="checkout"),
+        fact("c2-card", "c2", "attribute", "user.financial.credit_card", "observed", source="pos",
+             context="payment", at=ago(days=1)),
+        fact("c2-drink", "c2", "inference", "user.behavior.substance.alcohol", "observed",
+             label="heavy drinker", at=ago(days=4)),
+        fact("c4-passport", "c4", "attribute", "user.government_id.passport_number", "declared",
+             context="kyc", at=ago(days=9)),
+        fact("c4-health", "c4", "attribute", "user.health_and_medical.mental", "observed",
+             source="web", context="browsing", at=ago(days=2)),
+        fact("c4-buy", "c4", "purchase", "user.behavior.purchase_history", "observed", source="pos",
+             context="checkout", value="o7", at=ago(days=5)),
+        fact("c4-buy-2", "c4", "purchase", "user.behavior.purchase_history", "observed", source="pos",
+             context="checkout", value="o7", at=ago(days=4)),  # a second fact for o7: not the one
+    ]
+    return [*products, *orders, *facts]
+
+
+@pytest.fixture()
+def fact_store(db_url: str) -> Iterator[str]:
+    engine: Engine = db.init_store(db_url)
+    seed(engine, [*world(), *fact_world()], origin="test:producers")
+    engine.dispose()
+    yield db_url
+
+
+#: touches that exercise the selectors, the provenance contexts and the sensitivity rules
+FACT_TOUCHES: list[dict[str, Any]] = [
+    {"kind": "offer", "purpose": "marketing", "channel": "email",
+     "uses": [{"kind": "purchase", "within_days": 60}]},
+    {"kind": "offer", "purpose": "marketing", "channel": "email", "uses": [{"kind": "purchase"}]},
+    {"kind": "service", "purpose": "essential.service", "channel": "email", "shows": ["o1"]},
+    {"kind": "recommendation", "purpose": "marketing", "channel": "email", "uses": ["o1", "o4"]},
+    {"kind": "service", "purpose": "essential.service", "channel": "email", "uses": ["o4", "o7"]},
+    {"kind": "offer", "purpose": "marketing", "channel": "email", "uses": ["nope"], "shows": ["o3"]},
+    {"kind": "offer", "purpose": "marketing", "channel": "app",
+     "uses": [{"category": "user.location", "newest": 1}]},
+    {"kind": "offer", "purpose": "marketing", "channel": "app", "uses": [{"category": "user.location"}]},
+    {"kind": "greeting", "purpose": "marketing", "channel": "email", "shows": [{"origin": "declared"}]},
+    {"kind": "greeting", "purpose": "marketing", "channel": "email",
+     "uses": [{"category": "user.demographic.date_of_birth"}]},
+    {"kind": "service", "purpose": "essential.service", "channel": "email",
+     "uses": [{"context": "support-chat"}]},
+    {"kind": "advisor_prompt", "purpose": "essential.service", "channel": "advisor",
+     "trigger": "customer_request", "shows": [{"source": "chat"}]},
+    {"kind": "advisor_prompt", "purpose": "essential.service", "channel": "advisor",
+     "shows": [{"source": "chat"}]},
+    {"kind": "offer", "purpose": "marketing", "channel": "web", "shows_items": ["p-test"]},
+    {"kind": "offer", "purpose": "marketing", "channel": "web", "shows_items": ["p-bread"],
+     "shows_implies": ["user.demographic.household.baby"], "sender": "partner:babyshop",
+     "sender_implies": ["user.demographic.household"]},
+    {"kind": "offer", "purpose": "marketing", "channel": "email", "sender": "partner:adult",
+     "sender_implies": ["user.sexual_life"], "uses": [{"kind": "purchase", "newest": 2}]},
+    {"kind": "recommendation", "purpose": "personalize", "channel": "app",
+     "uses": [{"kind": "inference"}, {"origin": "inferred"}]},
+    {"kind": "recommendation", "purpose": "personalize", "channel": "app",
+     "uses": [{"category": "user.health_and_medical"}, {"category": "user.government_id"}]},
+    {"kind": "service", "purpose": "essential.service", "channel": "email",
+     "shows": [{"category": "user.government_id"}]},
+    {"kind": "offer", "purpose": "marketing", "channel": "web"},  # generic in session
+    {"kind": "offer", "purpose": "marketing", "channel": "web", "depth": "history"},
+    {"kind": "offer", "purpose": "marketing", "channel": "web", "named": True},
+    {"kind": "offer", "purpose": "marketing", "channel": "web", "uses": ["nope"]},
+    {"kind": "service", "purpose": "essential.service", "channel": "email", "uses": [{"context": "payment"}]},
+    {"kind": "offer", "purpose": "marketing", "channel": "email", "uses": [{"source": "partner:acme"}],
+     "shows": [{"kind": "preference"}]},
+    {"kind": "offer", "purpose": "marketing", "channel": "email", "uses": [{"kind": "preference"}],
+     "shows_implies": ["user.health_and_medical.reproductive"]},
+    {"kind": "offer", "purpose": "marketing", "channel": "email",
+     "uses": [{"within_days": 1}, {"kind": "event", "within_days": 3}]},
+]
+FACT_NOWS = (NOW, NOW + timedelta(days=3), NOW - timedelta(hours=1))
+
+
+def _fact_candidates() -> list[dict[str, Any]]:
+    from tactful.batch.producers import candidate_row
+
+    rows: list[dict[str, Any]] = []
+    for customer in ("c1", "c2", "c3", "c4"):
+        for touch in FACT_TOUCHES:
+            for now in FACT_NOWS:
+                spec = parse_touch({"touch": touch})
+                rows.append(candidate_row(len(rows), customer, spec.touch, now) | {"_touch": touch})
+    return rows
+
+
+def _fact_agreement(url: str, family: str) -> dict[int, dict[str, Any]]:
+    """Both derivations of ``family`` on every fact candidate; asserts they agree cell by cell and
+    returns the Python values."""
+    from tactful.batch.producers import candidates_table, family_frames
+
+    pack = load_pack()
+    features = FAMILIES[family]
+    cands = _fact_candidates()
+    builder = StoreScenarioBuilder(pack)
+    engine = db.open_store(url)
+    expected: dict[int, dict[str, Any]] = {}
+    try:
+        with engine.connect() as conn:
+            for c in cands:
+                scenario = builder.scenario(conn, c["customer_id"], parse_touch({"touch": c["_touch"]}),
+                                            c["now"])
+                values = derive(scenario, pack.settings).values
+                expected[c["row"]] = {f: values[f] for f in features}
+    finally:
+        engine.dispose()
+    attached = attach_store(connect(threads=1), url)
+    table = candidates_table({k: v for k, v in c.items() if k != "_touch"} for c in cands)
+    got = _ibis_rows(family_frames(table, attached, pack.settings)[family])
+    wrong = _disagreements(expected, got, [c["_touch"] | {"customer": c["customer_id"], "now": str(c["now"])}
+                                           for c in cands], features)
+    assert not wrong, f"{len(wrong)} cells disagree (feature, candidate, python, ibis): " + \
+        "; ".join(map(str, wrong[:5]))
+    return expected
+
+
+def test_data_hygiene_features_agree_with_the_python_derivation(fact_store: str) -> None:
+    expected = _fact_agreement(fact_store, "data hygiene")
+    for f in ("missing_fact_reference", "uses_facts"):
+        assert {e[f] for e in expected.values()} == {True, False}, f
+
+
+def test_provenance_features_agree_with_the_python_derivation(fact_store: str) -> None:
+    expected = _fact_agreement(fact_store, "provenance and context")
+    for f in FAMILIES["provenance and context"]:
+        assert {e[f] for e in expected.values()} == {True, False}, f
+
+
+def test_sensitivity_features_agree_with_the_python_derivation(fact_store: str) -> None:
+    expected = _fact_agreement(fact_store, "sensitivity and inference")
+    for f in FAMILIES["sensitivity and inference"]:
+        assert {e[f] for e in expected.values()} == {True, False}, f
+
+
+def test_the_whole_feature_frame_agrees_with_the_python_derivation(fact_store: str) -> None:
+    """feature_frame (every family joined on row) against derive, every feature of every candidate."""
+    from tactful.batch.frame import arrow_schema
+    from tactful.batch.producers import candidates_table, feature_frame
+
+    pack = load_pack()
+    cands = _fact_candidates()
+    builder = StoreScenarioBuilder(pack)
+    engine = db.open_store(fact_store)
+    expected: dict[int, dict[str, Any]] = {}
+    try:
+        with engine.connect() as conn:
+            for c in cands:
+                scenario = builder.scenario(conn, c["customer_id"], parse_touch({"touch": c["_touch"]}),
+                                            c["now"])
+                values = derive(scenario, pack.settings).values
+                expected[c["row"]] = {f: getattr(values[f], "value", values[f]) for f in FEATURES}
+    finally:
+        engine.dispose()
+    attached = attach_store(connect(threads=1), fact_store)
+    frame = feature_frame(candidates_table({k: v for k, v in c.items() if k != "_touch"} for c in cands),
+                          attached, pack.settings).to_pyarrow()
+    assert frame.column_names == arrow_schema().names
+    assert frame.num_rows == len(cands)
+    got = {r["row"]: r for r in frame.to_pylist()}
+    wrong = _disagreements(expected, got, [c["_touch"] | {"customer": c["customer_id"], "now": str(c["now"])}
+                                           for c in cands], tuple(FEATURES))
+    assert not wrong, f"{len(wrong)} cells disagree (feature, candidate, python, ibis): " + \
+        "; ".join(map(str, wrong[:5]))

@@ -396,7 +396,10 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
     finally:
         path.unlink(missing_ok=True)
     out = result.decisions.to_pylist()
-    return [Judged(p, _decision(r, pack), r["input_hash"]) for p, r in zip(proposals, out, strict=True)]
+    # the decision log keeps the SHA-256 of the judged scenario (docs/campaign-format.md), which the
+    # batch's reference path (a builder is given) reports beside the feature-row input hash
+    return [Judged(p, _decision(r, pack), h)
+            for p, r, h in zip(proposals, out, result.scenario_hashes, strict=True)]
 
 
 def _better(a: Decision, b: Decision) -> bool:

@@ -23,19 +23,28 @@ class Backend:
     name: str
     description: str
     unsupported: tuple[str, ...]
+    #: builds the feature frame itself from the store read in place (else the frame is built in
+    #: Python and sent to it: the reference path)
+    builds_features: bool = False
 
 
 BACKENDS: dict[str, Backend] = {
-    "duckdb": Backend("duckdb", "embedded DuckDB in this process (default); reads SQLite and PostgreSQL "
-                      "stores in place", ()),
+    "duckdb": Backend("duckdb", "embedded DuckDB in this process (default): reads the SQLite or "
+                      "PostgreSQL store in place and builds the feature frame, the policy and the input "
+                      "hashes in one query", (), builds_features=True),
     "pyspark": Backend("pyspark", "Spark through PySpark: local mode, or the cluster named by "
                        "SPARK_REMOTE / TACTFUL_SPARK_MASTER", (
                            "needs a Java runtime (java on PATH)",
+                           "building the feature frame from the store: Spark cannot read the store in "
+                           "place here (no JDBC driver offline), so the frame is built in Python and "
+                           "only the policy runs on Spark",
                            "starting a local Spark takes 10-15 s, so small runs are faster on duckdb",
                        )),
     "postgres": Backend("postgres", "the PostgreSQL server of the store (--db must be PostgreSQL): the "
                         "feature frame goes to a temporary table and the policy runs as SQL there", (
                             "SQLite stores (there is no server to run on; use duckdb)",
+                            "building the feature frame in the server: the frame is built in Python "
+                            "and only the policy runs in PostgreSQL",
                         )),
 }
 

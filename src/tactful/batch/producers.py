@@ -36,6 +36,7 @@ from typing import Any
 import ibis
 
 from tactful import vocab
+from tactful.batch.usage import fact_usage, hygiene_features, provenance_features, sensitivity_features
 from tactful.features import FEATURES, NO_CAP, Settings
 from tactful.vocab import (
     CHANNEL_CONTACT_KIND,
@@ -77,6 +78,9 @@ IBIS_PRODUCERS: dict[str, str] = {
     "consent": "consent_features",
     "contact and visibility": "contact_features",
     "frequency": "frequency_features",
+    "data hygiene": "hygiene_features",
+    "provenance and context": "provenance_features",
+    "sensitivity and inference": "sensitivity_features",
 }
 
 
@@ -338,3 +342,87 @@ def consent_features(candidates: Any, consents: Any, s: Settings) -> Any:
         share_consent_granted=(agg.n_share_ok > 0) & (agg.n_share_refused == 0),
         profiling_opt_in=(agg.n_prof_ok > 0) & (agg.n_prof_refused == 0),
     )
+
+
+# --------------------------------------------------------------------------- the whole feature frame
+
+#: The typed candidates table every Ibis producer reads (:func:`candidates_table` builds one from
+#: parsed touch files). Touch fields are text (enum values), absent ones NULL; the fact selectors of
+#: ``uses`` / ``shows`` are lists of structs (an exact id is ``{id: ...}`` with the other fields NULL).
+SELECTOR_TYPE = "struct<id: string, kind: string, category: string, origin: string, source: string, " \
+    "context: string, within_days: int64, newest: int64>"
+CANDIDATE_SCHEMA: dict[str, str] = {
+    "row": "int64", "customer_id": "string", "kind": "string", "purpose": "string", "channel": "string",
+    "to": "string", "to_kind": "string", "sender": "string", "trigger": "string", "depth": "string",
+    "named": "boolean", "granularity": "string", "group_size": "int64", "now": "timestamp('UTC')",
+    "sender_implies": "array<string>", "shows_implies": "array<string>", "shows_items": "array<string>",
+    "uses": f"array<{SELECTOR_TYPE}>", "shows": f"array<{SELECTOR_TYPE}>",
+}
+SELECTOR_FIELDS: tuple[str, ...] = ("id", "kind", "category", "origin", "source", "context", "within_days",
+                                    "newest")
+
+
+def candidate_row(row: int, customer_id: str, touch: Any, now: Any) -> dict[str, Any]:
+    """One row of the typed candidates table from a parsed touch (:class:`tactful.realtime.TouchSpec`)
+    and its evaluation time (an aware datetime)."""
+    def value(v: Any) -> Any:
+        return getattr(v, "value", v)
+
+    def selector(sel: Any) -> dict[str, Any]:
+        return {f: value(getattr(sel, f)) for f in SELECTOR_FIELDS}
+
+    to = touch.to
+    return {
+        "row": row, "customer_id": customer_id, "kind": value(touch.kind), "purpose": touch.purpose,
+        "channel": value(touch.channel), "to": to if isinstance(to, str) else None,
+        "to_kind": value(to.kind) if to is not None and not isinstance(to, str) else None,
+        "sender": touch.sender, "trigger": value(touch.trigger), "depth": value(touch.depth),
+        "named": touch.named, "granularity": value(touch.granularity), "group_size": touch.group_size,
+        "now": now, "sender_implies": list(touch.sender_implies), "shows_implies": list(touch.shows_implies),
+        "shows_items": list(touch.shows_items), "uses": [selector(s) for s in touch.uses],
+        "shows": [selector(s) for s in touch.shows],
+    }
+
+
+def candidates_table(rows: Iterable[dict[str, Any]]) -> Any:
+    """The typed candidates table (an Ibis memtable of :data:`CANDIDATE_SCHEMA`) from rows made by
+    :func:`candidate_row`."""
+    return ibis.memtable(list(rows), schema=CANDIDATE_SCHEMA)
+
+
+def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None) -> Any:
+    """The whole feature frame: ``row``, ``customer_id`` and every feature of the catalogue (in
+    catalogue order), one row per candidate, each family computed by its Ibis producer from the typed
+    ``candidates`` (:data:`CANDIDATE_SCHEMA`) and the ``store`` attached read-only
+    (:func:`tactful.batch.store.attach_store`), joined on ``row``. ``mapping`` is the sensitivity
+    mapping that labels products (default: the packaged one). Raises :class:`BatchError` while a
+    family has no Ibis producer (naming it)."""
+    from tactful.errors import BatchError
+
+    missing = [fam for fam in FAMILIES if fam not in IBIS_PRODUCERS]
+    if missing:
+        raise BatchError("the Ibis feature frame cannot be built: no Ibis producer yet for the "
+                         f"feature famil{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}",
+                         hint="build the feature frame in Python (tactful.batch.frame) meanwhile")
+    parts = family_frames(candidates, store, settings, mapping=mapping)
+    frame = candidates.select("row", "customer_id")
+    for part in parts.values():
+        frame = frame.join(part, "row")
+    return frame.select("row", "customer_id", *FEATURES)
+
+
+def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None) -> dict[str, Any]:
+    """Each family that has an Ibis producer -> its frame (``row`` and the family's features)."""
+    s = settings
+    out: dict[str, Any] = {
+        "openness and depth": openness_features(candidates, store.table("customers"), s),
+        "sharing": sharing_features(candidates, s),
+        "contact and visibility": contact_features(candidates, store.table("contact_points"), s),
+        "consent": consent_features(candidates, store.table("consents"), s),
+        "frequency": frequency_features(candidates, store.table("touches"), s),
+    }
+    facts = fact_usage(candidates, store, s, mapping)
+    out["data hygiene"] = hygiene_features(candidates, facts, store, s)
+    out["provenance and context"] = provenance_features(candidates, facts, s)
+    out["sensitivity and inference"] = sensitivity_features(candidates, facts, s, out["consent"])
+    return out

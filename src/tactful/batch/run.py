@@ -1,18 +1,26 @@
 """``tactful batch decide``: candidates in, decisions out.
 
-1. read the candidates table (:mod:`tactful.batch.candidates`);
-2. build each candidate's scenario from the store (:class:`tactful.realtime.StoreScenarioBuilder`) and
-   derive its features in Python — the feature frame. (Issue 9 plans Ibis feature producers that
-   build this frame inside the backend from the store read in place; until they land the frame is
-   built here, row by row, which is where a batch spends its time.);
-3. decide the whole frame at once with the compiled policy (:mod:`tactful.policy.compile`) on the
-   chosen backend;
-4. the decisions table: ``customer_id``, ``touch_id``, ``verdict``, ``max_depth``, ``named``,
-   ``fired_rules``, ``failed_rules``, ``policy_name``, ``policy_version``, ``input_hash`` (SHA-256 of
-   the judged scenario document, the one ``tactful scenario export`` writes) and ``error``.
+1. **read**: the candidates table (:mod:`tactful.batch.candidates`), each row validated as a touch (a
+   bad row is kept aside with its error) and typed (:data:`tactful.batch.producers.CANDIDATE_SCHEMA`);
+2. **features**, inside the backend: the typed candidates and the store, attached read-only, go
+   through the Ibis feature producers (:func:`tactful.batch.producers.feature_frame`) to the feature
+   frame, one row per candidate. The *reference* path (``reference=True``, ``--reference``) builds the
+   same frame in Python instead: each candidate's scenario from the store
+   (:class:`tactful.realtime.StoreScenarioBuilder`) and its features derived
+   (:func:`tactful.features.derive`), row by row;
+3. **policy**: the compiled pack (:mod:`tactful.policy.compile`) over the frame, in the same query,
+   with the rule ids as bit masks, and the **input hash** of every row (:func:`input_hash_expr`);
+4. **decisions**: ``customer_id``, ``touch_id``, ``verdict``, ``max_depth``, ``named``,
+   ``fired_rules``, ``failed_rules``, ``policy_name``, ``policy_version``, ``input_hash`` and
+   ``error``, in input order; the masks named once per distinct mask.
 
-Fail closed: a candidate whose touch is invalid or whose scenario cannot be built is decided ``block``
-with ``fired_rules = evaluation-error`` and its error, and the run goes on.
+The input hash is the SHA-256 (hex) of the candidate's feature row in a canonical text
+(:func:`feature_text`): what the policy judged, computed in the backend, and equal on both paths
+whenever their frames are.
+
+Fail closed: a candidate whose touch is invalid (or, on the reference path, whose scenario cannot be
+built) is decided ``block`` with ``fired_rules = evaluation-error`` and its error, and the run goes on;
+a feature the backend cannot compute is NULL, and a NULL blocks.
 """
 
 from __future__ import annotations
@@ -22,22 +30,26 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import ibis
 import pyarrow as pa
 from sqlalchemy import Connection
 
-from tactful.batch.backends import check_backend, open_backend
+from tactful.batch.backends import BACKENDS, check_backend, open_backend
 from tactful.batch.candidates import Candidate, candidates, read_table
 from tactful.batch.frame import frame_from_values
+from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row, feature_frame
+from tactful.batch.store import AttachedStore
 from tactful.errors import BatchError, TactfulError
-from tactful.features import derive
+from tactful.features import FEATURES, FType, derive
 from tactful.policy import Pack
-from tactful.policy.compile import RULE_SEPARATOR, compile_pack
+from tactful.policy.compile import RULE_SEPARATOR, CompiledPack, compile_pack
 from tactful.policy.evaluate import EVALUATION_ERROR
 from tactful.realtime import StoreScenarioBuilder, scenario_document
 from tactful.vocab import Depth, Verdict
@@ -55,6 +67,10 @@ class RunResult:
     decisions: pa.Table
     backend: str
     seconds: dict[str, float] = field(default_factory=dict)
+    #: per decision row, the SHA-256 of the judged scenario document (reference path only, else None)
+    scenario_hashes: list[str | None] = field(default_factory=list)
+    #: "backend" (the frame built inside the backend) or "reference" (built in Python)
+    path: str = "backend"
 
     @property
     def by_verdict(self) -> Counter[str]:
@@ -97,77 +113,237 @@ class RunScenarioBuilder(StoreScenarioBuilder):
         return hit
 
 
+def feature_text(values: Mapping[str, Any]) -> str:
+    """The canonical text of a feature row that :func:`input_hash_expr` hashes: one line per feature of
+    the catalogue, in catalogue order, ``name=value`` (booleans ``true``/``false``, integers in
+    decimal, enum values and text as they are), or the bare ``name`` when the value is NULL."""
+    lines = []
+    for name in FEATURES:
+        v = values.get(name)
+        v = v.value if isinstance(v, Enum) else v
+        if v is None:
+            lines.append(name)
+        elif isinstance(v, bool):
+            lines.append(f"{name}={'true' if v else 'false'}")
+        else:
+            lines.append(f"{name}={v}")
+    return "\n".join(lines)
+
+
+def feature_hash(values: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of :func:`feature_text`: the input hash computed in Python."""
+    return hashlib.sha256(feature_text(values).encode("utf-8")).hexdigest()
+
+
+def input_hash_expr(frame: Any) -> Any:
+    """The input hash of every row of a feature frame, as an Ibis expression the backend computes:
+    SHA-256 of :func:`feature_text` (a test checks that the two agree)."""
+    parts: list[Any] = []
+    for i, name in enumerate(FEATURES):
+        col = frame[name]
+        lead = "\n" if i else ""
+        text = ibis.ifelse(col, ibis.literal("true"), ibis.literal("false")) \
+            if FEATURES[name].type is FType.BOOL else col.cast("string")
+        parts.append(ibis.ifelse(col.isnull(), ibis.literal(lead + name),
+                                 ibis.literal(f"{lead}{name}=") + text))
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined + part
+    return joined.hexdigest("sha256")
+
+
+def resolve_now(cand: Candidate, now: datetime | None, started: datetime) -> datetime:
+    """A row's evaluation time: ``--now``, else the row's ``now``, else the start of the run (one
+    time for the whole run, so both paths judge the same moment)."""
+    return now or (cand.touch.now if cand.touch is not None else None) or started
+
+
 def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend: str = "duckdb",
                       now: datetime | None = None, threads: int | None = None,
                       progress: Callable[[int], None] | None = None,
-                      builder: StoreScenarioBuilder | None = None) -> RunResult:
-    """Decide every candidate of the file at ``path`` (see the module doc). ``builder`` (made for
-    ``pack``) lets several calls of one run share what it has read."""
-    from tactful.store.db import open_store
+                      builder: StoreScenarioBuilder | None = None,
+                      reference: bool | None = None) -> RunResult:
+    """Decide every candidate of the file at ``path`` (see the module doc).
 
+    ``reference`` builds the feature frame in Python (the reference path); by default it is used when
+    the backend cannot build the frame itself (:data:`tactful.batch.backends.BACKENDS`) or a
+    ``builder`` is given (made for ``pack``: several calls of one run share what it has read)."""
     check_backend(backend, db=db)  # a backend that cannot serve the run fails before any work
     compiled = compile_pack(pack)  # and so does a pack the compiler cannot run
+    if reference is None:
+        reference = builder is not None or not BACKENDS[backend].builds_features
+    elif not reference and not BACKENDS[backend].builds_features:
+        raise BatchError(f"the {backend} backend does not build the feature frame from the store",
+                         hint="use --reference (the frame is then built in Python), or --backend duckdb")
     started = time.perf_counter()
+    t0 = datetime.now(UTC)
     table = read_table(path)
     rows = list(candidates(table, str(path)))
+    failed: dict[int, str] = {c.row: c.error or "invalid candidate" for c in rows if c.touch is None}
+    good = [c for c in rows if c.touch is not None]
     seconds: dict[str, float] = {}
-    ok: list[tuple[Candidate, str]] = []
-    values: list[tuple[str, Any]] = []
+    if reference:
+        result, failed_more, scenario_hashes = _reference(path, good, pack, compiled, db, backend, now,
+                                                          t0, threads, progress, builder)
+        failed.update(failed_more)
+        seconds["read, features (Python) and policy"] = time.perf_counter() - started
+    else:
+        typed = typed_candidates([(c, resolve_now(c, now, t0)) for c in good])
+        if progress is not None:
+            progress(len(rows))
+        seconds["read"] = time.perf_counter() - started
+        result = _in_backend(typed, pack, compiled, db, threads, seconds) if good else None
+        scenario_hashes = {}
+    started = time.perf_counter()
+    decisions = assemble(rows, failed, result, compiled, pack)
+    seconds["decisions"] = time.perf_counter() - started
+    hashes = [scenario_hashes.get(c.row) for c in rows]
+    return RunResult(decisions, backend, seconds, hashes, "reference" if reference else "backend")
+
+
+def typed_candidates(rows: Sequence[tuple[Candidate, datetime]]) -> pa.Table:
+    """The valid candidates as the typed table the Ibis producers read (``row`` is the candidate's row
+    number in its file)."""
+    schema = ibis.schema(CANDIDATE_SCHEMA).to_pyarrow()
+    return pa.Table.from_pylist([candidate_row(c.row, c.customer_id, c.touch.touch, when)
+                                 for c, when in rows if c.touch is not None], schema=schema)
+
+
+def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
+                 compiled: CompiledPack | None = None,
+                 seconds: dict[str, float] | None = None) -> pa.Table:
+    """Decide the typed candidates ``typed`` (an Ibis table on the DuckDB connection ``con``) against
+    the attached ``store``, all inside DuckDB: the feature frame (Ibis producers) materialized as a
+    temporary table, then the compiled policy and the input hashes over it. Returns ``row``,
+    ``customer_id``, ``input_hash``, the decision columns with rule masks and ``customer_known``.
+    ``seconds`` receives the time of each step (``plan``: building the Ibis expression; ``features``:
+    compiling and running the frame's query; ``policy``: the decisions, transferred to Arrow)."""
+    compiled = compiled or compile_pack(pack)
+    seconds = seconds if seconds is not None else {}
+    t0 = time.perf_counter()
+    features = feature_frame(typed, store, pack.settings)
+    seconds["plan"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    # ibis compiles the query (a few seconds for the whole frame, whatever the row count) and
+    # registers the producers' in-memory tables
+    con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
+    frame = con.create_table("tactful_frame", features, temp=True)
+    seconds["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    # a customer missing from the store has NULL features (so it blocks); say why, as the reference
+    # path does
+    known = typed.select("row", customer_known=typed.customer_id.isin(store.table("customers").id))
+    out: pa.Table = decide_frame(frame, compiled).join(known, "row").to_pyarrow()
+    seconds["policy"] = time.perf_counter() - t0
+    con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
+    return out
+
+
+def decide_frame(frame: Any, compiled: CompiledPack, *, hashed: bool = True) -> Any:
+    """The decisions query over a feature frame (``row``, ``customer_id`` and the features), with the
+    input hash of every row computed in the backend unless ``hashed`` is false."""
+    if not hashed:
+        return compiled.decide(frame, keep=["row", "customer_id"], rule_ids="masks")
+    frame = frame.mutate(input_hash=input_hash_expr(frame))
+    return compiled.decide(frame, keep=["row", "customer_id", "input_hash"], rule_ids="masks")
+
+
+def _in_backend(typed: pa.Table, pack: Pack, compiled: CompiledPack, db: str | None,
+                threads: int | None, seconds: dict[str, float]) -> pa.Table:
+    from tactful.batch.store import attach_store, connect
+
+    con = connect(threads=threads)
+    try:
+        store = attach_store(con, db)
+        con.con.register("tactful_candidates", typed)
+        return decide_typed(con, store, con.table("tactful_candidates"), pack, compiled, seconds)
+    finally:
+        con.disconnect()
+
+
+def _reference(path: Path, good: Sequence[Candidate], pack: Pack, compiled: CompiledPack, db: str | None,
+               backend: str, now: datetime | None, t0: datetime, threads: int | None,
+               progress: Callable[[int], None] | None, builder: StoreScenarioBuilder | None,
+               ) -> tuple[pa.Table | None, dict[int, str], dict[int, str]]:
+    """The reference path: every valid candidate's scenario from the store and its features derived in
+    Python; the frame then decided by ``backend``. Also the SHA-256 of each judged scenario document
+    (what ``tactful scenario export`` writes), for the campaign's decision log."""
+    from tactful.store.db import open_store
+
     failed: dict[int, str] = {}
+    values: list[tuple[int, str, Any]] = []
+    scenario_hashes: dict[int, str] = {}
     builder = builder or StoreScenarioBuilder(pack)
     engine = open_store(db)
     try:
         with engine.connect() as conn:
-            for cand in rows:
-                if cand.touch is None:
-                    failed[cand.row] = cand.error or "invalid candidate"
+            for cand in good:
+                assert cand.touch is not None
+                try:
+                    when = resolve_now(cand, now, t0)
+                    scenario = builder.scenario(conn, cand.customer_id, cand.touch, when)
+                    feats = derive(scenario, pack.settings)
+                except TactfulError as exc:
+                    failed[cand.row] = f"{path}: row {cand.row}: {' '.join(exc.message.split())}"
+                except Exception as exc:  # fail closed: the row is blocked, the run goes on
+                    failed[cand.row] = f"{path}: row {cand.row}: {type(exc).__name__}: {exc}"
                 else:
-                    try:
-                        scenario = builder.scenario(conn, cand.customer_id, cand.touch, now)
-                        feats = derive(scenario, pack.settings)
-                    except TactfulError as exc:
-                        failed[cand.row] = f"{path}: row {cand.row}: {' '.join(exc.message.split())}"
-                    except Exception as exc:  # fail closed: the row is blocked, the run goes on
-                        failed[cand.row] = f"{path}: row {cand.row}: {type(exc).__name__}: {exc}"
-                    else:
-                        ok.append((cand, input_hash(scenario_document(scenario))))
-                        values.append((cand.customer_id, feats.values))
+                    scenario_hashes[cand.row] = input_hash(scenario_document(scenario))
+                    values.append((cand.row, cand.customer_id, feats.values))
                 if progress is not None:
                     progress(1)
     finally:
         engine.dispose()
-    seconds["read and features"] = time.perf_counter() - started
-    frame = frame_from_values(values)
-    started = time.perf_counter()
-    decided: dict[int, dict[str, Any]] = {}
-    if ok:
-        with open_backend(backend, db=db, threads=threads) as session:
-            out = compiled.decide(session.table(frame), keep=["row"]).to_pyarrow().to_pylist()
-        decided = {r["row"]: r for r in out}
-    seconds["policy"] = time.perf_counter() - started
-    by_row = {cand.row: (i, digest) for i, (cand, digest) in enumerate(ok)}
-    cols: dict[str, list[Any]] = {name: [] for name in DECISIONS_SCHEMA.names}
-    for cand in rows:
-        cols["customer_id"].append(cand.customer_id)
-        cols["touch_id"].append(cand.touch_id)
-        cols["policy_name"].append(pack.name)
-        cols["policy_version"].append(pack.version)
-        hit = by_row.get(cand.row)
-        d = decided.get(hit[0]) if hit is not None else None
-        if hit is None or d is None:
-            cols["verdict"].append(Verdict.BLOCK.value)
-            cols["max_depth"].append(Depth.NONE.value)
-            cols["named"].append(False)
-            cols["fired_rules"].append(EVALUATION_ERROR)
-            cols["failed_rules"].append("")
-            cols["input_hash"].append(hit[1] if hit is not None else None)
-            cols["error"].append(failed.get(cand.row, "no decision came back for this row"))
-            continue
-        for name in ("verdict", "max_depth", "named", "fired_rules", "failed_rules"):
-            cols[name].append(d[name])
-        cols["input_hash"].append(hit[1])
-        cols["error"].append(None)
-    return RunResult(pa.table(cols, schema=DECISIONS_SCHEMA), backend, seconds)
+    if not values:
+        return None, failed, scenario_hashes
+    frame = frame_from_values((c, v) for _, c, v in values)
+    frame = frame.set_column(0, "row", pa.array([r for r, _, _ in values], type=pa.int64()))
+    with open_backend(backend, db=db, threads=threads) as session:
+        out: pa.Table = decide_frame(session.table(frame), compiled, hashed=False).to_pyarrow()
+    # the input hash of the same feature rows, computed here (SHA-256 is not an Ibis operation on
+    # every backend; tests check that feature_hash and input_hash_expr agree)
+    digest = {row: feature_hash(v) for row, _, v in values}
+    out = out.append_column("input_hash", pa.array([digest[r] for r in out.column("row").to_pylist()],
+                                                    type=pa.string()))
+    return out, failed, scenario_hashes
+
+
+def assemble(rows: Sequence[Candidate], failed: Mapping[int, str], decided: pa.Table | None,
+             compiled: CompiledPack, pack: Pack) -> pa.Table:
+    """The decisions table, one row per candidate in input order: the backend's decisions (masks
+    named), and ``block`` / ``evaluation-error`` with the error for every row that has none."""
+    n = len(rows)
+    index = {c.row: i for i, c in enumerate(rows)}
+    verdict: list[Any] = [Verdict.BLOCK.value] * n
+    depth: list[Any] = [Depth.NONE.value] * n
+    named: list[Any] = [False] * n
+    fired: list[Any] = [EVALUATION_ERROR] * n
+    failed_rules: list[Any] = [""] * n
+    hashes: list[Any] = [None] * n
+    errors: list[Any] = [failed.get(c.row, "no decision came back for this row") for c in rows]
+    if decided is not None and decided.num_rows:
+        named_t = compiled.names_from_masks(decided)
+        at = [index[r] for r in named_t.column("row").to_pylist()]
+        for name, target in (("verdict", verdict), ("max_depth", depth), ("named", named),
+                             ("fired_rules", fired), ("failed_rules", failed_rules),
+                             ("input_hash", hashes)):
+            for i, v in zip(at, named_t.column(name).to_pylist(), strict=True):
+                target[i] = v
+        known = (named_t.column("customer_known").to_pylist() if "customer_known" in named_t.column_names
+                 else [True] * len(at))
+        for i, ok in zip(at, known, strict=True):
+            if ok:
+                errors[i] = None
+            else:  # blocked already (NULL features); named as the reference path names it
+                fired[i], failed_rules[i] = EVALUATION_ERROR, ""
+                errors[i] = f"row {rows[i].row}: customer {rows[i].customer_id!r} is not in the store"
+    cols = {
+        "customer_id": [c.customer_id for c in rows], "touch_id": [c.touch_id for c in rows],
+        "verdict": verdict, "max_depth": depth, "named": named, "fired_rules": fired,
+        "failed_rules": failed_rules, "policy_name": [pack.name] * n, "policy_version": [pack.version] * n,
+        "input_hash": hashes, "error": errors,
+    }
+    return pa.table(cols, schema=DECISIONS_SCHEMA)
 
 
 def check_output(out: Path) -> None:

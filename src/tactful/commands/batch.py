@@ -46,6 +46,11 @@ def register(app: typer.Typer) -> None:
             "--now", help="The evaluation time (ISO 8601; UTC when no offset is given). Default: each "
                           "row's now, else the current time.", show_default=False)] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+        reference: Annotated[bool | None, typer.Option(
+            "--reference/--in-backend", help="Build the feature frame in Python from each candidate's "
+            "scenario (the reference path, slow), or inside the backend from the store read in place. "
+            "Default: in the backend where it can (duckdb), else the reference path.",
+            show_default=False)] = None,
     ) -> None:
         """Decide every candidate touch of CANDIDATES against the store: one decision per row (verdict,
         max depth, naming, fired rules, policy, input hash), a progress bar, and a summary by verdict
@@ -64,21 +69,23 @@ def register(app: typer.Typer) -> None:
             check_output(out)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err_console, disable=quiet, transient=True) as bar:
-            task = bar.add_task("building features", total=None)
+            task = bar.add_task("reading candidates" if reference is False or (
+                reference is None and backend == "duckdb") else "building features", total=None)
 
             def advance(n: int) -> None:
                 bar.advance(task, n)
 
             bar.update(task, total=read_table(candidates).num_rows)
             result = decide_candidates(candidates, pack, db=db, backend=backend, now=when,
-                                       progress=advance)
+                                       progress=advance, reference=reference)
         if out is not None:
             write_decisions(result.decisions, out)
         if quiet:
             return
         total = result.decisions.num_rows
+        frame = "features in the backend" if result.path == "backend" else "features built in Python"
         table = Table(title=data_text(f"{total} decisions ({pack.name} {pack.version}, "
-                                      f"backend {result.backend})"))
+                                      f"backend {result.backend}, {frame})"))
         table.add_column("verdict")
         table.add_column("count", justify="right")
         table.add_column("")

@@ -10,7 +10,9 @@ compiles to three projections that any Ibis backend runs in one query:
    (written down here, not left to SQL's three-valued logic);
 3. **fold**: :func:`tactful.policy.fold.fold` — the very function the Python evaluator runs — over
    those columns, giving ``verdict``, ``max_depth``, ``named``, ``fired_rules`` and ``failed_rules``
-   (rule ids in pack order, comma-separated, ``fail-closed-guard`` last when it blocked).
+   (rule ids in pack order, comma-separated, ``fail-closed-guard`` last when it blocked) — or, for
+   speed, ``fired_mask`` / ``failed_mask`` (int64 bit masks, one bit per rule in pack order) that
+   :meth:`CompiledPack.names_from_masks` names once per distinct mask when the decisions are written.
 
 A node type, operand or operator the compiler does not know raises :class:`CompileError` naming the
 pack position of the node (``file:line:col``); so does a frame that lacks a feature column the pack
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +32,7 @@ from typing import Any
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from tactful.errors import PolicyError
 from tactful.features import FAIL_CLOSED_FEATURES, FEATURES, FType
@@ -53,6 +57,8 @@ from tactful.vocab import DEPTH_ORDER, VERDICT_ORDER, Depth
 DECISION_COLUMNS: tuple[str, ...] = ("verdict", "max_depth", "named", "fired_rules", "failed_rules")
 #: Separator of the rule ids in ``fired_rules`` / ``failed_rules``.
 RULE_SEPARATOR = ","
+#: Rules per int64 word of a rule mask (bit 63, the sign, is never used).
+MASK_BITS = 63
 
 
 class CompileError(PolicyError):
@@ -237,9 +243,15 @@ class CompiledPack:
             if type(want) is not type(got):
                 raise CompileError(f"the feature frame's column {name!r} is {got}, expected {want}")
 
-    def decide(self, frame: ir.Table, keep: Sequence[str] = ()) -> ir.Table:
+    def decide(self, frame: ir.Table, keep: Sequence[str] = (),
+               rule_ids: typing.Literal["names", "masks"] = "names") -> ir.Table:
         """The decision columns (:data:`DECISION_COLUMNS`) for every row of ``frame``, after the
-        ``keep`` columns (the row's keys)."""
+        ``keep`` columns (the row's keys).
+
+        ``rule_ids="masks"`` gives the fired and failed rules as int64 bit masks (``fired_mask``,
+        ``failed_mask``; one more word per :data:`MASK_BITS` rules) instead of comma-joined strings:
+        building two strings per row was half the policy step, and a batch has few distinct masks,
+        which :meth:`names_from_masks` names once each when the decisions are written."""
         self.check_frame(frame)
         # 1. normalise: enum columns to ranks
         norm: dict[str, Any] = {}
@@ -264,25 +276,96 @@ class CompiledPack:
         verdict = out.verdict.cases(*((i, v.value) for i, v in enumerate(VERDICT_ORDER)),
                                     else_=None)
         depth = out.max_depth.cases(*((i, d.value) for i, d in enumerate(DEPTH_ORDER)), else_=None)
-        fired = [ibis.ifelse(out.fired[r.id], ibis.literal(r.id), ibis.null(dt.string))
-                 for r, _ in self.rules]
-        fired.append(ibis.ifelse(out.guard, ibis.literal(FAIL_CLOSED_GUARD), ibis.null(dt.string)))
-        failed = [ibis.ifelse(out.failed[r.id], ibis.literal(r.id), ibis.null(dt.string))
-                  for r, _ in self.rules]
+        fired = [*(out.fired[r.id] for r, _ in self.rules), out.guard]
+        failed = [out.failed[r.id] for r, _ in self.rules]
+        if rule_ids == "names":
+            ids: dict[str, Any] = {"fired_rules": _join(fired, self.fired_ids),
+                                   "failed_rules": _join(failed, self.fired_ids)}
+        elif rule_ids == "masks":
+            ids = {**_masks("fired_mask", fired), **_masks("failed_mask", failed)}
+        else:
+            raise ValueError(f"rule_ids must be 'names' or 'masks', not {rule_ids!r}")
         return t3.select(
             *keep,
             # NULL => block, once more at the very end (the fold never yields NULL; this says so)
             verdict=ibis.coalesce(verdict, ibis.literal(VERDICT_ORDER[-1].value)),
             max_depth=ibis.coalesce(depth, ibis.literal(Depth.NONE.value)),
             named=ibis.coalesce(out.named, _lit(False)),
-            fired_rules=_join(fired),
-            failed_rules=_join(failed),
+            **ids,
         )
 
+    @property
+    def fired_ids(self) -> tuple[str, ...]:
+        """The rule ids a mask's bits stand for: bit ``i`` is the pack's ``i``-th rule, the bit after
+        the last rule is ``fail-closed-guard`` (never set in a failed mask)."""
+        return (*(r.id for r, _ in self.rules), FAIL_CLOSED_GUARD)
 
-def _join(parts: Sequence[Any]) -> Any:
-    """Comma-join the non-NULL strings (empty string when none)."""
+    def mask_columns(self, prefix: str) -> tuple[str, ...]:
+        """The names of the int64 words of a ``fired_mask`` / ``failed_mask`` (one word per
+        :data:`MASK_BITS` rules: ``fired_mask``, ``fired_mask_1``, ...)."""
+        return _mask_names(prefix, len(self.fired_ids))
+
+    def names_from_masks(self, table: pa.Table) -> pa.Table:
+        """``table`` (an Arrow result of ``decide(..., rule_ids="masks")``) with its mask words replaced
+        by ``fired_rules`` and ``failed_rules``: the rule ids in pack order, comma-separated, exactly
+        as ``rule_ids="names"`` gives them. Each distinct mask is named once (a batch has few), so this
+        costs a hash lookup per row; the columns come back dictionary-encoded."""
+        out = table
+        for prefix, column in (("fired_mask", "fired_rules"), ("failed_mask", "failed_rules")):
+            words = self.mask_columns(prefix)
+            at = out.schema.get_field_index(words[0])
+            named = _names_of(self.fired_ids, [out.column(w) for w in words])
+            for w in words:
+                out = out.remove_column(out.schema.get_field_index(w))
+            out = out.add_column(at, column, named)
+        return out
+
+
+def _join(flags: Sequence[Any], ids: Sequence[str]) -> Any:
+    """Comma-join the ids whose flag holds (empty string when none)."""
+    parts = [ibis.ifelse(f, ibis.literal(i), ibis.null(dt.string)) for f, i in zip(flags, ids, strict=False)]
     return ibis.coalesce(ibis.literal(RULE_SEPARATOR).join(parts), ibis.literal(""))
+
+
+def _mask_names(prefix: str, bits: int) -> tuple[str, ...]:
+    words = max(1, -(-bits // MASK_BITS))
+    return (prefix, *(f"{prefix}_{w}" for w in range(1, words)))
+
+
+def _masks(prefix: str, flags: Sequence[Any]) -> dict[str, Any]:
+    """The flags as int64 words: bit ``i % MASK_BITS`` of word ``i // MASK_BITS`` is set when flag
+    ``i`` holds (a NULL flag sets no bit; the fold never yields one)."""
+    names = _mask_names(prefix, len(flags))
+    out: dict[str, Any] = {}
+    for w, name in enumerate(names):
+        chunk = flags[w * MASK_BITS:(w + 1) * MASK_BITS]
+        terms = [ibis.ifelse(f, ibis.literal(1 << b, type=dt.int64), ibis.literal(0, type=dt.int64))
+                 for b, f in enumerate(chunk)]
+        out[name] = functools.reduce(operator.add, terms) if terms else ibis.literal(0, type=dt.int64)
+    return out
+
+
+def mask_to_names(ids: Sequence[str], words: Sequence[int]) -> str:
+    """The comma-joined ids of the bits set in ``words`` (see :meth:`CompiledPack.names_from_masks`)."""
+    return RULE_SEPARATOR.join(rid for i, rid in enumerate(ids)
+                               if (words[i // MASK_BITS] >> (i % MASK_BITS)) & 1)
+
+
+def _names_of(ids: Sequence[str], words: Sequence[pa.ChunkedArray]) -> pa.DictionaryArray:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if len(words) == 1:
+        col = words[0].combine_chunks() if isinstance(words[0], pa.ChunkedArray) else words[0]
+        distinct = pc.unique(col)
+        index = pc.index_in(col, value_set=distinct)
+        names = [mask_to_names(ids, [int(m)]) for m in distinct.to_pylist()]
+    else:
+        stacked = np.stack([w.to_numpy() for w in words], axis=1)
+        uniq, inverse = np.unique(stacked, axis=0, return_inverse=True)
+        index = pa.array(inverse.reshape(-1).astype(np.int32))
+        names = [mask_to_names(ids, [int(x) for x in row]) for row in uniq]
+    return pa.DictionaryArray.from_arrays(index.cast(pa.int32()), pa.array(names, type=pa.string()))
 
 
 def compile_pack(pack: Pack) -> CompiledPack:
