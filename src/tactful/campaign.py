@@ -68,7 +68,7 @@ CONTACT_KIND: dict[Channel, str] = {Channel.EMAIL: "email", Channel.POSTAL_MAIL:
                                     Channel.POSTCARD: "postal", Channel.SMS: "phone"}
 GUARD = "fail-closed-guard"
 MESSAGE_TOUCH = "message"  # the outbox touch id: one message per customer and period, whatever the channel
-BATCH = 500  # decisions logged per transaction
+BATCH = 500  # decisions logged per transaction (a customer's decisions are never split)
 
 
 @dataclass(frozen=True)
@@ -465,7 +465,7 @@ def _private_tempdir() -> Iterator[Path]:
 def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "duckdb",
                  dry_run: bool = False, now: datetime | None = None, out_dir: Path | None = None,
                  resume: str | None = None, deliver: bool = True,
-                 step: StepCallback = _no_progress) -> RunSummary:
+                 step: StepCallback = _no_progress, log_batch: int = BATCH) -> RunSummary:
     """Run ``campaign`` on the store at ``db`` (see the module docstring)."""
     from tactful import report as rpt
     from tactful.batch.backends import check_backend
@@ -478,6 +478,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
     from tactful.store.db import open_store
 
     when = (now or datetime.now(UTC)).astimezone(UTC)
+    personas = {p.customer_id: p.title for p in PERSONAS}
     pack = load_pack(campaign.policy)
     check_backend(backend, db=db)
     period = campaign.period_key(when)
@@ -553,18 +554,21 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                 pending_ids = still
         seconds["decisions and messages"] = time.perf_counter() - t0
 
-        # the decision log and the outbox
+        # the decision log and the outbox, in batches that never split a customer's decisions
         t0 = time.perf_counter()
         run_id = resume or outbox.new_run_id(campaign.name, when)
-        decided: list[outbox.Decided] = []
+        batches: list[list[outbox.Decided]] = [[]]
         for out in outcomes.values():
-            for j, composed in out.tried:
+            if len(batches[-1]) >= log_batch:
+                batches.append([])
+            for n, (j, composed) in enumerate(out.tried):
                 logged = audit.LoggedDecision(
                     customer_id=out.customer.id, touch_id=j.proposal.touch_id,
                     channel=j.proposal.channel.value,
                     decision=j.decision, input_hash=j.input_hash or "",
                     proposed_depth=campaign.proposed_depth.value,
-                    withheld=composed.reason if isinstance(composed, Withheld) else None)
+                    withheld=composed.reason if isinstance(composed, Withheld) else None,
+                    proposed=out.proposed if n == 0 else None, message=composed)
                 entry = None
                 if isinstance(composed, Message):
                     entry = outbox.OutboxEntry(
@@ -572,69 +576,88 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                         touch_kind=campaign.kind.value, purpose=campaign.purpose, period=period,
                         run_id=run_id,
                         contact_point_id=j.proposal.contact_point_id, message=composed)
-                decided.append(outbox.Decided(logged, entry))
+                batches[-1].append(outbox.Decided(logged, entry))
         logged_n = queued = 0
+        titles = rpt.rule_titles(pack)
         if not dry_run:
             with engine.begin() as conn:
                 run_id = outbox.start_run(conn, campaign=campaign.name, period=period,
                                           policy_name=pack.name, policy_version=pack.version,
-                                          campaign_hash=campaign.digest or None, run_id=run_id, at=when)
-            tick = step("logging decisions", len(decided))
-            for start in range(0, len(decided), BATCH):
-                chunk = decided[start:start + BATCH]
-                with engine.begin() as conn:
-                    n, q = outbox.record(conn, run_id, chunk)
-                logged_n += n
-                queued += q
-                tick(len(chunk))
-        seconds["decision log and outbox"] = time.perf_counter() - t0
+                                          campaign_hash=campaign.digest or None, run_id=run_id, at=when,
+                                          rules=titles)
+        try:
+            if not dry_run:
+                tick = step("logging decisions", sum(len(b) for b in batches))
+                for chunk in batches:
+                    with engine.begin() as conn:
+                        n, q = outbox.record(conn, run_id, chunk)
+                    logged_n += n
+                    queued += q
+                    tick(len(chunk))
+            seconds["decision log and outbox"] = time.perf_counter() - t0
 
-        # delivery and the report
-        t0 = time.perf_counter()
-        base = out_dir or Path("campaign-runs")
-        run_dir = base / run_id
-        delivery: dict[str, int] = {}
-        if not dry_run and deliver:
-            adapters: list[Adapter] = [PrintShopCsv(run_dir), EmlDirectory(run_dir / "email",
-                                                            from_address=campaign.from_address)]
-            delivery = dict(deliver_outbox(engine, adapters, run_id=run_id).counts)
-            delivery = {**outbox.counts(engine, run_id)}
-        seconds["delivery"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        personas = {p.customer_id: p.title for p in PERSONAS}
-        rows = []
-        by_verdict: dict[str, int] = defaultdict(int)
-        by_channel: dict[str, int] = defaultdict(int)
-        for out in outcomes.values():
-            final = out.final
-            if final is None:
-                continue
-            j, composed = final
-            by_verdict[j.decision.verdict.value] += 1
-            if isinstance(composed, Message):
-                by_channel[composed.channel.value] += 1
-            rows.append(rpt.ReportRow(customer_id=out.customer.id, channel=j.proposal.channel.value,
-                                      proposed_depth=campaign.proposed_depth, decision=j.decision,
-                                      proposed=out.proposed or composed, final=composed,
-                                      persona=personas.get(out.customer.id)))
-        info = rpt.RunInfo(run_id=run_id, campaign=campaign.name, period=period, policy_name=pack.name,
-                           policy_version=pack.version, started_at=when, dry_run=dry_run, swaps=swaps,
-                           delivery=delivery)
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        report_path = rpt.write(run_dir / "report.html", rpt.build(info, rows, rpt.rule_titles(pack)))
-        seconds["report"] = time.perf_counter() - t0
-        summary = RunSummary(run_id=run_id, period=period, dry_run=dry_run, customers=len(audience),
-                             decisions=sum(len(o.tried) for o in outcomes.values()), queued=queued,
-                             swaps=swaps, by_verdict=dict(by_verdict), by_channel=dict(by_channel),
-                             delivery=delivery, report=report_path, out_dir=run_dir, seconds=seconds)
-        if not dry_run:
-            with engine.begin() as conn:
-                outbox.finish_run(conn, run_id, summary={
-                    "customers": summary.customers, "decisions": summary.decisions, "queued": queued,
-                    "logged": logged_n, "swaps": swaps, "by_verdict": summary.by_verdict,
-                    "by_channel": summary.by_channel, "delivery": delivery, "report": str(report_path),
-                    "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
-        return summary
+            # delivery: the pending messages of this campaign and period, whichever run queued them (a
+            # killed run's queued messages go out with the rerun)
+            t0 = time.perf_counter()
+            base = out_dir or Path("campaign-runs")
+            run_dir = base / run_id
+            delivery: dict[str, int] = {}
+            if not dry_run and deliver:
+                adapters: list[Adapter] = [PrintShopCsv(run_dir), EmlDirectory(
+                    run_dir / "email", from_address=campaign.from_address)]
+                deliver_outbox(engine, adapters, campaign=campaign.name, period=period)
+                delivery = {**outbox.counts(engine, run_id)}
+            seconds["delivery"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            by_verdict: dict[str, int] = defaultdict(int)
+            by_channel: dict[str, int] = defaultdict(int)
+            rows = []
+            for out in outcomes.values():
+                final = out.final
+                if final is None:
+                    continue
+                j, composed = final
+                by_verdict[j.decision.verdict.value] += 1
+                if isinstance(composed, Message):
+                    by_channel[composed.channel.value] += 1
+                if dry_run:
+                    rows.append(rpt.ReportRow(
+                        customer_id=out.customer.id, channel=j.proposal.channel.value,
+                        proposed_depth=campaign.proposed_depth, decision=j.decision,
+                        proposed=out.proposed or composed, final=composed,
+                        persona=personas.get(out.customer.id)))
+            decisions_n = sum(len(o.tried) for o in outcomes.values())
+            totals = {"customers": len(audience), "decisions": decisions_n, "queued": queued,
+                      "logged": logged_n, "swaps": swaps, "by_verdict": dict(by_verdict),
+                      "by_channel": dict(by_channel), "delivery": delivery}
+            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if dry_run:
+                info = rpt.RunInfo(run_id=run_id, campaign=campaign.name, period=period,
+                                   policy_name=pack.name, policy_version=pack.version, started_at=when,
+                                   dry_run=True, swaps=swaps, delivery=delivery)
+                html = rpt.build(info, rows, titles)
+            else:
+                # the report is built from the store alone, as `tactful campaign report RUN --html`
+                # rebuilds it later: the page shows what was logged (a resumed run: both parts)
+                with engine.begin() as conn:
+                    outbox.set_summary(conn, run_id, totals)
+                html = rpt.build(*rpt.from_store(engine, run_id))
+            report_path = rpt.write(run_dir / "report.html", html)
+            seconds["report"] = time.perf_counter() - t0
+            if not dry_run:
+                with engine.begin() as conn:
+                    outbox.finish_run(conn, run_id, summary={
+                        **totals, "report": str(report_path),
+                        "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
+        except BaseException:
+            if not dry_run:  # the run says it stopped; what it logged stays and can be resumed
+                with engine.begin() as conn:
+                    outbox.finish_run(conn, run_id, status=outbox.RUN_FAILED)
+            raise
+        return RunSummary(run_id=run_id, period=period, dry_run=dry_run, customers=len(audience),
+                          decisions=decisions_n, queued=queued, swaps=swaps, by_verdict=dict(by_verdict),
+                          by_channel=dict(by_channel), delivery=delivery, report=report_path,
+                          out_dir=run_dir, seconds=seconds)
     finally:
         engine.dispose()
 
@@ -657,12 +680,14 @@ class RunRow:
 
 def list_runs(db: str | None = None, *, limit: int = 50) -> list[RunRow]:
     """The store's campaign runs, newest first."""
+    from tactful.store import outbox
     from tactful.store.db import open_store
 
     r = tables.campaign_runs
     engine = open_store(db)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            outbox.mark_interrupted(conn)  # a run killed on this host says so
             rows = conn.execute(sa.select(r).order_by(r.c.started_at.desc(), r.c.id).limit(limit)).all()
     finally:
         engine.dispose()
@@ -685,7 +710,8 @@ def run_details(run_id: str, db: str | None = None) -> tuple[RunRow, dict[str, i
     r, d = tables.campaign_runs, tables.decisions
     engine = open_store(db)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            outbox.mark_interrupted(conn)  # a run killed on this host says so
             row = conn.execute(sa.select(r).where(r.c.id == run_id)).first()
             if row is None:
                 raise NotFoundError(f"no campaign run {run_id!r} in the store",
@@ -695,3 +721,16 @@ def run_details(run_id: str, db: str | None = None) -> tuple[RunRow, dict[str, i
         return _run_row(row), verdicts, outbox.counts(engine, run_id)
     finally:
         engine.dispose()
+
+
+def rebuild_report(run_id: str, path: Path, db: str | None = None) -> Path:
+    """Rebuild a logged run's HTML report from the store alone and write it to the new file ``path``."""
+    from tactful import report as rpt
+    from tactful.store.db import open_store
+
+    engine = open_store(db)
+    try:
+        html = rpt.build(*rpt.from_store(engine, run_id))
+    finally:
+        engine.dispose()
+    return rpt.write(path, html)

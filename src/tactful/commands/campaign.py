@@ -47,6 +47,10 @@ def register(app: typer.Typer) -> None:
                              "nothing is written twice).", show_default=False)] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary; "
                                                                   "only the report's path.")] = False,
+        log_batch: Annotated[int, typer.Option(
+            "--log-batch", min=1, max=100_000,
+            help="Decisions logged (with their messages) per transaction; a customer's decisions are "
+                 "never split. A killed run keeps every batch it committed.")] = 500,
     ) -> None:
         """Run the campaign FILE over its audience: recommended candidates with their implied
         categories, one decision per customer and channel (the batch evaluator), messages at the
@@ -70,7 +74,7 @@ def register(app: typer.Typer) -> None:
                 return advance
 
             summary = run_campaign(campaign, db=db, backend=backend, dry_run=dry_run, now=when,
-                                   out_dir=out, resume=resume, step=step)
+                                   out_dir=out, resume=resume, step=step, log_batch=log_batch)
         out_console = console()
         if not quiet:
             title = f"campaign {campaign.name}, run {summary.run_id}, period {summary.period}"
@@ -122,12 +126,22 @@ def register(app: typer.Typer) -> None:
         run_id: Annotated[str, typer.Argument(help="The run's id (tactful campaign list).",
                                               show_default=False)],
         db: DbOption = None,
+        html: Annotated[Path | None, typer.Option(
+            "--html", help="Rebuild the run's HTML report from the store alone and write it to this new "
+                           "file (owner-only; an existing file is never replaced).",
+            show_default=False)] = None,
     ) -> None:
         """Show one run: its status, decisions by verdict, outbox messages by status, and the path of
-        its HTML report. Exit 2 when the run is not in the store, 3 when the store cannot be read."""
-        from tactful.campaign import run_details
+        its HTML report; with --html, rebuild that report from the store into a new file. Exit 2 when
+        the run is not in the store (or was logged before the store kept messages) or the file
+        exists, 3 when the store cannot be read."""
+        from tactful.campaign import rebuild_report, run_details
 
         row, verdicts, statuses = run_details(run_id, db)
+        if html is not None:
+            written = rebuild_report(run_id, html, db)
+            console().print(data_text(f"report rebuilt from the store: {written}"), soft_wrap=True)
+            return
         out_console = console()
         table = Table(title=data_text(f"run {row.id}: campaign {row.campaign}, period {row.period}, "
                                       f"{row.status}, policy {row.policy}"))
