@@ -470,7 +470,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
     from tactful import report as rpt
     from tactful.batch.backends import check_backend
     from tactful.batch.run import RunScenarioBuilder
-    from tactful.delivery import Adapter, EmlDirectory, PrintShopCsv
+    from tactful.delivery import Adapter, EmlDirectory, PrintShopCsv, SmsCsv
     from tactful.delivery import deliver as deliver_outbox
     from tactful.policy import load_pack
     from tactful.sample.personas import PERSONAS
@@ -556,6 +556,12 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
 
         # the decision log and the outbox, in batches that never split a customer's decisions
         t0 = time.perf_counter()
+        # DuckDB read the SQLite store above with its own copy of SQLite; closing its file handles
+        # dropped this process's POSIX locks on the store, including the lock that tells other
+        # processes a connection is open (SQLite's "multiple copies of SQLite" hazard). A process opening
+        # the store now would rebuild the WAL index under our writes ("database disk image is
+        # malformed", found by the kill test). Fresh connections take their locks again.
+        engine.dispose()
         run_id = resume or outbox.new_run_id(campaign.name, when)
         batches: list[list[outbox.Decided]] = [[]]
         for out in outcomes.values():
@@ -603,7 +609,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
             run_dir = base / run_id
             delivery: dict[str, int] = {}
             if not dry_run and deliver:
-                adapters: list[Adapter] = [PrintShopCsv(run_dir), EmlDirectory(
+                adapters: list[Adapter] = [PrintShopCsv(run_dir), SmsCsv(run_dir), EmlDirectory(
                     run_dir / "email", from_address=campaign.from_address)]
                 deliver_outbox(engine, adapters, campaign=campaign.name, period=period)
                 delivery = {**outbox.counts(engine, run_id)}
@@ -642,7 +648,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                 with engine.begin() as conn:
                     outbox.set_summary(conn, run_id, totals)
                 html = rpt.build(*rpt.from_store(engine, run_id))
-            report_path = rpt.write(run_dir / "report.html", html)
+            report_path = rpt.write(run_dir / "report.html", html, numbered=True)
             seconds["report"] = time.perf_counter() - t0
             if not dry_run:
                 with engine.begin() as conn:

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from tactful import __version__
 from tactful.compose import Message, Withheld, clean_text
-from tactful.delivery.base import create_private_file
+from tactful.delivery.base import create_new_private_file, create_private_file
 from tactful.model import Decision
 from tactful.policy.nodes import Pack
 from tactful.vocab import DEPTH_ORDER, Depth, Verdict
@@ -242,11 +242,16 @@ def build(info: RunInfo, rows: Sequence[ReportRow], titles: Mapping[str, str] | 
     )
 
 
-def write(path: str | Path, html: str) -> Path:
-    """Write the report owner-only (it names customers and quotes their messages); never overwrites."""
+def write(path: str | Path, html: str, *, numbered: bool = False) -> Path:
+    """Write the report owner-only (it names customers and quotes their messages); never overwrites.
+    With ``numbered``, an existing file makes it ``report-2.html``... instead of an error (a resumed
+    run's directory). Returns the path written."""
     p = Path(path)
     p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = create_private_file(p)
+    if numbered:
+        p, fd = create_new_private_file(p)
+    else:
+        fd = create_private_file(p)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(html)
     return p

@@ -16,13 +16,26 @@ from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from tactful.delivery.base import Adapter, Bounce, DeliveryFailure, PermanentFailure, TemporaryFailure
-from tactful.delivery.files import EmlDirectory, PrintShopCsv
+from tactful.delivery.files import EmlDirectory, Mbox, PrintShopCsv, SmsCsv
 from tactful.delivery.smtp import Smtp
 from tactful.errors import DeliveryError
 from tactful.store import outbox
 
-__all__ = ["Adapter", "Bounce", "DeliveryFailure", "DeliveryReport", "EmlDirectory", "PermanentFailure",
-           "PrintShopCsv", "RetryPolicy", "Smtp", "TemporaryFailure", "deliver"]
+__all__ = [
+    "Adapter",
+    "Bounce",
+    "DeliveryFailure",
+    "DeliveryReport",
+    "EmlDirectory",
+    "Mbox",
+    "PermanentFailure",
+    "PrintShopCsv",
+    "RetryPolicy",
+    "SmsCsv",
+    "Smtp",
+    "TemporaryFailure",
+    "deliver",
+]
 
 
 @dataclass(frozen=True)
