@@ -337,12 +337,20 @@ class Judged:
     input_hash: str | None
 
 
-def _decision(row: Mapping[str, Any], pack: Pack) -> Decision:
-    """A Decision from a decisions-table row: the fired rules become the reasons, in plain words."""
+def _decision(row: Mapping[str, Any], pack: Pack, explained: Sequence[Reason] | None = None) -> Decision:
+    """A Decision from a decisions-table row: the fired rules become the reasons, in plain words —
+    the rules' messages filled from the customer's facts (``explained``, what the engine tells a person),
+    or for a rule without one its title."""
     reasons: list[Reason] = []
     remedies: list[str] = []
     failed = {r for r in (row.get("failed_rules") or "").split(RULE_SEPARATOR) if r}
+    filled = {r.rule: r for r in explained or ()}
     for rule_id in (r for r in (row.get("fired_rules") or "").split(RULE_SEPARATOR) if r):
+        if rule_id in filled:
+            reasons.append(filled[rule_id])
+            with_remedies = pack.rule(rule_id).remedies if rule_id not in failed else ()
+            remedies.extend(with_remedies)
+            continue
         if rule_id == EVALUATION_ERROR:
             reasons.append(Reason(rule=rule_id, verdict=Verdict.BLOCK,
                                   message=f"the touch could not be judged ({row.get('error')}); "
@@ -392,11 +400,13 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
     try:
         parquet.write_table(pa.Table.from_pylist(rows), path)
         result = decide_candidates(path, pack, db=db, backend=backend, now=now, progress=progress,
-                                   builder=builder)
+                                   builder=builder, explain=True)
     finally:
         path.unlink(missing_ok=True)
     out = result.decisions.to_pylist()
-    return [Judged(p, _decision(r, pack), r["input_hash"]) for p, r in zip(proposals, out, strict=True)]
+    explained = result.reasons or [None] * len(out)
+    return [Judged(p, _decision(r, pack, e), r["input_hash"])
+            for p, r, e in zip(proposals, out, explained, strict=True)]
 
 
 def _better(a: Decision, b: Decision) -> bool:
@@ -740,3 +750,46 @@ def rebuild_report(run_id: str, path: Path, db: str | None = None) -> Path:
     finally:
         engine.dispose()
     return rpt.write(path, html)
+
+
+@dataclass(frozen=True)
+class RuleWhy:
+    """One rule as a run's log tells it: how many customers' final decision it applied to, the
+    verdict it gave, and one logged reason in the words the customer's decision used."""
+
+    rule: str
+    title: str
+    customers: int
+    verdict: str
+    example: str
+
+
+def run_reasons(run_id: str, db: str | None = None) -> list[RuleWhy]:
+    """Why a run decided as it did, from its log alone: per rule, the customers whose final decision
+    it applied to (most first) and one plain-language reason."""
+    from tactful.store.db import open_store
+
+    r, d = tables.campaign_runs, tables.decisions
+    engine = open_store(db)
+    try:
+        with engine.connect() as conn:
+            titles = conn.execute(sa.select(r.c.rules).where(r.c.id == run_id)).scalar()
+            final: dict[str, Any] = {}
+            for row in conn.execution_options(yield_per=5000).execute(
+                    sa.select(d.c.customer_id, d.c.reasons).where(d.c.run_id == run_id).order_by(d.c.seq)):
+                final[row.customer_id] = row.reasons  # the last channel tried is the final decision
+    finally:
+        engine.dispose()
+    titles = titles if isinstance(titles, Mapping) else {}
+    counts: dict[str, int] = defaultdict(int)
+    first: dict[str, tuple[str, str]] = {}
+    for reasons in final.values():
+        for reason in reasons if isinstance(reasons, list) else []:
+            if not isinstance(reason, Mapping):
+                continue
+            rule = str(reason.get("rule", "?"))
+            counts[rule] += 1
+            first.setdefault(rule, (str(reason.get("verdict", "?")), str(reason.get("message", ""))))
+    return [RuleWhy(rule=k, title=str(titles.get(k, k)), customers=n, verdict=first[k][0],
+                    example=first[k][1])
+            for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]

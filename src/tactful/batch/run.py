@@ -35,10 +35,11 @@ from tactful.batch.backends import check_backend, open_backend
 from tactful.batch.candidates import Candidate, candidates, read_table
 from tactful.batch.frame import frame_from_values
 from tactful.errors import BatchError, TactfulError
-from tactful.features import derive
+from tactful.features import Features, derive
+from tactful.model import Reason
 from tactful.policy import Pack
 from tactful.policy.compile import RULE_SEPARATOR, compile_pack
-from tactful.policy.evaluate import EVALUATION_ERROR
+from tactful.policy.evaluate import EVALUATION_ERROR, explain_fired
 from tactful.realtime import StoreScenarioBuilder, scenario_document
 from tactful.vocab import Depth, Verdict
 
@@ -55,6 +56,9 @@ class RunResult:
     decisions: pa.Table
     backend: str
     seconds: dict[str, float] = field(default_factory=dict)
+    #: with ``explain``: per decision row, the reasons of the rules that fired with their messages
+    #: filled as the real-time engine fills them (None for a row that could not be judged)
+    reasons: list[tuple[Reason, ...] | None] | None = None
 
     @property
     def by_verdict(self) -> Counter[str]:
@@ -100,9 +104,11 @@ class RunScenarioBuilder(StoreScenarioBuilder):
 def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend: str = "duckdb",
                       now: datetime | None = None, threads: int | None = None,
                       progress: Callable[[int], None] | None = None,
-                      builder: StoreScenarioBuilder | None = None) -> RunResult:
+                      builder: StoreScenarioBuilder | None = None, explain: bool = False) -> RunResult:
     """Decide every candidate of the file at ``path`` (see the module doc). ``builder`` (made for
-    ``pack``) lets several calls of one run share what it has read."""
+    ``pack``) lets several calls of one run share what it has read. With ``explain``, the result
+    also carries each decision's reasons in plain words (:func:`tactful.policy.evaluate.explain_fired`
+    on the features the decision was made from)."""
     from tactful.store.db import open_store
 
     check_backend(backend, db=db)  # a backend that cannot serve the run fails before any work
@@ -114,6 +120,7 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
     ok: list[tuple[Candidate, str]] = []
     values: list[tuple[str, Any]] = []
     failed: dict[int, str] = {}
+    kept: list[Features] = []  # with explain: each judged row's features, to fill its reasons
     builder = builder or StoreScenarioBuilder(pack)
     engine = open_store(db)
     try:
@@ -132,6 +139,8 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
                     else:
                         ok.append((cand, input_hash(scenario_document(scenario))))
                         values.append((cand.customer_id, feats.values))
+                        if explain:
+                            kept.append(feats)
                 if progress is not None:
                     progress(1)
     finally:
@@ -147,6 +156,7 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
     seconds["policy"] = time.perf_counter() - started
     by_row = {cand.row: (i, digest) for i, (cand, digest) in enumerate(ok)}
     cols: dict[str, list[Any]] = {name: [] for name in DECISIONS_SCHEMA.names}
+    reasons: list[tuple[Reason, ...] | None] = []
     for cand in rows:
         cols["customer_id"].append(cand.customer_id)
         cols["touch_id"].append(cand.touch_id)
@@ -162,12 +172,18 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
             cols["failed_rules"].append("")
             cols["input_hash"].append(hit[1] if hit is not None else None)
             cols["error"].append(failed.get(cand.row, "no decision came back for this row"))
+            reasons.append(None)
             continue
         for name in ("verdict", "max_depth", "named", "fired_rules", "failed_rules"):
             cols[name].append(d[name])
         cols["input_hash"].append(hit[1])
         cols["error"].append(None)
-    return RunResult(pa.table(cols, schema=DECISIONS_SCHEMA), backend, seconds)
+        if explain:
+            fired = [r for r in (d["fired_rules"] or "").split(RULE_SEPARATOR) if r]
+            bad = {r: "its inputs were missing" for r in (d["failed_rules"] or "").split(RULE_SEPARATOR) if r}
+            reasons.append(explain_fired(pack, kept[hit[0]], fired, bad)[0] if fired else ())
+    return RunResult(pa.table(cols, schema=DECISIONS_SCHEMA), backend, seconds,
+                     reasons if explain else None)
 
 
 def check_output(out: Path) -> None:

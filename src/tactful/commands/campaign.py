@@ -47,6 +47,10 @@ def register(app: typer.Typer) -> None:
                              "nothing is written twice).", show_default=False)] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary; "
                                                                   "only the report's path.")] = False,
+        deliver: Annotated[bool, typer.Option(
+            "--deliver/--no-deliver",
+            help="Deliver the queued messages into the run's files (print-shop CSV, SMS CSV, .eml); "
+                 "--no-deliver leaves them pending for `tactful campaign deliver`.")] = True,
         log_batch: Annotated[int, typer.Option(
             "--log-batch", min=1, max=100_000,
             help="Decisions logged (with their messages) per transaction; a customer's decisions are "
@@ -74,7 +78,8 @@ def register(app: typer.Typer) -> None:
                 return advance
 
             summary = run_campaign(campaign, db=db, backend=backend, dry_run=dry_run, now=when,
-                                   out_dir=out, resume=resume, step=step, log_batch=log_batch)
+                                   out_dir=out, resume=resume, step=step, log_batch=log_batch,
+                                   deliver=deliver)
         out_console = console()
         if not quiet:
             title = f"campaign {campaign.name}, run {summary.run_id}, period {summary.period}"
@@ -135,7 +140,7 @@ def register(app: typer.Typer) -> None:
         its HTML report; with --html, rebuild that report from the store into a new file. Exit 2 when
         the run is not in the store (or was logged before the store kept messages) or the file
         exists, 3 when the store cannot be read."""
-        from tactful.campaign import rebuild_report, run_details
+        from tactful.campaign import rebuild_report, run_details, run_reasons
 
         row, verdicts, statuses = run_details(run_id, db)
         if html is not None:
@@ -152,6 +157,17 @@ def register(app: typer.Typer) -> None:
         for status in sorted(statuses):
             table.add_row(data_text(f"outbox: {status}"), f"{statuses[status]:,}")
         out_console.print(table)
+        why = run_reasons(run_id, db)
+        if why:
+            rules = Table(title="why: the rules behind the final decisions, with one logged reason each")
+            rules.add_column("rule")
+            rules.add_column("customers", justify="right")
+            rules.add_column("verdict")
+            rules.add_column("for example")
+            for w in why[:15]:
+                rules.add_row(data_text(w.title), f"{w.customers:,}", data_text(w.verdict),
+                              data_text(w.example))
+            out_console.print(rules)
         path = row.summary.get("report")
         out_console.print(data_text(f"report: {path}" if path else "report: none (the run did not finish)"),
                           soft_wrap=True)
