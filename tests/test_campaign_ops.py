@@ -5,8 +5,10 @@ outbox is delivered from the CLI (files, mbox, SMS CSV, SMTP on loopback)."""
 from __future__ import annotations
 
 import json
+import mailbox
 import re
 import shutil
+import socket
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,8 +223,161 @@ def test_messages_round_trip_through_the_log() -> None:
         audit.composed_from_record({"type": "message", "kind": "offer"})
 
 
+# --------------------------------------------------------------------------- delivery from the CLI
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-_ = re  # kept for the delivery tests below
+class Mailserver:
+    """A mail server on loopback that bounces ``bounce``, answers 451 once to ``flaky`` and keeps what
+    it accepts."""
+
+    def __init__(self, bounce: str, flaky: str) -> None:
+        self.bounce, self.flaky = bounce, flaky
+        self.flaky_tries = 0
+        self.received: list[tuple[list[str], bytes]] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address == self.bounce:
+            return "550 5.1.1 no such user"
+        if address == self.flaky:
+            self.flaky_tries += 1
+            if self.flaky_tries == 1:
+                return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pending(store: str) -> list[Any]:
+    o, cp = tables.outbox, tables.contact_points
+    return _all(store, sa.select(o.c.idempotency_key, o.c.channel, o.c.status, o.c.contact_point_id,
+                                 cp.c.value).select_from(o.outerjoin(cp, cp.c.id == o.c.contact_point_id)))
+
+
+def test_deliver_from_the_cli_through_smtp_and_files(store: str, campaign_file: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiosmtpd.controller import Controller
+
+    run_id = _run(store, campaign_file, tmp_path / "runs", "--no-deliver")
+    queued = _pending(store)
+    assert queued and {q.status for q in queued} == {"pending"}
+    emails = [q for q in queued if q.channel == "email"]
+    letters = [q for q in queued if q.channel in ("postal_mail", "postcard")]
+    texts = [q for q in queued if q.channel == "sms"]
+    assert len(emails) >= 3 and letters
+    server = Mailserver(bounce=emails[0].value, flaky=emails[1].value)
+    port = _free_port()
+    controller = Controller(server, hostname="127.0.0.1", port=port)
+    controller.start()
+    out = tmp_path / "delivery"
+    try:
+        monkeypatch.setenv("TACTFUL_SMTP_HOST", "127.0.0.1")  # settings from the environment work too
+        code, printed, err = run_cli(["campaign", "deliver", run_id, "--db", store, "--email", "smtp",
+                                      "--smtp-port", str(port), "--from", "offers@shop.example",
+                                      "--backoff", "0.01", "--out", str(out), "--quiet"])
+        assert code == 0, err
+        # one copy of every accepted email; the flaky address got its message on the second try
+        assert sorted(to[0] for to, _ in server.received) == sorted(q.value for q in emails[1:])
+        assert server.flaky_tries == 2
+        keys = {re.search(rb"Message-ID: <([0-9a-f]{64})@", content).group(1).decode()  # type: ignore[union-attr]
+                for _, content in server.received}
+        assert keys == {q.idempotency_key for q in emails[1:]}
+        # delivering again sends nothing twice
+        code, again, err = run_cli(["campaign", "deliver", run_id, "--db", store, "--email", "smtp",
+                                    "--smtp-port", str(port), "--out", str(out), "--quiet"])
+        assert code == 0, err
+        assert len(server.received) == len(emails) - 1
+        assert re.search(r"sent\s+│\s+0\b", again)
+    finally:
+        controller.stop()
+    assert re.search(rf"sent\s+│\s+{len(queued) - 1}\b", printed) and re.search(r"bounced\s+│\s+1\b", printed)
+    status = {q.idempotency_key: q.status for q in _pending(store)}
+    assert status[emails[0].idempotency_key] == "bounced"
+    assert all(status[q.idempotency_key] == "sent" for q in queued[1:] if q is not emails[0])
+    bounced = _all(store, sa.select(tables.contact_points.c.bounced).where(
+        tables.contact_points.c.id == emails[0].contact_point_id))
+    assert bounced[0].bounced is True  # the next run knows
+    # letters for the print shop and texts for the SMS gateway, owner-only
+    shop = (out / "print-shop.csv").read_text(encoding="utf-8")
+    assert _mode(out / "print-shop.csv") == 0o600 and _mode(out) == 0o700
+    assert sorted(q.idempotency_key for q in letters) == sorted(
+        line.split(",")[0] for line in shop.splitlines()[1:] if re.match(r"[0-9a-f]{64},", line))
+    if texts:
+        sms = (out / "sms.csv").read_text(encoding="utf-8").splitlines()
+        assert sms[0] == "outbox_key,customer_id,to,sender,body" and _mode(out / "sms.csv") == 0o600
+        assert {line.split(",")[0] for line in sms[1:] if re.match(r"[0-9a-f]{64},", line)} == {
+            q.idempotency_key for q in texts}
+
+
+def test_deliver_into_an_mbox_never_replacing_a_file(store: str, campaign_file: Path, tmp_path: Path) -> None:
+    run_id = _run(store, campaign_file, tmp_path / "runs", "--no-deliver")
+    emails = [q for q in _pending(store) if q.channel == "email"]
+    out = tmp_path / "mbox-out"
+    out.mkdir(mode=0o700)
+    theirs = out / "email.mbox"
+    theirs.write_text("not ours\n", encoding="utf-8")
+    code, _, err = run_cli(["campaign", "deliver", run_id, "--db", store, "--email", "mbox",
+                            "--out", str(out), "--quiet"])
+    assert code == 0, err
+    assert theirs.read_text(encoding="utf-8") == "not ours\n"  # left alone: ours is email-2.mbox
+    box = mailbox.mbox(out / "email-2.mbox", create=False)
+    try:
+        ids = sorted(m["Message-ID"] for m in box)
+    finally:
+        box.close()
+    assert ids == sorted(f"<{q.idempotency_key}@tactful.invalid>" for q in emails)
+    assert _mode(out / "email-2.mbox") == 0o600
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["no-such-run"], "no campaign run"),
+    (["RUN", "--email", "pigeon"], "unknown adapter"),
+    (["RUN", "--email", "smtp"], "needs the SMTP server"),
+])
+def test_deliver_refuses_bad_input_with_exit_2(store: str, campaign_file: Path, tmp_path: Path,
+                                               args: list[str], says: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TACTFUL_SMTP_HOST", raising=False)
+    run_id = _run(store, campaign_file, tmp_path / "runs", "--no-deliver")
+    argv = ["campaign", "deliver", *[run_id if a == "RUN" else a for a in args], "--db", store,
+            "--out", str(tmp_path / "x"), "--quiet"]
+    code, _, err = run_cli(argv)
+    assert code == 2 and says in err and "Traceback" not in err
+    assert {q.status for q in _pending(store)} == {"pending"}
+
+
+def test_the_smtp_password_is_never_printed(store: str, campaign_file: Path, tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+
+    run_id = _run(store, campaign_file, tmp_path / "runs", "--no-deliver")
+    server = Mailserver(bounce="", flaky="")
+    port = _free_port()
+    controller = Controller(server, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        # this server offers no login: every email fails (after its retries) and says why
+        code, printed, err = run_cli(
+            ["campaign", "deliver", run_id, "--db", store, "--email", "smtp", "--smtp-host", "127.0.0.1",
+             "--smtp-port", str(port), "--smtp-user", "shop", "--attempts", "2", "--backoff", "0.01",
+             "--out", str(tmp_path / "x"), "--quiet"], env={"TACTFUL_SMTP_PASSWORD": "s3cret-pw"})
+    finally:
+        controller.stop()
+    assert code == 0, err
+    assert server.received == []
+    assert "s3cret-pw" not in printed + err
+    assert re.search(r"failed\s+│\s+[1-9]", printed)
+    errors = _all(store, sa.select(tables.outbox.c.last_error).where(tables.outbox.c.status == "failed"))
+    assert errors and all("s3cret-pw" not in (e.last_error or "") for e in errors)

@@ -793,3 +793,75 @@ def run_reasons(run_id: str, db: str | None = None) -> list[RuleWhy]:
     return [RuleWhy(rule=k, title=str(titles.get(k, k)), customers=n, verdict=first[k][0],
                     example=first[k][1])
             for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+EMAIL_ADAPTERS = ("eml", "mbox", "smtp")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None  # never printed, never stored
+
+
+def deliver_run(run_id: str, *, db: str | None = None, out_dir: Path | None = None, email: str = "eml",
+                smtp: SmtpSettings | None = None, from_address: str = "no-reply@shop.invalid",
+                attempts: int = 4, backoff: float = 1.0, show_progress: bool = False) -> tuple[
+                    Path, dict[str, int], list[tuple[str, str]]]:
+    """Deliver the pending messages of a run's campaign and period (those a killed run of it queued
+    too): letters and postcards into the print-shop CSV, text messages into the SMS CSV, email as .eml
+    files, one mbox file, or through SMTP. Failures are retried with exponential back-off; bounces mark
+    the contact point. Returns the output directory, the outbox of the run by status, and the
+    messages that did not go out (customer id, why)."""
+    from tactful.delivery import (
+        Adapter,
+        EmlDirectory,
+        Mbox,
+        PrintShopCsv,
+        RetryPolicy,
+        SmsCsv,
+        Smtp,
+        deliver,
+    )
+    from tactful.errors import DeliveryError, NotFoundError
+    from tactful.store import outbox
+    from tactful.store.db import open_store
+
+    if email not in EMAIL_ADAPTERS:
+        raise DeliveryError(f"--email: unknown adapter {email!r}",
+                            hint=f"expected {', '.join(EMAIL_ADAPTERS)}")
+    if email == "smtp" and smtp is None:
+        raise DeliveryError("--email smtp needs the SMTP server",
+                            hint="give --smtp-host (or TACTFUL_SMTP_HOST)")
+    r = tables.campaign_runs
+    engine = open_store(db)
+    try:
+        with engine.begin() as conn:
+            outbox.mark_interrupted(conn)
+            run = conn.execute(sa.select(r.c.campaign, r.c.period, r.c.status)
+                               .where(r.c.id == run_id)).first()
+        if run is None:
+            raise NotFoundError(f"no campaign run {run_id!r} in the store",
+                                hint="tactful campaign list shows the runs")
+        if run.status == outbox.RUNNING:
+            raise CampaignError(f"run {run_id} is still running; it delivers its messages itself",
+                                hint="wait for it to finish (or run it with --no-deliver)")
+        directory = out_dir or Path("campaign-runs") / run_id
+        adapters: list[Adapter] = [PrintShopCsv(directory), SmsCsv(directory)]
+        if email == "eml":
+            adapters.append(EmlDirectory(directory / "email", from_address=from_address))
+        elif email == "mbox":
+            adapters.append(Mbox(directory, from_address=from_address))
+        else:
+            assert smtp is not None
+            adapters.append(Smtp(smtp.host, smtp.port, from_address=from_address, starttls=smtp.starttls,
+                                 username=smtp.username, password=smtp.password))
+        report = deliver(engine, adapters, campaign=run.campaign, period=run.period,
+                         retry=RetryPolicy(attempts=attempts, initial=backoff, maximum=max(backoff, 30.0)),
+                         show_progress=show_progress)
+        return directory, dict(report.counts), list(report.errors)
+    finally:
+        engine.dispose()

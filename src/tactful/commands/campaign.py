@@ -171,3 +171,64 @@ def register(app: typer.Typer) -> None:
         path = row.summary.get("report")
         out_console.print(data_text(f"report: {path}" if path else "report: none (the run did not finish)"),
                           soft_wrap=True)
+
+    @group.command("deliver")
+    def deliver(
+        run_id: Annotated[str, typer.Argument(help="The run's id (tactful campaign list).",
+                                              show_default=False)],
+        db: DbOption = None,
+        out: Annotated[Path | None, typer.Option(
+            "--out", "-o", help="Directory for the files (print-shop CSV, SMS CSV, .eml files or the "
+                                "mbox); created owner-only. Default: campaign-runs/RUN.",
+            show_default=False)] = None,
+        email: Annotated[str, typer.Option(
+            "--email", help="How email goes out: eml (one file per message), mbox (one mailbox file) "
+                            "or smtp (a mail server).")] = "eml",
+        smtp_host: Annotated[str | None, typer.Option(
+            "--smtp-host", envvar="TACTFUL_SMTP_HOST", help="SMTP server (with --email smtp).",
+            show_default=False)] = None,
+        smtp_port: Annotated[int, typer.Option("--smtp-port", envvar="TACTFUL_SMTP_PORT", min=1,
+                                               max=65535, help="SMTP port.")] = 25,
+        starttls: Annotated[bool, typer.Option("--starttls", envvar="TACTFUL_SMTP_STARTTLS",
+                                               help="Upgrade the SMTP connection with STARTTLS.")] = False,
+        smtp_user: Annotated[str | None, typer.Option(
+            "--smtp-user", envvar="TACTFUL_SMTP_USER", help="SMTP login name.", show_default=False)] = None,
+        smtp_password: Annotated[str | None, typer.Option(
+            "--smtp-password", envvar="TACTFUL_SMTP_PASSWORD", show_default=False,
+            help="SMTP password; better set TACTFUL_SMTP_PASSWORD than type it on the command line. "
+                 "Never printed.")] = None,
+        from_address: Annotated[str, typer.Option(
+            "--from", help="The sender address of email.")] = "no-reply@shop.invalid",
+        attempts: Annotated[int, typer.Option("--attempts", min=1, max=20,
+                                              help="Tries per message before it is marked failed.")] = 4,
+        backoff: Annotated[float, typer.Option(
+            "--backoff", min=0.0, max=600.0,
+            help="Seconds before the first retry; doubled at each retry (at most 30 s).")] = 1.0,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Deliver the pending messages of run RUN's campaign and period (a killed run's too) through
+        the chosen adapters: letters and postcards into the print-shop CSV, text messages into an SMS
+        gateway CSV, email as .eml files, an mbox file or SMTP. Temporary failures are retried with
+        back-off; a bounce marks the contact point so the next run knows. Files are owner-only and
+        never replace an existing file. Exit 0 when delivery ran (failed and bounced messages are
+        counted and kept on their outbox rows), 2 for bad options or an unknown run, 3 for store
+        problems."""
+        from tactful.campaign import SmtpSettings, deliver_run
+
+        smtp = (SmtpSettings(host=smtp_host, port=smtp_port, starttls=starttls, username=smtp_user,
+                             password=smtp_password) if smtp_host else None)
+        directory, counts, errors = deliver_run(
+            run_id, db=db, out_dir=out, email=email, smtp=smtp, from_address=from_address,
+            attempts=attempts, backoff=backoff, show_progress=not quiet)
+        out_console = console()
+        table = Table(title=data_text(f"delivery of run {run_id}'s campaign and period"))
+        table.add_column("outcome")
+        table.add_column("messages", justify="right")
+        for outcome in ("sent", "bounced", "failed", "no-adapter"):
+            table.add_row(outcome, f"{counts.get(outcome, 0):,}")
+        out_console.print(table)
+        for customer, why in errors[:20]:
+            out_console.print(data_text(f"customer {customer}: {why}"), soft_wrap=True)
+        if len(errors) > 20:
+            out_console.print(Text(f"... and {len(errors) - 20:,} more (their outbox rows keep the error)"))
+        out_console.print(data_text(f"files: {directory}"), soft_wrap=True)
