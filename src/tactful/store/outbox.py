@@ -12,9 +12,7 @@ see it; a bounce marks the contact point ``bounced``, so the next run's decision
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from tactful import __version__
 from tactful.compose import Message
 from tactful.errors import CampaignError, NotFoundError
-from tactful.store import audit, tables
+from tactful.store import audit, bookkeeping, tables
 
 PENDING, SENT, BOUNCED, FAILED = "pending", "sent", "bounced", "failed"
 #: a run's status: running, finished, failed (it stopped on an error), interrupted (its process is gone:
@@ -34,30 +32,16 @@ PENDING, SENT, BOUNCED, FAILED = "pending", "sent", "bounced", "failed"
 RUNNING, FINISHED, RUN_FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
 
 
-def _host() -> str:
-    return socket.gethostname()[:255]
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (another user's process counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True  # cannot tell: do not call it interrupted
-    return True
-
-
 def mark_interrupted(conn: Connection) -> list[str]:
     """Runs still ``running`` whose process on this host is gone are marked ``interrupted`` (a kill -9
     or a crash of the machine leaves no chance to say so). Runs of other hosts are left as they are:
     this host cannot see their processes. Returns the ids marked."""
     r = tables.campaign_runs
-    gone = [row.id for row in conn.execute(sa.select(r.c.id, r.c.host, r.c.pid).where(r.c.status == RUNNING))
-            if row.host == _host() and row.pid is not None and not _alive(int(row.pid))]
+    here = bookkeeping.this_host()
+    gone = [row.id for row in conn.execute(sa.select(r.c.id, r.c.host, r.c.pid).where(r.c.status == RUNNING)
+                                           .order_by(r.c.id))
+            if row.host == here and row.pid is not None
+            and not bookkeeping.owner_alive(int(row.pid), row.host, None)]
     if gone:
         conn.execute(r.update().where(r.c.id.in_(gone), r.c.status == RUNNING).values(status=INTERRUPTED))
     return gone
@@ -87,7 +71,7 @@ def start_run(conn: Connection, *, campaign: str, period: str, policy_name: str,
     rule titles, kept for the report."""
     rid = run_id or new_run_id(campaign, at)
     mark_interrupted(conn)
-    me = {"host": _host(), "pid": os.getpid()}
+    me = bookkeeping.owner()
     if run_id is not None:
         old = conn.execute(sa.select(tables.campaign_runs).where(tables.campaign_runs.c.id == run_id)).first()
         if old is not None:
