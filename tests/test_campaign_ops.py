@@ -172,6 +172,21 @@ def test_the_report_is_rebuilt_from_the_store_alone(store: str, campaign_file: P
     assert not (tmp_path / "x.html").exists()
 
 
+def test_a_run_logged_without_its_messages_cannot_be_rebuilt(store: str, campaign_file: Path,
+                                                             tmp_path: Path) -> None:
+    """A run logged before schema 0004 has no messages in its log: saying so beats a page of guesses."""
+    run_id = _run(store, campaign_file, tmp_path / "runs", "--no-deliver")
+    engine = open_store(store)
+    try:
+        with engine.begin() as conn:
+            conn.execute(tables.decisions.update().values(message=None, proposed=None))
+    finally:
+        engine.dispose()
+    code, _, err = run_cli(["campaign", "report", run_id, "--db", store, "--html", str(tmp_path / "r.html")])
+    assert code == 2 and "before the store kept messages" in err and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_a_logged_message_changed_afterwards_breaks_the_chain(store: str, campaign_file: Path,
                                                                tmp_path: Path) -> None:
     run_id = _run(store, campaign_file, tmp_path / "runs", "--no-deliver")
