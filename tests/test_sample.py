@@ -358,7 +358,7 @@ def test_cli_errors_exit_with_their_codes(tmp_path: Path, capsys: pytest.Capture
     assert "built the synthetic sample world" in capsys.readouterr().out
     with pytest.raises(SystemExit) as info:
         main(["sample", "--db", url, "--synthetic", "5", "--quiet"])
-    assert info.value.code == 1
+    assert info.value.code == 2  # a usage problem: a store that already holds data
     assert "already holds data" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - {id: x, when: {department: X}, implies: [user.nope]}\n", encoding="utf-8")

@@ -93,6 +93,13 @@ class SampleError(TactfulError):
     """The sample world could not be built."""
 
 
+class SampleUsageError(SampleError):
+    """The sample command was asked for something it will not do (a number out of range, a store
+    that already holds data without ``--replace``): a usage problem, exit 2."""
+
+    exit_code = 2
+
+
 class NotFoundError(StoreError):
     """A record the caller named (a customer, an order, a product) is not in the store."""
 

@@ -61,46 +61,49 @@ def _names(values: Iterable[object]) -> str:
     return ", ".join(sorted(str(getattr(v, "value", v)) for v in values))
 
 
+#: Settings whose change lets more touches past the consent rules: (setting, the direction that weakens
+#: -- "drops" an entry of the parent's list or "adds" one --, whether entries are taxonomy keys (a key
+#: covers its sub-keys) or plain values, and what the change means).
+_WEAKENING: tuple[tuple[str, str, bool, str], ...] = (
+    ("marketing_purposes", "drops", True, "touches with these purposes no longer count as marketing, so "
+     "they escape opt-in and caps"),
+    ("marketing_kinds", "drops", False, "such touches no longer count as marketing, so they escape opt-in "
+     "and caps"),
+    ("promotional_kinds", "drops", False, "such touches filed under a service purpose no longer count as "
+     "marketing, so they escape opt-in and caps"),
+    ("outbound_channels", "drops", False, "promotional touches on these channels filed under a service "
+     "purpose escape opt-in and caps"),
+    ("transactional_purposes", "adds", True, "promotional touches filed under these purposes no longer "
+     "count as marketing"),
+    ("in_session_channels", "adds", False, "generic touches on these channels no longer need a marketing "
+     "opt-in"),
+    ("never_use_categories", "drops", True, "facts of these categories may be used to personalize or "
+     "market again"),
+    ("gpc_refuses", "drops", True, "a Global Privacy Control signal no longer refuses them"),
+    ("share_consent_purposes", "adds", True, "a grant of these now lets individual data go to third "
+     "parties"),
+    ("profiling_opt_in_purposes", "adds", True, "a grant of these now counts as the opt-in to targeting "
+     "on inferred sensitive attributes"),
+    ("transactional_kinds", "adds", False, "closed customers get these too, and the openness cap no "
+     "longer limits them"),
+    ("sensitive_categories", "drops", True, "facts of these categories are no longer checked as "
+     "sensitive"),
+)
+
+
 def _weaker_settings(pack: Pack, parent: Pack) -> list[str]:
     """Settings of ``pack`` that let more touches past the consent rules than ``parent``'s."""
     mine, theirs = pack.settings, parent.settings
     out: list[str] = []
-    if lost := _uncovered(theirs.marketing_purposes, mine.marketing_purposes):
-        out.append(f"setting marketing_purposes drops {', '.join(lost)}: touches with these purposes "
-                   "no longer count as marketing, so they escape opt-in and caps")
-    if lost_kinds := set(theirs.marketing_kinds) - set(mine.marketing_kinds):
-        out.append(f"setting marketing_kinds drops {_names(lost_kinds)}: such touches no longer count as "
-                   "marketing, so they escape opt-in and caps")
-    if lost_kinds := set(theirs.promotional_kinds) - set(mine.promotional_kinds):
-        out.append(f"setting promotional_kinds drops {_names(lost_kinds)}: such touches filed under a "
-                   "service purpose no longer count as marketing, so they escape opt-in and caps")
-    if lost_channels := set(theirs.outbound_channels) - set(mine.outbound_channels):
-        out.append(f"setting outbound_channels drops {_names(lost_channels)}: promotional touches on "
-                   "these channels filed under a service purpose escape opt-in and caps")
-    if extra := _uncovered(mine.transactional_purposes, theirs.transactional_purposes):
-        out.append(f"setting transactional_purposes adds {', '.join(extra)}: promotional touches filed "
-                   "under these purposes no longer count as marketing")
-    if extra_channels := set(mine.in_session_channels) - set(theirs.in_session_channels):
-        out.append(f"setting in_session_channels adds {_names(extra_channels)}: generic touches on these "
-                   "channels no longer need a marketing opt-in")
-    if lost := _uncovered(theirs.never_use_categories, mine.never_use_categories):
-        out.append(f"setting never_use_categories drops {', '.join(lost)}: facts of these categories "
-                   "may be used to personalize or market again")
-    if lost := _uncovered(theirs.gpc_refuses, mine.gpc_refuses):
-        out.append(f"setting gpc_refuses drops {', '.join(lost)}: a Global Privacy Control signal no "
-                   "longer refuses them")
-    if extra := _uncovered(mine.share_consent_purposes, theirs.share_consent_purposes):
-        out.append(f"setting share_consent_purposes adds {', '.join(extra)}: a grant of these now lets "
-                   "individual data go to third parties")
-    if extra := _uncovered(mine.profiling_opt_in_purposes, theirs.profiling_opt_in_purposes):
-        out.append(f"setting profiling_opt_in_purposes adds {', '.join(extra)}: a grant of these now "
-                   "counts as the opt-in to targeting on inferred sensitive attributes")
-    if extra_kinds := set(mine.transactional_kinds) - set(theirs.transactional_kinds):
-        out.append(f"setting transactional_kinds adds {_names(extra_kinds)}: closed customers get these "
-                   "too, and the openness cap no longer limits them")
-    if lost := _uncovered(theirs.sensitive_categories, mine.sensitive_categories):
-        out.append(f"setting sensitive_categories drops {', '.join(lost)}: facts of these categories "
-                   "are no longer checked as sensitive")
+    for name, direction, keys, meaning in _WEAKENING:
+        old, new = getattr(theirs, name), getattr(mine, name)
+        before, after = (old, new) if direction == "drops" else (new, old)
+        if keys:
+            changed = ", ".join(_uncovered(before, after))
+        else:
+            changed = _names(set(before) - set(after)) if set(before) - set(after) else ""
+        if changed:
+            out.append(f"setting {name} {direction} {changed}: {meaning}")
     if mine.min_group_size < theirs.min_group_size:
         out.append(f"setting min_group_size lowers the smallest aggregate from {theirs.min_group_size} to "
                    f"{mine.min_group_size}: smaller groups go to partners without the customers' consent")

@@ -21,7 +21,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tactful.errors import SampleError
+from tactful.errors import SampleUsageError
 from tactful.sample import completejourney as cj
 from tactful.sample import synthetic
 from tactful.sample.people import PeopleSpec, generate_people, inference_facts
@@ -124,7 +124,7 @@ def synthetic_chunks(
     chunks ahead of the consumer so memory stays bounded.
     """
     if n < 1 or n > synthetic.MAX_CUSTOMERS:
-        raise SampleError(f"--synthetic must be between 1 and {synthetic.MAX_CUSTOMERS:,}, got {n}")
+        raise SampleUsageError(f"--synthetic must be between 1 and {synthetic.MAX_CUSTOMERS:,}, got {n}")
     market = mk or synthetic.market(mapping or load_mapping())
     bounds = synthetic.chunk_bounds(n)
     if jobs <= 0 or len(bounds) < 2:
@@ -200,13 +200,15 @@ def build_sample(
     report = progress or _quiet
     mapping = mapping or load_mapping()
     if synthetic_n is not None and (synthetic_n < 1 or synthetic_n > synthetic.MAX_CUSTOMERS):
-        raise SampleError(f"--synthetic must be between 1 and {synthetic.MAX_CUSTOMERS:,}, got {synthetic_n}")
+        raise SampleUsageError(
+            f"--synthetic must be between 1 and {synthetic.MAX_CUSTOMERS:,}, got {synthetic_n}"
+        )
     started = time.perf_counter()
     engine = init_store(url)
     try:
         if not _store_is_empty(engine):
             if not replace:
-                raise SampleError(
+                raise SampleUsageError(
                     f"store {engine.url.render_as_string()} already holds data",
                     hint="use a new --db, or --replace to delete everything in it first",
                 )
