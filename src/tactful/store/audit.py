@@ -125,9 +125,11 @@ def _lock(conn: Connection, run_id: str) -> None:
 
 
 def append(conn: Connection, run_id: str, items: Sequence[LoggedDecision],
-           at: datetime | None = None) -> dict[tuple[str, str], int]:
+           at: datetime | None = None, *, fresh: set[tuple[str, str]] | None = None
+           ) -> dict[tuple[str, str], int]:
     """Log ``items`` for ``run_id`` (inside the caller's transaction); returns their seq numbers,
-    including those of decisions this run had already logged (which are not logged twice)."""
+    including those of decisions this run had already logged (which are not logged twice). ``fresh``,
+    when given, receives the (customer, touch) keys logged by this call."""
     if not items:
         return {}
     d = tables.decisions
@@ -169,6 +171,8 @@ def append(conn: Connection, run_id: str, items: Sequence[LoggedDecision],
         row["row_hash"] = prev = row_hash(prev, row, reasons_json)
         rows.append(row)
         seqs[key] = seq
+        if fresh is not None:
+            fresh.add(key)
     if rows:
         conn.execute(d.insert(), rows)
     return seqs

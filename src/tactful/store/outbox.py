@@ -265,11 +265,16 @@ class Decided:
 
 def record(conn: Connection, run_id: str, batch: Sequence[Decided]) -> tuple[int, int]:
     """Log a batch of decisions and queue their messages in the caller's transaction, so that a crash
-    keeps both or neither. Returns (decisions logged or already there, new messages queued)."""
-    seqs = audit.append(conn, run_id, [d.logged for d in batch])
+    keeps both or neither. Returns (decisions logged or already there, new messages queued).
+
+    A decision the run had already logged (a resumed run) keeps what was logged with it: its message
+    was queued in the same transaction, or there was none; a message composed again now is not queued
+    beside a logged decision that says otherwise."""
+    fresh: set[tuple[str, str]] = set()
+    seqs = audit.append(conn, run_id, [d.logged for d in batch], fresh=fresh)
     entries = []
     for d in batch:
-        if d.entry is not None:
+        if d.entry is not None and (d.logged.customer_id, d.logged.touch_id) in fresh:
             seq = seqs[(d.logged.customer_id, d.logged.touch_id)]
             entries.append(OutboxEntry(**{**d.entry.__dict__, "decision_seq": seq}))
     return len(seqs), enqueue(conn, entries)
