@@ -8,7 +8,9 @@
    that voted for it; an order holding a product the pack deems sensitive votes for nothing;
 3. **decisions**: one proposed touch per customer and channel, which ``uses`` exactly the orders its
    shown products were recommended from, decided by the batch evaluator
-   (:func:`tactful.batch.run.decide_candidates`, the compiled policy). Channels are tried in the
+   (:func:`tactful.batch.run.decide_candidates`, the compiled policy; on DuckDB the feature frame is
+   built in the backend from the store read in place, the reasons filled in Python where a rule
+   fired). Channels are tried in the
    campaign's preference order: a customer whose touch on one channel sends nothing is proposed on
    the next. When a touch that shows a product implying a data category is not allowed as proposed,
    those products are swapped for the next acceptable candidates and the touch is decided again; the
