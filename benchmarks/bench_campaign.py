@@ -67,7 +67,7 @@ def run_one(db: str, out_dir: Path, dry_run: bool, limit: int | None, backend: s
     return {
         "customers": summary.customers, "decisions": summary.decisions, "queued": summary.queued,
         "by_verdict": summary.by_verdict, "by_channel": summary.by_channel, "swaps": summary.swaps,
-        "seconds": summary.seconds, "wall": wall,
+        "seconds": summary.seconds, "cpu_steps": summary.cpu, "wall": wall,
         "cpu": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "peak_rss_mib": cpu1.ru_maxrss / 1024, "load_before": load0, "load_after": os.getloadavg(),
         "dry_run": dry_run, "path": "reference" if reference else "in-backend",
@@ -119,16 +119,22 @@ def main() -> None:
                       f"{r['load_before'][0]:.1f} -> {r['load_after'][0]:.1f}; {r['decisions']:,} decisions, "
                       f"{r['queued']:,} queued, verdicts {r['by_verdict']}", markup=False, highlight=False)
         for name, sec in r["seconds"].items():
-            console.print(f"    {name:<26} {sec:9.1f} s", markup=False, highlight=False)
+            used = r.get("cpu_steps", {}).get(name)
+            tail = f", {used:8.1f} s CPU" if used is not None else ""
+            console.print(f"    {name:<48} {sec:9.1f} s wall{tail}", markup=False, highlight=False)
     if not results:
         return
-    header = "| step | " + " | ".join(f"{int(n):,}" for n, _ in results) + " |"
+    header = "| step: wall / CPU (s) | " + " | ".join(f"{int(n):,}" for n, _ in results) + " |"
     console.print("\n" + header, markup=False, highlight=False)
     console.print("|---|" + "---:|" * len(results), markup=False, highlight=False)
     names = list(STEPS) + [k for _, r in results for k in r["seconds"] if k not in STEPS]
     for name in dict.fromkeys(names):
-        cells = [f"{r['seconds'][name]:.1f}" if name in r["seconds"] else "" for _, r in results]
-        console.print(f"| {name} (s) | " + " | ".join(cells) + " |", markup=False, highlight=False)
+        cells = []
+        for _, r in results:
+            wall_s, cpu_s = r["seconds"].get(name), r.get("cpu_steps", {}).get(name)
+            tail = "" if cpu_s is None else f" / {cpu_s:.1f}"
+            cells.append("" if wall_s is None else f"{wall_s:.1f}{tail}")
+        console.print(f"| {name} | " + " | ".join(cells) + " |", markup=False, highlight=False)
     for label, key, fmt in (("wall (s)", "wall", "{:.1f}"), ("CPU (s)", "cpu", "{:.1f}"),
                             ("peak RSS (MiB)", "peak_rss_mib", "{:,.0f}"), ("decisions", "decisions", "{:,}"),
                             ("messages queued", "queued", "{:,}")):

@@ -438,11 +438,12 @@ def _decision(row: Mapping[str, Any], pack: Pack, explained: Sequence[Reason] | 
 def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db: str | None,
             backend: str, now: datetime, workdir: Path,
             progress: Callable[[int], None] | None, builder: RunScenarioBuilder,
-            reference: bool = False) -> list[Judged]:
+            reference: bool = False, split: dict[str, float] | None = None) -> list[Judged]:
     """Decide the proposals with the batch evaluator (a candidates table in ``workdir``): on a backend
     that builds the feature frame (DuckDB), inside it from the store read in place, the touches'
     reasons then filled in Python only for the rows where a rule fired; otherwise, or with
-    ``reference``, the Python-built frame (``tactful batch decide --reference``)."""
+    ``reference``, the Python-built frame (``tactful batch decide --reference``). ``split`` receives
+    the batch evaluator's own step times (wall), summed over calls."""
     from tactful.batch.backends import BACKENDS
     from tactful.batch.run import decide_candidates
 
@@ -471,6 +472,9 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
                                    reference=reference or not BACKENDS[backend].builds_features)
     finally:
         path.unlink(missing_ok=True)
+    if split is not None:
+        for name, sec in result.seconds.items():
+            split[name] = split.get(name, 0.0) + sec
     out = result.decisions.to_pylist()
     # the decision log keeps the input hash of what was judged: the feature row's SHA-256, which both
     # paths compute the same way (docs/batch.md), so a run logs the same hashes whichever path decided
@@ -522,6 +526,8 @@ class RunSummary:
     report: Path | None
     out_dir: Path | None
     seconds: dict[str, float]
+    #: the process's CPU time per step, the same keys as ``seconds`` (benchmarks/bench_campaign.py)
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 StepCallback = Callable[[str, int | None], Callable[[int], None]]
@@ -571,14 +577,16 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
     check_backend(backend, db=db)
     period = campaign.period_key(when)
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
+    cpu: dict[str, float] = {}  # the process's CPU time per step (every DuckDB thread included)
+    t0, c0 = time.perf_counter(), time.process_time()
     engine = open_store(db)
     try:
         with engine.connect() as conn:
             audience = _audience(conn, campaign)
             _contacts(conn, audience)
         seconds["audience"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        cpu["audience"] = time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
         popular: list[str] = []
         builder = RunScenarioBuilder(pack)  # each customer's orders are read once, not once per channel
         if campaign.recommendations:
@@ -589,11 +597,13 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                 builder.prefetch_orders(conn, {o for c in audience.values() for i in c.items
                                                for o in i.seeded_by})
         seconds["recommendations"] = time.perf_counter() - t0
+        cpu["recommendations"] = time.process_time() - c0
 
         # decisions, channel by channel in the campaign's order of preference; each step's time is
         # summed over the channels (benchmarks/bench_campaign.py prints them)
         for key in ("candidates", "features and policy", "compose"):
-            seconds[key] = 0.0
+            seconds[key] = cpu[key] = 0.0
+        split: dict[str, float] = {}  # the batch evaluator's steps within "features and policy"
         outcomes = {cid: Outcome(c) for cid, c in audience.items()}
         pending_ids = list(audience)
         swaps = 0
@@ -602,14 +612,15 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
             for channel in campaign.channels:
                 if not pending_ids:
                     break
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 props = [Proposal(cid, channel, tuple(audience[cid].items[:k]),
                                   audience[cid].contacts.get(CONTACT_KIND[channel])) for cid in pending_ids]
                 seconds["candidates"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
+                cpu["candidates"] += time.process_time() - c0
+                t0, c0 = time.perf_counter(), time.process_time()
                 judged = _decide(props, campaign, pack, db=db, backend=backend, now=when, workdir=work,
                                  progress=step(f"deciding {channel.value}", len(props)), builder=builder,
-                                 reference=reference)
+                                 reference=reference, split=split)
                 # a touch not allowed as proposed that shows revealing products: swap them and try again
                 retry: list[Proposal] = []
                 for j in judged:
@@ -625,13 +636,14 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                     again = {j.proposal.customer_id: j for j in _decide(
                         retry, campaign, pack, db=db, backend=backend, now=when, workdir=work,
                         progress=step(f"deciding {channel.value} (swapped products)", len(retry)),
-                        builder=builder, reference=reference)}
+                        builder=builder, reference=reference, split=split)}
                     judged = [again[j.proposal.customer_id]
                               if j.proposal.customer_id in again
                               and _better(j.decision, again[j.proposal.customer_id].decision) else j
                               for j in judged]
                 seconds["features and policy"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
+                cpu["features and policy"] += time.process_time() - c0
+                t0, c0 = time.perf_counter(), time.process_time()
                 still: list[str] = []
                 for j in judged:
                     cust = audience[j.proposal.customer_id]
@@ -654,9 +666,12 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                         still.append(cust.id)
                 pending_ids = still
                 seconds["compose"] += time.perf_counter() - t0
+                cpu["compose"] += time.process_time() - c0
+
+        seconds.update({f"features and policy: {name}": sec for name, sec in split.items()})
 
         # the decision log and the outbox, in batches that never split a customer's decisions
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         # DuckDB read the SQLite store above with its own copy of SQLite; closing its file handles
         # dropped this process's POSIX locks on the store, including the lock that tells other
         # processes a connection is open (SQLite's "multiple copies of SQLite" hazard). A process opening
@@ -702,10 +717,11 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                     queued += q
                     tick(len(chunk))
             seconds["decision log and outbox"] = time.perf_counter() - t0
+            cpu["decision log and outbox"] = time.process_time() - c0
 
             # delivery: the pending messages of this campaign and period, whichever run queued them (a
             # killed run's queued messages go out with the rerun)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             base = out_dir or Path("campaign-runs")
             run_dir = base / run_id
             delivery: dict[str, int] = {}
@@ -715,7 +731,8 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                 deliver_outbox(engine, adapters, campaign=campaign.name, period=period)
                 delivery = {**outbox.counts(engine, run_id)}
             seconds["delivery"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
+            cpu["delivery"] = time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
             by_verdict: dict[str, int] = defaultdict(int)
             by_channel: dict[str, int] = defaultdict(int)
             rows = []
@@ -751,6 +768,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                 html = rpt.build(*rpt.from_store(engine, run_id))
             report_path = rpt.write(run_dir / "report.html", html, numbered=True)
             seconds["report"] = time.perf_counter() - t0
+            cpu["report"] = time.process_time() - c0
             if not dry_run:
                 with engine.begin() as conn:
                     outbox.finish_run(conn, run_id, summary={
@@ -764,7 +782,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
         return RunSummary(run_id=run_id, period=period, dry_run=dry_run, customers=len(audience),
                           decisions=decisions_n, queued=queued, swaps=swaps, by_verdict=dict(by_verdict),
                           by_channel=dict(by_channel), delivery=delivery, report=report_path,
-                          out_dir=run_dir, seconds=seconds)
+                          out_dir=run_dir, seconds=seconds, cpu=cpu)
     finally:
         engine.dispose()
 
