@@ -11,9 +11,11 @@ an in-memory DuckDB (Arrow) and measures, best of ``--repeat``:
   reasons) and, for a like-for-like figure, the Python rules and fold alone over derived features;
 * the ratios compiled / Python.
 
-Also prints the compiled query plan (EXPLAIN) of the policy step. Cedar: see --cedar-rows.
-The feature frame here is built in Python; issue 9's store-to-frame figures need the
-Ibis feature producers (docs/batch.md).
+Also prints the compiled query plan (EXPLAIN) of the policy step. Cedar: the same rows decided by
+cedarpy's
+``is_authorized_batch`` with the pack written in Cedar (benchmarks/cedar_pack.py; ``pip install -e
+'.[bench]'``), and the ratio compiled / Cedar. The feature frame here is built in Python and
+replicated; benchmarks/bench_batch_store.py measures the whole run from the store read in place.
 
     .venv/bin/python benchmarks/bench_batch.py [--rows 5000000] [--generated 2000] [--threads 2]
 """
