@@ -182,7 +182,7 @@ def bare_sqlite(db_url: str, kind: str, path: Path, batch_size: int) -> int:
     return rows
 
 
-def bare_postgres(db_url: str, kind: str, path: Path, batch_size: int) -> int:
+def bare_postgres(db_url: str, kind: str, path: Path, batch_size: int, provenance: bool = False) -> int:
     import psycopg
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -196,6 +196,14 @@ def bare_postgres(db_url: str, kind: str, path: Path, batch_size: int) -> int:
                             convert_options=pacsv.ConvertOptions(column_types=types))
     rows = 0
     with psycopg.connect(url) as conn:
+        import_id = "NULL"
+        if provenance:  # stamp the rows with an imports row, as the import does (a foreign key per row)
+            row = conn.execute(
+                "INSERT INTO imports (kind, origin, started_at, rows_read, rows_imported, rows_quarantined,"
+                " state) VALUES (%s, %s, now(), 0, 0, 0, 'finished') RETURNING id", (kind, str(path))
+            ).fetchone()
+            assert row is not None
+            import_id = str(int(row[0]))
         conn.execute(f"CREATE TEMP TABLE staging ({', '.join(f'{c} text' for c in all_columns)})")
         for batch in reader:
             for start in range(0, batch.num_rows, batch_size):
@@ -216,7 +224,8 @@ def bare_postgres(db_url: str, kind: str, path: Path, batch_size: int) -> int:
                                            for c in [*columns, "import_id", "written_at"] if c not in key)
                         conn.execute(
                             f"INSERT INTO {table} ({', '.join(columns)}, import_id, written_at) "
-                            f"SELECT DISTINCT ON ({', '.join(key_src)}) {casts}, NULL, now() FROM staging "
+                            f"SELECT DISTINCT ON ({', '.join(key_src)}) {casts}, {import_id}, now() "
+                            "FROM staging "
                             f"ORDER BY {', '.join(key_src)} "
                             f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update}")
                 rows += part.num_rows
@@ -245,14 +254,45 @@ def child(mode: str, db_url: str, kind: str, path: str, batch_size: int) -> None
     elif db_url.startswith("sqlite"):
         out["rows_read"] = bare_sqlite(db_url, kind, Path(path), batch_size)
     else:
-        out["rows_read"] = bare_postgres(db_url, kind, Path(path), batch_size)
+        out["rows_read"] = bare_postgres(db_url, kind, Path(path), batch_size, mode == "bare-provenance")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     out.update(seconds=time.perf_counter() - started, cpu_seconds=usage.ru_utime + usage.ru_stime,
                peak_rss_mb=usage.ru_maxrss / 1024)
     print(json.dumps(out))
 
 
+def _server_cpu(db_url: str) -> float | None:
+    """CPU seconds used so far by the PostgreSQL server behind ``db_url`` and every backend it ever ran
+    (the postmaster's own and its reaped children's times), when the server runs on this machine and its
+    data directory is readable; else None. Taken before and after a run, the difference is the server's
+    share of that run (only meaningful on a server nothing else uses, such as a throwaway cluster)."""
+    if not db_url.startswith("postgresql"):
+        return None
+    import psycopg
+
+    try:
+        with psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        assert row is not None
+        pid = int((Path(row[0]) / "postmaster.pid").read_text().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+
+        def times(p: int, children: bool) -> float:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            own = int(fields[11]) + int(fields[12])  # utime, stime
+            return (own + (int(fields[13]) + int(fields[14]) if children else 0)) / ticks
+
+        total = times(pid, True)
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                total += times(int(child), False)
+        return total
+    except (OSError, ValueError, IndexError, psycopg.Error, AssertionError):
+        return None
+
+
 def _run_child(mode: str, db_url: str, kind: str, path: Path, batch_size: int) -> dict[str, float]:
+    server_before = _server_cpu(db_url)
     done = subprocess.run(
         [sys.executable, __file__, "--batch-size", str(batch_size), "--child", mode, db_url, kind,
          str(path)],
@@ -260,6 +300,9 @@ def _run_child(mode: str, db_url: str, kind: str, path: Path, batch_size: int) -
     if done.returncode != 0:
         raise SystemExit(f"{mode} on {db_url} failed:\n{done.stderr}")
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    server_after = _server_cpu(db_url)
+    if server_before is not None and server_after is not None:
+        figures["server_cpu_seconds"] = server_after - server_before
     return figures
 
 
@@ -302,6 +345,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite, postgresql or both")
     parser.add_argument("--pg", default=None, help="a PostgreSQL server URL to create the databases on")
+    parser.add_argument("--bare-provenance", action="store_true",
+                        help="PostgreSQL: the bare load stamps its rows with an imports row, as the import "
+                             "does (default: import_id NULL, no foreign-key check on it)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the files and store in this directory")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--child", nargs=4, metavar=("MODE", "DB", "KIND", "FILE"), help=argparse.SUPPRESS)
@@ -335,11 +381,13 @@ def main() -> None:
         for name, bare_url, import_url in _stores(args, workdir, stack):
             for url in (bare_url, import_url):
                 _prepare(url, files)
-            bare = _run_child("bare", bare_url, args.kind, clean_file, args.batch_size)
+            bare_mode = "bare-provenance" if args.bare_provenance and name == "PostgreSQL" else "bare"
+            bare = _run_child(bare_mode, bare_url, args.kind, clean_file, args.batch_size)
             imp = _run_child("import", import_url, args.kind, big, args.batch_size)
             bare_rate = bare["rows_read"] / bare["seconds"]
             rate = imp["rows_read"] / imp["seconds"]
-            print(f"{name}: bare load  {bare['rows_read']:,.0f} rows in {bare['seconds']:.1f} s -> "
+            print(f"{name}: bare load{' (import_id set)' if bare_mode != 'bare' else ''}  "
+                  f"{bare['rows_read']:,.0f} rows in {bare['seconds']:.1f} s -> "
                   f"{bare_rate:,.0f} rows/s (CPU {bare['cpu_seconds']:.1f} s, "
                   f"peak RSS {bare['peak_rss_mb']:.0f} MB)")
             print(f"{name}: import     {imp['rows_read']:,.0f} rows in {imp['seconds']:.1f} s -> "
@@ -348,6 +396,12 @@ def main() -> None:
                   f"{imp['rows_imported']:,.0f} imported, {imp['rows_quarantined']:,.0f} quarantined")
             print(f"{name}: ratio import/bare = {rate / bare_rate:.2f} by wall time "
                   f"(target >= 0.67), {bare['cpu_seconds'] / imp['cpu_seconds']:.2f} by CPU time")
+            if "server_cpu_seconds" in bare and "server_cpu_seconds" in imp:
+                # the server's CPU, less sensitive to other jobs than wall time: on an idle machine with
+                # two cores the server's share is the floor of each run's wall time
+                print(f"{name}: server CPU  bare {bare['server_cpu_seconds']:.1f} s, import "
+                      f"{imp['server_cpu_seconds']:.1f} s; ratio bare/import = "
+                      f"{bare['server_cpu_seconds'] / imp['server_cpu_seconds']:.2f}")
 
 
 if __name__ == "__main__":

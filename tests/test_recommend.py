@@ -130,3 +130,39 @@ def test_evaluate_runs_both_methods_on_a_time_split(store: Any) -> None:
     assert [r.method for r in results] == ["co-occurrence + popularity fallback", "popularity"]
     for r in results:
         assert r.customers >= 1 and 0 <= r.hit_rate <= 1 and 0 <= r.ndcg <= 1
+
+
+def _sensitive(key: str) -> bool:
+    return key == BABY or key.startswith(BABY + ".")
+
+
+def test_a_sensitive_purchase_votes_for_nothing_and_is_never_popular(store: Any) -> None:
+    basket = rec.baskets(store.table("orders"), store.table("order_lines"))
+    exclude = rec.sensitive_products(store.table("products"), _sensitive)
+    assert set(exclude.to_pandas().product_id) == {"nappies"}
+    seeds = rec.seeds(basket, SMALL, exclude=exclude).to_pandas()
+    # both of the parent's orders hold nappies: nothing of them seeds (the butter, the milk neither)
+    assert "parent" not in set(seeds.customer_id)
+    assert set(seeds[seeds.customer_id == "newbie"].product_id) == {"bread", "milk"}
+    got = _recs(store, spare=3, exclude=exclude)
+    assert all(s == rec.POPULAR for _, s in got["parent"])  # the fallback only
+    assert all(p != "nappies" for items in got.values() for p, s in items if s == rec.POPULAR)
+    # benign twin: without the exclusion the parent's orders vote as any other
+    assert rec.CO_OCCURRENCE in {s for _, s in _recs(store, spare=3)["parent"]}
+
+
+def test_voters_name_the_orders_a_candidate_was_recommended_from(store: Any) -> None:
+    basket = rec.baskets(store.table("orders"), store.table("order_lines"))
+    seed = rec.seeds(basket, SMALL)
+    nb = rec.neighbours(basket, SMALL)
+    voters = rec.voters(seed, nb).to_pandas()
+    butter = voters[(voters.customer_id == "newbie") & (voters.product_id == "butter")]
+    newbie_order = basket.filter(basket.customer_id == "newbie").to_pandas().order_id.iloc[0]
+    assert [sorted(o) for o in butter.orders] == [[newbie_order]]
+
+
+@pytest.mark.parametrize(("label", "sensitive"), [
+    ('["user.demographic.household.baby"]', True), ('["user.behavior.substance.alcohol"]', False),
+    ("[]", False), ("not json", True), ('{"a": 1}', True), ("[1]", True)])
+def test_a_label_that_cannot_be_read_counts_as_sensitive(label: str, sensitive: bool) -> None:
+    assert rec._sensitive_label(label, _sensitive) is sensitive

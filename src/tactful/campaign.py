@@ -3,9 +3,11 @@
 ``tactful campaign run FILE``:
 
 1. **audience**: the customers the campaign file's ``audience`` filter selects (SQL on the store);
-2. **candidates**: recommended products per customer (:mod:`tactful.recommend`, Ibis on DuckDB
-   reading the store in place), each with the data categories its product implies;
-3. **decisions**: one proposed touch per customer and channel, decided by the batch evaluator
+2. **candidates**: recommended products per customer (:mod:`tactful.recommend`, Ibis on DuckDB over
+   the store's orders read once), each with the data categories its product implies and the orders
+   that voted for it; an order holding a product the pack deems sensitive votes for nothing;
+3. **decisions**: one proposed touch per customer and channel, which ``uses`` exactly the orders its
+   shown products were recommended from, decided by the batch evaluator
    (:func:`tactful.batch.run.decide_candidates`, the compiled policy). Channels are tried in the
    campaign's preference order: a customer whose touch on one channel sends nothing is proposed on
    the next. When a touch that shows a product implying a data category is not allowed as proposed,
@@ -37,14 +39,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 import sqlalchemy as sa
 from pyarrow import parquet
 
 from tactful.compose import Message, MessageData, Messages, Withheld, compose, preview
-from tactful.errors import CampaignError
+from tactful.errors import CampaignError, TactfulError
 from tactful.model import Decision, PolicyRef, Reason
 from tactful.policy import Pack
 from tactful.policy.compile import RULE_SEPARATOR
@@ -55,6 +57,7 @@ from tactful.vocab import Channel, Depth, TouchKind, Verdict
 
 if TYPE_CHECKING:
     from tactful.batch.run import RunScenarioBuilder
+    from tactful.realtime import StoreScenarioBuilder
 
 #: the keys of a campaign file (docs/campaign-format.md); anything else is refused
 MESSAGE_KEYS = frozenset({"shop", "neutral_sender", "offer", "unsubscribe", "html", "templates"})
@@ -222,12 +225,24 @@ def demo_campaign() -> Campaign:
 # --------------------------------------------------------------------------- the store's data
 
 
+class Item(NamedTuple):
+    """A candidate product for one customer: what it is, the data categories showing it implies (the
+    stored label and the sensitivity mapping, as the engine reads them), and the customer's orders
+    that voted for it (empty for a popular product): what a touch that shows it uses."""
+
+    product_id: str
+    name: str
+    category: str | None
+    implies: tuple[str, ...]
+    seeded_by: tuple[str, ...] = ()
+
+
 @dataclass
 class Customer:
     id: str
     first_name: str | None
     last_name: str | None
-    items: list[tuple[str, str, str | None, tuple[str, ...]]] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
     contacts: dict[str, str] = field(default_factory=dict)  # contact kind -> best contact point id
 
@@ -268,50 +283,93 @@ def _contacts(conn: sa.Connection, audience: dict[str, Customer]) -> None:
         audience[cid].contacts[kind] = rank[3]
 
 
-def _recommendations(url: str | None, audience: dict[str, Customer], campaign: Campaign) -> list[str]:
-    """Fill each customer's candidates (product id, name, category, implied categories) and recent
-    purchases, in Ibis on DuckDB reading the store in place; returns the shop's popular products."""
-    from ibis import _
+def _recommendations(url: str | None, audience: dict[str, Customer], campaign: Campaign, pack: Pack,
+                     builder: StoreScenarioBuilder) -> list[str]:
+    """Fill each customer's candidates (:class:`Item`: with the data categories each product implies and
+    the orders that voted for it) and recent purchases, in Ibis on DuckDB; returns the shop's popular
+    products. Sensitive purchases (under ``pack``'s settings) vote for nothing and sensitive products
+    are never popular (:mod:`tactful.recommend`). The store's orders, lines and products are read into
+    DuckDB once; every step after that runs on the copy."""
+    import ibis
 
     from tactful import recommend as rec
     from tactful.batch.store import attach_store, connect
 
     con = connect()
+    cached: list[Any] = []
+
+    def keep(expr: Any) -> Any:  # computed once into DuckDB's memory, released before disconnecting
+        table = expr.cache()
+        cached.append(table)
+        return table
+
     try:
         store = attach_store(con, url)
-        basket = rec.baskets(store.table("orders"), store.table("order_lines"))
-        products = store.table("products")
+        basket = keep(rec.baskets(store.table("orders"), store.table("order_lines")))
+        stored = store.table("products")
+        products = keep(stored.select(product_id=stored.id, name=stored.name,
+                                      department=stored.department, category=stored.category,
+                                      subcategory=stored.subcategory, implies=stored.implies.cast("string")))
+        exclude = keep(rec.sensitive_products(products.rename(id="product_id"), pack.settings.is_sensitive))
         settings = rec.Settings(k=max(campaign.recommendations, 1))
-        cands = rec.with_implies(rec.recommend(basket, settings, spare=campaign.spare), products)
-        cands = cands.join(products.select(product_id=products.id, category=products.category),
-                           "product_id", how="left")
+        seed = keep(rec.seeds(basket, settings, exclude=exclude))
+        nb = keep(rec.neighbours(basket, settings))
+        cands = rec.recommend(basket, settings, spare=campaign.spare, exclude=exclude, nb=nb, seed=seed)
+        cands = cands.left_join(rec.voters(seed, nb), ["customer_id", "product_id"]).select(
+            "customer_id", "product_id", "rank", "orders")
+        cands = cands.join(products, "product_id")
+        labels: dict[str, tuple[str, ...] | None] = {}
+
+        def item(r: Mapping[str, Any]) -> Item | None:
+            pid = str(r["product_id"])
+            if pid not in labels:
+                try:  # what the engine will see for a shown product: the stored label and the mapping's
+                    labels[pid] = builder.product_implies(_ProductRow(**{k: r[k] for k in _PRODUCT_COLUMNS}))
+                except TactfulError:
+                    labels[pid] = None  # a product whose label cannot be read is never shown (fail closed)
+            implies = labels[pid]
+            if implies is None:
+                return None
+            orders = tuple(sorted(set(r.get("orders") or ())))
+            return Item(pid, r["name"] or pid, r["category"], implies, orders)
+
         for r in cands.order_by(["customer_id", "rank"]).to_pyarrow().to_pylist():
             cust = audience.get(r["customer_id"])
-            if cust is not None:
-                implies = tuple(json.loads(r["implies"] or "[]"))
-                cust.items.append((r["product_id"], r["name"] or r["product_id"], r["category"], implies))
-        last = basket.group_by(["customer_id", "product_id"]).aggregate(at=_.at.max())
-        last = last.join(products.select(product_id=products.id, name=products.name), "product_id")
-        import ibis
-
-        last = last.mutate(h=ibis.row_number().over(group_by="customer_id", order_by=ibis.desc("at")))
-        for r in last.filter(last.h < 3).order_by(["customer_id", "h"]).to_pyarrow().to_pylist():
+            if cust is not None and (it := item(r)) is not None:
+                cust.items.append(it)
+        # the recent purchases a "because you bought" message may name: the most recent seeds, never
+        # a sensitive purchase
+        recent = seed.filter(seed.h < 3).join(products, "product_id")
+        for r in recent.order_by(["customer_id", "h"]).select("customer_id", "name").to_pyarrow().to_pylist():
             cust = audience.get(r["customer_id"])
             if cust is not None and r["name"]:
                 cust.history.append(r["name"])
-        pop = rec.popularity(basket).join(
-            products.select(product_id=products.id, name=products.name, category=products.category,
-                            implies=products.implies), "product_id")
+        pop = rec.popularity(basket).anti_join(exclude, "product_id").join(products, "product_id")
         top = pop.order_by([ibis.desc("customers"), "product_id"]).limit(
             campaign.recommendations + campaign.spare).to_pyarrow().to_pylist()
-        shop_wide = [(r["product_id"], r["name"] or r["product_id"], r["category"],
-                      tuple(json.loads(r["implies"] or "[]"))) for r in top]
+        shop_wide = [it for it in (item(r) for r in top) if it is not None]
         for cust in audience.values():  # no purchase history: the shop's most popular products
             if not cust.items:
                 cust.items.extend(shop_wide)
         return [r["name"] for r in top[:5] if r["name"]]
     finally:
+        for table in cached:
+            table.release()
         con.disconnect()
+
+
+_PRODUCT_COLUMNS = ("product_id", "name", "department", "category", "subcategory", "implies")
+
+
+class _ProductRow(NamedTuple):
+    """A products row as :meth:`StoreScenarioBuilder.product_implies` reads it."""
+
+    product_id: str
+    name: str | None
+    department: str | None
+    category: str | None
+    subcategory: str | None
+    implies: str | None
 
 
 # --------------------------------------------------------------------------- deciding
@@ -321,7 +379,7 @@ def _recommendations(url: str | None, audience: dict[str, Customer], campaign: C
 class Proposal:
     customer_id: str
     channel: Channel
-    items: tuple[tuple[str, str, str | None, tuple[str, ...]], ...]
+    items: tuple[Item, ...]
     contact_point_id: str | None
     swapped: int = 0
 
@@ -385,12 +443,14 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
         return []
     rows = []
     for p in proposals:
+        used = _used(p.items)
         rows.append({
             "customer_id": p.customer_id, "touch_id": p.touch_id, "kind": campaign.kind.value,
             "purpose": campaign.purpose, "channel": p.channel.value,
             "to": p.contact_point_id, "to_kind": None if p.contact_point_id else CONTACT_KIND[p.channel],
             "sender_implies": ";".join(campaign.sender_implies) or None,
-            "uses": json.dumps([{"kind": "purchase"}]) if campaign.recommendations else None,
+            # exactly the purchases the shown products were recommended from (none for popular ones)
+            "uses": json.dumps([{"id": o} for o in used]) if used else None,
             "shows_items": ";".join(i[0] for i in p.items) or None,
             "depth": campaign.proposed_depth.value, "named": "true",
         })
@@ -407,6 +467,11 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
     explained = result.reasons or [None] * len(out)
     return [Judged(p, _decision(r, pack, e), r["input_hash"])
             for p, r, e in zip(proposals, out, explained, strict=True)]
+
+
+def _used(items: Sequence[Item]) -> list[str]:
+    """The orders (ids, sorted) whose products voted for the shown ``items``."""
+    return sorted({o for i in items for o in i.seeded_by})
 
 
 def _better(a: Decision, b: Decision) -> bool:
@@ -456,8 +521,8 @@ def _no_progress(step: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
 
 
-def _message_data(campaign: Campaign, cust: Customer, items: Sequence[tuple[str, str, str | None,
-                  tuple[str, ...]]], popular: Sequence[str]) -> MessageData:
+def _message_data(campaign: Campaign, cust: Customer, items: Sequence[Item],
+                  popular: Sequence[str]) -> MessageData:
     shown = items[: campaign.recommendations]
     categories = list(dict.fromkeys(i[2].title() for i in shown if i[2]))
     return campaign.messages.data(first_name=cust.first_name, last_name=cust.last_name,
@@ -500,10 +565,14 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
             audience = _audience(conn, campaign)
             _contacts(conn, audience)
         popular: list[str] = []
+        builder = RunScenarioBuilder(pack)  # each customer's orders are read once, not once per channel
         if campaign.recommendations:
             tick = step("recommending", None)
-            popular = _recommendations(db, audience, campaign)
+            popular = _recommendations(db, audience, campaign, pack, builder)
             tick(1)
+            with engine.connect() as conn:  # the orders the touches will name, for everyone at once
+                builder.prefetch_orders(conn, {o for c in audience.values() for i in c.items
+                                               for o in i.seeded_by})
         seconds["audience and recommendations"] = time.perf_counter() - t0
 
         # decisions, channel by channel in the campaign's order of preference
@@ -512,7 +581,6 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
         pending_ids = list(audience)
         swaps = 0
         k = campaign.recommendations
-        builder = RunScenarioBuilder(pack)  # each customer's orders are read once, not once per channel
         with _private_tempdir() as work:
             for channel in campaign.channels:
                 if not pending_ids:

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -63,7 +63,9 @@ from tactful.vocab import (
 )
 
 PURCHASE_CATEGORY = "user.behavior.purchase_history"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: the ``since`` of the orders query when the touch reaches orders only by id: no order is after it (the
+#: 1970 epoch used before read every order of the customer, then dropped the ones not named)
+_NO_WINDOW = datetime(9999, 12, 31, tzinfo=UTC)
 #: Hard ceilings per customer and decision. Above them the decision is refused (an error, fail closed)
 #: rather than made on a truncated history. Selectors with ``within_days`` keep real reads far below.
 MAX_FACTS = 10_000
@@ -266,6 +268,15 @@ def _select(selectors: Sequence[FactSelector], pool: Sequence[_Candidate], now: 
     return list(out), missing
 
 
+class OrderRead(NamedTuple):
+    """One order read by :meth:`StoreScenarioBuilder.orders_by_id`."""
+
+    customer_id: str
+    rows: int  # its rows in the orders query (one per line; one for an order without lines)
+    position: int  # its place in the store's ordering (at, id) among the orders read with it
+    entry: dict[str, Any]  # as StoreScenarioBuilder.order_entries makes it
+
+
 class StoreScenarioBuilder:
     """Builds scenarios from the store for one policy pack (its windows bound what is read).
 
@@ -360,7 +371,7 @@ class StoreScenarioBuilder:
         if not all_orders and since is None and not wanted:
             return None
         params = {"cid": customer_id, "ids": wanted,
-                  "since": _db_time(since) if since is not None else _EPOCH}
+                  "since": _db_time(since) if since is not None else _NO_WINDOW}
         return (self._q_orders_all if all_orders else self._q_orders), params
 
     def _orders_statements(self) -> None:
@@ -371,6 +382,12 @@ class StoreScenarioBuilder:
                 .order_by(o.at, o.id, ln.line_no).limit(MAX_ORDER_LINES + 1))
         cid = sa.bindparam("cid", type_=o.customer_id.type)
         ids = sa.bindparam("ids", expanding=True, type_=o.id.type)
+        self._q_orders_by_id = (
+            sa.select(o.customer_id, o.id.label("order_id"), o.at, o.source, o.context, ln.line_no,
+                      *self._product_cols)
+            .select_from(t.orders.outerjoin(t.order_lines, ln.order_id == o.id)
+                         .outerjoin(t.products, t.products.c.id == ln.product_id))
+            .where(o.id.in_(ids)).order_by(o.at, o.id, ln.line_no))
         self._q_orders_all = base.where(o.customer_id == cid)
         self._q_orders = base.where(o.customer_id == cid,
                                     sa.or_(o.at > sa.bindparam("since", type_=o.at.type), o.id.in_(ids)))
@@ -385,10 +402,29 @@ class StoreScenarioBuilder:
         query, params = prepared
         rows = conn.execute(query, params).all()
         if len(rows) > MAX_ORDER_LINES:
-            raise StoreError(
-                f"customer {customer_id!r}: the touch selects more than {MAX_ORDER_LINES} order lines; "
-                "a real-time decision refuses to judge a truncated history",
-                hint="narrow the touch's purchase selectors with within_days or newest")
+            raise too_many_lines(customer_id)
+        return self.order_entries(rows)
+
+    def orders_by_id(self, conn: Connection, order_ids: Iterable[str], *,
+                     chunk: int = 2_000) -> dict[str, OrderRead]:
+        """Many customers' orders named by id in a few queries (``chunk`` ids each), with their lines
+        and products; an id that names no order is left out."""
+        wanted = sorted(set(order_ids))
+        out: dict[str, OrderRead] = {}
+        position = 0
+        for start in range(0, len(wanted), chunk):
+            rows: dict[str, list[Any]] = {}
+            for r in conn.execute(self._q_orders_by_id, {"ids": wanted[start:start + chunk]}):
+                rows.setdefault(r.order_id, []).append(r)
+            for oid, group in rows.items():
+                position += 1
+                out[oid] = OrderRead(group[0].customer_id, len(group), position,
+                                     self.order_entries(group)[oid])
+        return out
+
+    def order_entries(self, rows: Iterable[Any]) -> dict[str, dict[str, Any]]:
+        """Order rows with their lines (as the orders query returns them, in its order) -> order id ->
+        {at, source, context, names, implies}."""
         out: dict[str, dict[str, Any]] = {}
         for r in rows:
             entry = out.get(r.order_id)
@@ -404,6 +440,10 @@ class StoreScenarioBuilder:
             entry["names"].append(r.name or str(r.product_id))
         return out
 
+    def _product_rows(self, conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+        """The products rows of ``ids`` that exist, by id."""
+        return {r.product_id: r for r in conn.execute(self._q_products, {"ids": list(ids)})}
+
     def shown_items(self, conn: Connection, items: Sequence[str]) -> tuple[str, ...]:
         """The implied categories of the shown products; an unknown product is an error (exit 2)."""
         if not items:
@@ -411,7 +451,7 @@ class StoreScenarioBuilder:
         if len(items) > MAX_SHOWN_ITEMS:
             raise ScenarioError(f"touch.shows_items: {len(items)} products; at most {MAX_SHOWN_ITEMS}")
         wanted = list(dict.fromkeys(items))
-        rows = {r.product_id: r for r in conn.execute(self._q_products, {"ids": wanted})}
+        rows = self._product_rows(conn, wanted)
         unknown = [i for i in wanted if i not in rows]
         if unknown:
             raise NotFoundError(f"touch.shows_items: no product {', '.join(repr(u) for u in unknown)} "
@@ -440,12 +480,16 @@ class StoreScenarioBuilder:
             raise StoreError(f"cannot read customer {customer_id!r} from the store: {detail}",
                              hint="check the store URL and that `tactful init` was run on it") from exc
 
+    def _profile(self, conn: Connection, customer_id: str, since: datetime, now: datetime) -> Sequence[Any]:
+        """The profile query's rows (customer, contact points, consents, facts, touches after ``since``)."""
+        return conn.execute(self._q_profile, {"cid": customer_id, "since": _db_time(since),
+                                              "now": _db_time(now)}).all()
+
     def _document(self, conn: Connection, customer_id: str, touch: TouchSpec,
                   now: datetime) -> dict[str, Any]:
         since_touch = now - timedelta(days=self.touch_window_days)
         parts: dict[str, list[Any]] = {"customer": [], "contact": [], "consent": [], "fact": [], "touch": []}
-        for row in conn.execute(self._q_profile, {"cid": customer_id, "since": _db_time(since_touch),
-                                                  "now": _db_time(now)}):
+        for row in self._profile(conn, customer_id, since_touch, now):
             parts[row.tag].append(row)
         if not parts["customer"]:
             raise NotFoundError(f"no customer {customer_id!r} in the store",
@@ -575,6 +619,13 @@ class StoreScenarioBuilder:
                  now: datetime | None = None) -> Scenario:
         """The validated scenario (the same validation as a scenario file)."""
         return to_scenario(self.document(conn, customer_id, spec, now), customer_id)
+
+
+def too_many_lines(customer_id: str) -> StoreError:
+    return StoreError(
+        f"customer {customer_id!r}: the touch selects more than {MAX_ORDER_LINES} order lines; "
+        "a real-time decision refuses to judge a truncated history",
+        hint="narrow the touch's purchase selectors with within_days or newest")
 
 
 def to_scenario(doc: Mapping[str, Any], customer_id: str) -> Scenario:

@@ -13,6 +13,15 @@ Computed in Ibis over the store's ``orders`` and ``order_lines`` (DuckDB reading
 4. **fallback**: customers with too few co-occurrence candidates (or none: a short history) are
    topped up with the most popular products they have not bought.
 
+**Sensitive purchases never vote** (``exclude``, :func:`sensitive_products`): an order holding a product
+whose implied categories are sensitive under the policy pack's settings (a pregnancy test, an adult
+item, a medicine) seeds nothing, and sensitive products never enter the popularity fallback; so a
+recommendation never rests on, nor hints at, what a customer would not want inferred. :func:`voters`
+says which of the customer's (non-sensitive) orders voted for each candidate: the facts a touch that
+shows it really uses. Neighbours are still learnt from every basket (shop-wide counts reveal nothing
+about one customer); a sensitive product can therefore be a co-occurrence candidate, and the campaign
+lets the engine refuse it and shows the next acceptable one instead.
+
 Each candidate carries the data categories its product implies (``products.implies``, the sensitivity
 mapping), so that recommending baby goods counts as showing that inference.
 
@@ -22,7 +31,9 @@ on everything before the last weeks, test on what each customer bought (new to t
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +67,56 @@ def baskets(orders: Any, order_lines: Any, *, before: datetime | None = None) ->
     return lines.join(o, "order_id").select("order_id", "customer_id", "at", "product_id").distinct()
 
 
+def sensitive_products(products: Any, is_sensitive: Callable[[str], bool]) -> Any:
+    """(product_id) of the products whose stored implied categories (``products.implies``, labelled
+    with the sensitivity mapping at import) hold one ``is_sensitive`` accepts (the pack's
+    ``Settings.is_sensitive``). A label that is not a JSON list of texts counts as sensitive (fail
+    closed). Only the few distinct label values are checked in Python; the filter runs in the backend."""
+    texts = products.implies.cast("string")
+    values = products.select(implies=texts).distinct().to_pyarrow().column("implies").to_pylist()
+    bad = [v for v in values if v is not None and _sensitive_label(v, is_sensitive)]
+    return products.filter(texts.isin(bad) if bad else ibis.literal(False)).select(product_id=products.id)
+
+
+def _sensitive_label(text: str, is_sensitive: Callable[[str], bool]) -> bool:
+    try:
+        keys = json.loads(text)
+    except ValueError:
+        return True
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return True
+    return any(is_sensitive(k) for k in keys)
+
+
+def clean(basket: Any, exclude: Any | None) -> Any:
+    """The basket lines of the orders that hold no product of ``exclude`` (product_id); all of them when
+    ``exclude`` is None."""
+    if exclude is None:
+        return basket
+    tainted = basket.join(exclude, "product_id").select("order_id").distinct()
+    return basket.anti_join(tainted, "order_id")
+
+
+def seeds(basket: Any, settings: Settings = Settings(), *, exclude: Any | None = None) -> Any:
+    """(customer_id, product_id, order_id, h): each customer's ``settings.history`` most recently bought
+    distinct products (h = 0 the most recent), each with the latest order it was bought in; only orders
+    that hold no product of ``exclude`` count."""
+    lines = clean(basket, exclude)
+    latest = lines.mutate(o=ibis.row_number().over(group_by=["customer_id", "product_id"],
+                                                    order_by=[ibis.desc("at"), ibis.desc("order_id")]))
+    latest = latest.filter(latest.o == 0)
+    ranked = latest.mutate(h=ibis.row_number().over(group_by="customer_id",
+                                                    order_by=[ibis.desc("at"), "product_id"]))
+    return ranked.filter(ranked.h < settings.history).select("customer_id", "product_id", "order_id", "h")
+
+
+def voters(seed: Any, nb: Any) -> Any:
+    """(customer_id, product_id, orders): for every product a customer's seeds vote for, the orders
+    (ids, a list) of the seeds that voted: what a touch showing that product uses."""
+    votes = seed.join(nb, "product_id").select("customer_id", "order_id", product_id=_.neighbour).distinct()
+    return votes.group_by(["customer_id", "product_id"]).aggregate(orders=_.order_id.collect())
+
+
 def popularity(basket: Any) -> Any:
     """(product_id, customers): how many customers bought each product."""
     return basket.group_by("product_id").aggregate(customers=_.customer_id.nunique())
@@ -84,13 +145,19 @@ def neighbours(basket: Any, settings: Settings = Settings()) -> Any:
 
 
 def recommend(basket: Any, settings: Settings = Settings(), *, spare: int = 0,
-              use_co_occurrence: bool = True) -> Any:
+              use_co_occurrence: bool = True, exclude: Any | None = None, nb: Any | None = None,
+              seed: Any | None = None) -> Any:
     """(customer_id, product_id, rank, score, source): ``settings.k + spare`` candidates per customer who
     has a basket, best first (rank 0 first). ``spare`` extra candidates let a campaign replace one the
-    policy refuses by the next acceptable one. ``use_co_occurrence=False`` gives popularity alone."""
+    policy refuses by the next acceptable one. ``use_co_occurrence=False`` gives popularity alone.
+    ``exclude`` (product_id): sensitive products; orders holding one seed nothing, and they are left
+    out of the popularity fallback. ``nb`` and ``seed``: :func:`neighbours` and :func:`seeds` already
+    computed (and cached) by the caller for the same basket, settings and ``exclude``."""
     want = settings.k + spare
     bought = basket.select("customer_id", "product_id").distinct()
     pop = popularity(basket)
+    if exclude is not None:
+        pop = pop.anti_join(exclude, "product_id")
     pool = pop.order_by([ibis.desc("customers"), "product_id"]).limit(settings.popular_pool + want)
     pool = pool.mutate(pop_rank=ibis.row_number().over(order_by=[ibis.desc("customers"), "product_id"]))
     customers = bought.select("customer_id").distinct()
@@ -100,14 +167,13 @@ def recommend(basket: Any, settings: Settings = Settings(), *, spare: int = 0,
                                score=(-fallback.pop_rank).cast("float64"), source=ibis.literal(POPULAR))
     parts = [fallback]
     if use_co_occurrence:
-        last = basket.group_by(["customer_id", "product_id"]).aggregate(last_at=_.at.max())
-        last = last.mutate(h=ibis.row_number().over(group_by="customer_id",
-                                                    order_by=[ibis.desc("last_at"), "product_id"]))
-        recent = last.filter(last.h < settings.history).select("customer_id", "product_id")
-        nb = neighbours(basket, settings)
-        votes = recent.join(nb, "product_id").select("customer_id", product_id=_.neighbour,
-                                                     similarity=_.similarity)
-        co = votes.group_by(["customer_id", "product_id"]).aggregate(score=_.similarity.sum())
+        seed = seed if seed is not None else seeds(basket, settings, exclude=exclude)
+        nb = nb if nb is not None else neighbours(basket, settings)
+        votes = seed.join(nb, "product_id").select("customer_id", product_id=_.neighbour,
+                                                   similarity=_.similarity)
+        # rounded: a float sum's last bits depend on the order DuckDB's threads add in, and the ranking
+        # must not (the same store gives the same candidates)
+        co = votes.group_by(["customer_id", "product_id"]).aggregate(score=_.similarity.sum().round(9))
         co = co.anti_join(bought, ["customer_id", "product_id"])
         parts.insert(0, co.select("customer_id", "product_id", priority=ibis.literal(0), score=_.score,
                                   source=ibis.literal(CO_OCCURRENCE)))
@@ -179,10 +245,13 @@ def split(orders: Any, order_lines: Any, *, weeks: int = 4) -> tuple[Any, Any]:
     return train, truth
 
 
-def evaluate(orders: Any, order_lines: Any, *, weeks: int = 4,
-             settings: Settings = Settings()) -> list[Metrics]:
+def evaluate(orders: Any, order_lines: Any, *, weeks: int = 4, settings: Settings = Settings(),
+             exclude: Any | None = None) -> list[Metrics]:
     """Co-occurrence with fallback vs popularity alone, trained before the last ``weeks`` and tested on
-    the products each customer bought for the first time in them."""
+    the products each customer bought for the first time in them; ``exclude`` as for
+    :func:`recommend` (both methods)."""
     train, truth = split(orders, order_lines, weeks=weeks)
-    return [score(recommend(train, settings), truth, settings.k, "co-occurrence + popularity fallback"),
-            score(recommend(train, settings, use_co_occurrence=False), truth, settings.k, "popularity")]
+    return [score(recommend(train, settings, exclude=exclude), truth, settings.k,
+                  "co-occurrence + popularity fallback"),
+            score(recommend(train, settings, use_co_occurrence=False, exclude=exclude), truth, settings.k,
+                  "popularity")]

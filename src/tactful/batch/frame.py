@@ -9,12 +9,13 @@ the Python derivation, which is what the agreement tests compare the compiled ev
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 import pyarrow as pa
 
-from tactful.features import FEATURES, FType, Settings, derive
+from tactful.features import FEATURES, FType, Settings, derive, evaluation_time
 from tactful.model import Scenario
 
 #: The key columns of a frame built here.
@@ -54,7 +55,11 @@ def frame_from_values(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> pa.Table
     return pa.table(cols, schema=arrow_schema())
 
 
-def frame_from_scenarios(scenarios: Iterable[Scenario], settings: Settings) -> pa.Table:
+def frame_from_scenarios(scenarios: Iterable[Scenario], settings: Settings,
+                         run_time: datetime | None = None) -> pa.Table:
     """A feature frame from scenarios (each derived with ``settings``; a derivation that raises
-    propagates, as the scenario cannot be judged)."""
-    return frame_from_values((s.customer.id, derive(s, settings).values) for s in scenarios)
+    propagates, as the scenario cannot be judged). A scenario that states no ``now`` is judged at
+    ``run_time``, by default the time of this call (read once for all of them)."""
+    when = run_time if run_time is not None else datetime.now(UTC)
+    return frame_from_values((s.customer.id, derive(s, settings, evaluation_time(s, when)).values)
+                             for s in scenarios)

@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +40,13 @@ from tactful.model import Reason
 from tactful.policy import Pack
 from tactful.policy.compile import RULE_SEPARATOR, compile_pack
 from tactful.policy.evaluate import EVALUATION_ERROR, explain_fired
-from tactful.realtime import StoreScenarioBuilder, scenario_document
+from tactful.realtime import (
+    MAX_ORDER_LINES,
+    OrderRead,
+    StoreScenarioBuilder,
+    scenario_document,
+    too_many_lines,
+)
 from tactful.vocab import Depth, Verdict
 
 DECISIONS_SCHEMA = pa.schema([
@@ -84,20 +90,59 @@ def input_hash(document: dict[str, Any]) -> str:
 
 class RunScenarioBuilder(StoreScenarioBuilder):
     """A scenario builder for several batch calls over a store that does not change meanwhile (one
-    campaign run decides each customer once per channel tried): a customer's orders are read once and
-    reused, since every channel's touch reaches the same orders. Give a new one to each run."""
+    campaign run decides each customer once per channel tried): a customer's orders, profile (customer,
+    contact points, consents, facts, recent touches) and the shown products are read once and reused,
+    since every channel's touch reaches the same rows; :meth:`prefetch_orders` reads the orders the
+    run's touches name for all customers at once. Give a new one to each run."""
 
     def __init__(self, pack: Pack) -> None:
         super().__init__(pack)
         self._orders_seen: dict[tuple[str, datetime | None, bool, tuple[str, ...]],
                                 dict[str, dict[str, Any]]] = {}
+        self._profiles: dict[tuple[str, datetime, datetime], Sequence[Any]] = {}
+        self._by_id: dict[str, OrderRead] = {}
+        self._products: dict[str, Any] = {}  # products rows read for shown items (None: not in the store)
+
+    def prefetch_orders(self, conn: Connection, order_ids: Iterable[str]) -> None:
+        """Read the orders a run's touches will name by id in a few queries, for all customers at once
+        (instead of one query per customer): a touch that names only prefetched orders is served from
+        them, exactly as the per-customer query would (the same orders, order and line ceiling)."""
+        self._by_id.update(self.orders_by_id(conn, order_ids))
 
     def _orders(self, conn: Connection, customer_id: str, since: datetime | None, all_orders: bool,
                 ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         key = (customer_id, since, all_orders, tuple(sorted(set(ids))))
         hit = self._orders_seen.get(key)
         if hit is None:
-            hit = self._orders_seen[key] = super()._orders(conn, customer_id, since, all_orders, key[3])
+            hit = self._prefetched(customer_id, since, all_orders, key[3])
+        if hit is None:
+            hit = super()._orders(conn, customer_id, since, all_orders, key[3])
+        self._orders_seen[key] = hit
+        return hit
+
+    def _prefetched(self, customer_id: str, since: datetime | None, all_orders: bool,
+                    ids: tuple[str, ...]) -> dict[str, dict[str, Any]] | None:
+        if all_orders or since is not None or not ids or any(i not in self._by_id for i in ids):
+            return None
+        # in the per-customer query's order: time, then the store's order of ids (its position)
+        mine = sorted((r.entry["at"], r.position, i) for i in ids
+                      if (r := self._by_id[i]).customer_id == customer_id)
+        if sum(self._by_id[i].rows for _, _, i in mine) > MAX_ORDER_LINES:
+            raise too_many_lines(customer_id)
+        return {i: self._by_id[i].entry for _, _, i in mine}
+
+    def _product_rows(self, conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+        missing = [i for i in ids if i not in self._products]
+        if missing:
+            found = super()._product_rows(conn, missing)
+            self._products.update({i: found.get(i) for i in missing})  # None: no such product
+        return {i: row for i in ids if (row := self._products[i]) is not None}
+
+    def _profile(self, conn: Connection, customer_id: str, since: datetime, now: datetime) -> Sequence[Any]:
+        key = (customer_id, since, now)  # the same for every channel of a run
+        hit = self._profiles.get(key)
+        if hit is None:
+            hit = self._profiles[key] = super()._profile(conn, customer_id, since, now)
         return hit
 
 

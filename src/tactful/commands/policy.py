@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -138,7 +139,8 @@ def register(app: typer.Typer) -> None:
             pack = load_pack(policy)
             mapping = load_mapping(sensitivity) if sensitivity is not None else None
             doc = scenario_from_store(db, customer, load_touch_file(touch), pack, now=now, mapping=mapping)
-        decision = evaluate(doc, pack)
+        # a scenario file without `now` is judged at the time of the run
+        decision = evaluate(doc, pack, run_time=datetime.now(UTC))
         if fmt is Format.JSON:
             typer.echo(safe_json(decision.to_json_dict()))
         else:
@@ -160,6 +162,7 @@ def register(app: typer.Typer) -> None:
         pack = load_pack(policy)
         files = sorted(p for p in directory.rglob("*") if p.suffix in SCENARIO_SUFFIXES and p.is_file())
         passed = failed = skipped = 0
+        run_time = datetime.now(UTC)  # every scenario without `now` is judged at this one instant
         for path in files:
             name = path.relative_to(directory).as_posix()
             try:
@@ -176,7 +179,7 @@ def register(app: typer.Typer) -> None:
             if doc.expect is None:
                 skipped += 1
                 continue
-            decision = evaluate(doc, pack)
+            decision = evaluate(doc, pack, run_time=run_time)
             diffs = compare_expectation(doc, decision)
             fired = safe_text(", ".join(r.rule for r in decision.reasons) or "no rule")
             name = safe_text(name)

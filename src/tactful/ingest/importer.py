@@ -31,6 +31,9 @@ from tactful.store.bookkeeping import ProgressRecorder, fail_import
 from tactful.store.retry import retrying
 
 DEFAULT_BATCH_SIZE = 5_000
+#: referenced ids remembered per reference as seen in the store (PostgreSQL; bounded memory)
+KNOWN_LIMIT = 200_000
+_FOREIGN_KEY_VIOLATION = "23503"  # SQLSTATE
 
 Progress = Callable[[int, int], None]  # (done, total) in the reader's unit (bytes or rows)
 
@@ -127,6 +130,16 @@ class _Run:
                     break
             else:  # pragma: no cover - every reference names a field of one of the kind's records
                 raise AssertionError(f"{spec.name}: no record has the field {ref.field}")
+        # PostgreSQL enforces the foreign keys behind the references: an id this import already found
+        # in the store is not looked up again (a row removed since makes the batch fail on the foreign
+        # key: it is then checked again in full, see :meth:`_write_checked`). SQLite's writer works
+        # with foreign keys off, so there every batch looks every id up (see tactful.ingest.writer).
+        self.known: list[set[str]] = [set() for _ in spec.references]
+        self.trusted: list[bool] = [
+            engine.dialect.name == "postgresql" and _foreign_key(self.plans[ti].target.table,
+                                                                 self.plans[ti].fields[ci], ref.table)
+            for ref, (ti, ci) in zip(spec.references, self.ref_slots, strict=True)]
+        self._relied = False  # the batch being written took some ids from ``known``
         self.batch = self._new_batch()
         self.read = 0
         self.imported = 0
@@ -379,11 +392,21 @@ class _Run:
 
     def _missing_references(self, cur: Any, batch: _Batch) -> None:
         """Quarantine rows that name a customer, household or product the store lacks."""
+        self._relied = False
         for r, ref in enumerate(self.spec.references):
             wanted = {str(refs[r]) for refs in batch.refs if refs[r] is not None and refs[r] is not MISSING}
             if not wanted:
                 continue
-            missing = wanted - self.writer.existing(cur, ref.table, sorted(wanted))
+            ask = wanted
+            if self.trusted[r]:
+                known = self.known[r]
+                ask = wanted - known
+                self._relied = self._relied or len(ask) < len(wanted)
+            missing = self.writer.missing(cur, ref.table, sorted(ask)) if ask else set()
+            if self.trusted[r]:
+                if len(known) + len(ask) > KNOWN_LIMIT:
+                    known.clear()
+                known.update(ask - missing)
             if not missing:
                 continue
             keep = [i for i, refs in enumerate(batch.refs)
@@ -397,18 +420,30 @@ class _Run:
             batch.refs = [batch.refs[i] for i in keep]
             batch.rows = [[rows[i] for i in keep] for rows in batch.rows]
 
-    def _write(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None) -> None:
-        # a deadlock or serialization failure (PostgreSQL) rolls the batch back: run it again
-        retrying(lambda: self._write_once(rows, check))
+    def _write_checked(self, batch: _Batch) -> None:
+        """Write a batch with its reference check; when ids taken from ``known`` made it fail on a
+        foreign key (a row removed from the store since), check every id again and write it again."""
+        try:
+            self._write(batch.rows, batch)
+        except self.writer.dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
+            if not self._relied or getattr(exc, "sqlstate", None) != _FOREIGN_KEY_VIOLATION:
+                raise
+            for known in self.known:
+                known.clear()
+            self._write(batch.rows, batch)
 
-    def _write_once(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None) -> None:
+    def _write(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None, binary: bool = True) -> None:
+        # a deadlock or serialization failure (PostgreSQL) rolls the batch back: run it again
+        retrying(lambda: self._write_once(rows, check, binary))
+
+    def _write_once(self, rows: list[list[tuple[Any, ...]]], check: _Batch | None, binary: bool) -> None:
         writer = self.writer
         cur = writer.begin()
         try:
             if check is not None:
                 self._missing_references(cur, check)
                 rows = check.rows
-            writer.write(cur, rows, self.import_id, datetime.now(UTC))
+            writer.write(cur, rows, self.import_id, datetime.now(UTC), binary)
             if check is not None:  # the imports row says how far the import got, in the same commit
                 done, bad = self.imported + len(check.records), self.quarantined + len(check.bad)
                 self.progress.record(cur, rows_read=done + bad, rows_imported=done, rows_quarantined=bad)
@@ -423,7 +458,7 @@ class _Run:
         fallback = False
         if batch.records:
             try:
-                self._write(batch.rows, batch)
+                self._write_checked(batch)
                 self.imported += len(batch.records)
             except (self.writer.dialect.dbapi.IntegrityError,  # type: ignore[union-attr]
                     self.writer.dialect.dbapi.DataError) as first:  # type: ignore[union-attr]
@@ -432,7 +467,7 @@ class _Run:
                 del first
                 for i, record in enumerate(batch.records):
                     try:
-                        self._write([[rows[i]] for rows in batch.rows], None)
+                        self._write([[rows[i]] for rows in batch.rows], None, binary=False)
                         self.imported += 1
                     except (self.writer.dialect.dbapi.IntegrityError,  # type: ignore[union-attr]
                             self.writer.dialect.dbapi.DataError) as exc:  # type: ignore[union-attr]
@@ -456,6 +491,11 @@ class _Run:
                 raise
             finally:
                 cur.close()
+
+
+def _foreign_key(table: Any, column: str, referred: Any) -> bool:
+    """Whether ``table.column`` is declared a foreign key to ``referred`` (enforced by the store)."""
+    return any(fk.column.table is referred for fk in table.c[column].foreign_keys)
 
 
 def _text(value: Any) -> str | None:

@@ -10,17 +10,20 @@
   (``INSERT ... ON CONFLICT (pk) DO UPDATE``, as :func:`tactful.store.db.upsert`), the column values
   already converted by SQLAlchemy's own bind processors. On PostgreSQL a batch is copied (``COPY``)
   into a temporary staging table of the same columns and upserted from it in one statement, in key
-  order (bulk-load speed; concurrent writers lock shared rows in one order). On SQLite each batch is
-  one ``BEGIN IMMEDIATE`` transaction: the reference check and the writes happen under the write lock,
-  so no other writer can remove a customer or product between the check and the insert, and SQLite's
-  per-row foreign-key lookups are switched off for that connection (every reference was just checked
-  in the same transaction; the order → order line and import → row references hold by construction).
+  order (bulk-load speed; concurrent writers lock shared rows in one order); the copy is binary when
+  every value is of its column's exact class and range (:class:`_BinaryCopy`), else text. On SQLite
+  each batch is one ``BEGIN IMMEDIATE`` transaction: the reference check and the writes happen under
+  the write lock, so no other writer can remove a customer or product between the check and the
+  insert, and SQLite's per-row foreign-key lookups are switched off for that connection (every
+  reference was just checked in the same transaction; the order → order line and import → row
+  references hold by construction).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
@@ -43,6 +46,61 @@ def db_value(value: Any) -> Any:
     if isinstance(value, tuple):
         return [db_value(v) for v in value]
     return value
+
+
+# PostgreSQL binary COPY (see :meth:`BatchWriter.write`): the Python classes a column of each type may
+# receive, and the range of the integer types. psycopg picks its binary dumper by the column's type,
+# not by the value, and some of those dumpers do not refuse what the server would (an int beyond the
+# column's range is silently wrapped into int4; a naive datetime fails in the client in the middle of
+# the COPY), so a batch whose values are not all of these exact classes (and ranges) goes as text,
+# where the server checks and casts every value as before.
+_INT_RANGES = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+_BINARY_CLASSES: dict[str, tuple[type, ...]] = {
+    "bool": (bool,), "int2": (int,), "int4": (int,), "int8": (int,), "float8": (float,),
+    "text": (str,), "varchar": (str,), "date": (date,), "timestamptz": (datetime,),
+}
+
+
+class _BinaryCopy:
+    """How one staging table takes binary COPY: the column types, and the check of a batch's values."""
+
+    def __init__(self, oids: list[int], names: list[str], json_class: type) -> None:
+        self.oids = oids
+        self.checks: list[tuple[frozenset[type], int | None, bool]] = []
+        for name in names:
+            classes = (json_class,) if name == "json" else _BINARY_CLASSES[name]
+            self.checks.append((frozenset((*classes, type(None))), _INT_RANGES.get(name),
+                                name == "timestamptz"))
+
+    @classmethod
+    def of(cls, oids: list[int]) -> _BinaryCopy | None:
+        """The binary COPY of columns with these type oids, or None when a type is not covered."""
+        from psycopg.postgres import types
+        from psycopg.types.json import Json
+
+        names = []
+        for oid in oids:
+            info = types.get(oid)
+            if info is None or (info.name not in _BINARY_CLASSES and info.name != "json"):
+                return None
+            names.append(info.name)
+        return cls(oids, names, Json)
+
+    def fits(self, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """Whether every value of ``rows`` is of its column's exact class, in range (integers) and
+        with a time zone (``timestamptz``): only then does binary COPY store what text COPY would."""
+        for values, (classes, bound, aware) in zip(zip(*rows, strict=True), self.checks, strict=True):
+            if not set(map(type, values)) <= classes:
+                return False
+            if bound is not None or aware:
+                present = [v for v in values if v is not None]
+                if not present:
+                    continue
+                if bound is not None and not (-bound <= min(present) and max(present) < bound):
+                    return False
+                if aware and any(v.utcoffset() is None for v in present):
+                    return False
+        return True
 
 
 def _independent_fields(model: type[BaseModel]) -> bool:
@@ -143,12 +201,16 @@ class BatchWriter:
         # PostgreSQL: each target's rows are copied into a temporary staging table (COPY), then
         # upserted from it in key order in one statement
         self.staged: list[tuple[str, str, str]] = []  # (create, copy, upsert) per target
+        self.stage_names: list[str] = []
+        #: per target: how its staging table takes binary COPY (None: text only), set by :meth:`open`
+        self.binary: list[_BinaryCopy | None] = []
         if not self.sqlite:
             quote = self.dialect.identifier_preparer.quote
             for plan in plans:
                 table = plan.target.table
                 name = self.dialect.identifier_preparer.format_table(table)
                 stage = quote(f"tactful_stage_{table.name}")  # per session; one per table
+                self.stage_names.append(stage)
                 cols = ", ".join(quote(c) for c in plan.columns)
                 key = [quote(c.name) for c in table.primary_key.columns]
                 update = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in plan.columns
@@ -173,6 +235,13 @@ class BatchWriter:
             try:
                 for create, _copy, _upsert in self.staged:
                     cur.execute(create)
+                self.binary = []
+                for plan, stage in zip(self.plans, self.stage_names, strict=True):
+                    cur.execute("SELECT attname, atttypid::int FROM pg_attribute "
+                                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                                (stage,))
+                    oid_of = dict(cur.fetchall())
+                    self.binary.append(_BinaryCopy.of([oid_of[c] for c in plan.columns]))
                 raw.commit()
             finally:
                 cur.close()
@@ -204,25 +273,26 @@ class BatchWriter:
     def rollback(self) -> None:
         self._raw.rollback()
 
-    def existing(self, cur: Any, table: sa.Table, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` are in ``table`` (by its ``id`` column)."""
+    def missing(self, cur: Any, table: sa.Table, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are not in ``table`` (by its ``id`` column)."""
         name = self.dialect.identifier_preparer.format_table(table)
-        # one statement whatever the number of ids (they travel as one JSON array, cheap to send);
-        # counted first, as usually every id is there (``ids`` are distinct and ``id`` is the primary key)
+        # one statement whatever the number of ids (they travel as one JSON array, cheap to send),
+        # answering only the missing ones (usually none): one index probe per distinct id
         param = json.dumps(list(ids))
         if self.sqlite:
-            where = "id IN (SELECT value FROM json_each(?))"
+            sql = (f"SELECT w.value FROM json_each(?) AS w WHERE NOT EXISTS "
+                   f"(SELECT 1 FROM {name} AS t WHERE t.id = w.value)")
         else:
-            where = "id IN (SELECT jsonb_array_elements_text(%s::jsonb))"
-        cur.execute(f"SELECT count(*) FROM {name} WHERE {where}", (param,))
-        if cur.fetchone()[0] == len(ids):
-            return set(ids)
-        cur.execute(f"SELECT id FROM {name} WHERE {where}", (param,))
+            sql = (f"SELECT w.id FROM jsonb_array_elements_text(%s::jsonb) AS w(id) WHERE NOT EXISTS "
+                   f"(SELECT 1 FROM {name} AS t WHERE t.id = w.id)")
+        cur.execute(sql, (param,))
         return {r for (r,) in cur.fetchall()}
 
-    def write(self, cur: Any, per_target: Sequence[Sequence[tuple[Any, ...]]], import_id: int,
-              written_at: Any) -> None:
-        """Upsert each target's rows (the last row with a key wins), with provenance."""
+    def write(self, cur: Any, per_target: Sequence[Sequence[tuple[Any, ...]]], import_id: int | None,
+              written_at: Any, binary: bool = True) -> None:
+        """Upsert each target's rows (the last row with a key wins), with provenance. ``binary`` False
+        copies as text on PostgreSQL (the row-by-row retry of a refused batch: the server's message
+        for a refused value, which the quarantine keeps, names the value only in text COPY)."""
         for i, (plan, (sql, order), rows) in enumerate(zip(self.plans, self.statements, per_target,
                                                           strict=True)):
             if not rows:
@@ -239,9 +309,17 @@ class BatchWriter:
             params: list[Any] = [r + tail for r in key_ordered(by_key)]
             if self.staged:  # PostgreSQL: COPY into the staging table, then one upsert from it
                 _create, copy_sql, upsert = self.staged[i]
-                with cur.copy(copy_sql) as copy:
-                    for p in params:
-                        copy.write_row(p)
+                copy_binary = self.binary[i] if binary else None
+                if copy_binary is not None and copy_binary.fits(params):
+                    # binary COPY: no text to format in the client nor to parse in the server
+                    with cur.copy(copy_sql + " (FORMAT BINARY)") as copy:
+                        copy.set_types(copy_binary.oids)
+                        for p in params:
+                            copy.write_row(p)
+                else:
+                    with cur.copy(copy_sql) as copy:
+                        for p in params:
+                            copy.write_row(p)
                 cur.execute(upsert)
                 continue
             if order is not None:

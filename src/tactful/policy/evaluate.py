@@ -18,11 +18,12 @@ import string
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from tactful.features import FEATURES, Features, FType, derive, describe_value
+from tactful.features import FEATURES, Features, FType, derive, describe_value, evaluation_time
 from tactful.features import Settings as _Settings
 from tactful.model import Decision, PolicyRef, Reason, Scenario
 from tactful.policy.fold import FAIL_CLOSED_GUARD, PY, FoldPlan, fold, plan
@@ -250,10 +251,16 @@ def _block(pack: Pack, rule: str, message: str) -> Decision:
                     policy=PolicyRef(name=pack.name, version=pack.version))
 
 
-def evaluate(scenario: Scenario, pack: Pack) -> Decision:
-    """Decide one scenario with one pack. Never raises; fails closed."""
+def evaluate(scenario: Scenario, pack: Pack, run_time: datetime | None = None) -> Decision:
+    """Decide one scenario with one pack. Never raises; fails closed.
+
+    The scenario is judged at its own ``now``; one that states none is judged at ``run_time``, the
+    time of the run (a caller deciding many scenarios reads the clock once and passes it), or when
+    that is not given either, at the time of this call."""
     try:
-        return _evaluate(scenario, pack)
+        if scenario.now is None and run_time is None:
+            run_time = datetime.now(UTC)  # the library's default: the time of this call
+        return _evaluate(scenario, pack, evaluation_time(scenario, run_time))
     except Exception as exc:
         try:
             return _block(pack, EVALUATION_ERROR,
@@ -301,13 +308,13 @@ def _condition_values(comp: _Compiled, values: Mapping[str, Any]) -> tuple[dict[
     return conds, failures
 
 
-def _evaluate(scenario: Scenario, pack: Pack) -> Decision:
+def _evaluate(scenario: Scenario, pack: Pack, now: datetime) -> Decision:
     if not pack.rules:
         return _block(pack, EVALUATION_ERROR, "the policy pack has no rules, so nothing could be "
                       "checked; blocked to fail closed")
     comp = _compiled(pack)
     try:
-        feats = derive(scenario, pack.settings)
+        feats = derive(scenario, pack.settings, now)
     except Exception as exc:
         return _block(pack, EVALUATION_ERROR,
                       f"the scenario's features could not be derived ({type(exc).__name__}: {exc}); "

@@ -8,7 +8,7 @@ import textwrap
 from enum import Enum
 from typing import Any
 
-from tactful.features import FEATURES
+from tactful.features import FEATURE_LIST, FEATURES
 from tactful.policy.nodes import (
     OP_WORDS,
     All,
@@ -26,46 +26,8 @@ from tactful.policy.nodes import (
 )
 from tactful.vocab import Verdict
 
-#: How a true boolean feature reads in a sentence.
-PHRASES: dict[str, str] = {
-    "openness_declared": "the customer stated an openness",
-    "customer_deceased": "the customer is deceased",
-    "named": "the touch greets the customer by name",
-    "touch_is_marketing": "the touch is marketing",
-    "sender_is_partner": "the sender is a partner",
-    "is_partner_share": "the touch hands data to another party",
-    "needs_contact_point": "the channel needs a contact point",
-    "contact_point_missing": "there is no usable contact point for the channel",
-    "contact_point_bounced": "the contact point bounces",
-    "consent_granted": "the customer opted in to this purpose on this channel",
-    "consent_refused": "the customer refused this purpose on this channel (or sent a GPC signal)",
-    "purpose_off_channel": "the touch states a purpose meant for another channel",
-    "share_consent_granted": "the customer agreed to sharing with third parties",
-    "uses_facts": "the touch uses or shows facts",
-    "shows_sensitive": "the touch shows something sensitive",
-    "uses_sensitive": "the touch uses something sensitive",
-    "sender_sensitive": "receiving anything from the sender reveals something sensitive",
-    "uses_inferred_sensitive": "the touch relies on an undeclared inferred sensitive attribute",
-    "shows_undeclared_sensitive": "the items shown reveal an undeclared sensitive attribute",
-    "profiling_opt_in": "the customer opted in to profiling",
-    "uses_conversation_fact": "the touch uses something said in a support conversation",
-    "uses_payment_fact": "the touch uses payment data",
-    "uses_partner_fact": "the touch uses data a partner collected",
-    "uses_birthday": "the touch uses the birthday",
-    "birthday_expected": "the customer was told the birthday would be used",
-    "shows_preference": "the touch announces a preference",
-    "uses_preference": "the touch uses a preference",
-    "unknown_vocabulary": "the scenario uses an unknown category or data use",
-    "missing_fact_reference": "the touch refers to facts that are not there",
-    "touch_personalizes": "the touch personalizes or markets",
-    "answers_request": "the touch answers the customer's own request on the channel she asked for",
-    "generic_in_session": "the touch is generic in-session content using no personal data",
-    "safe_aggregate": "the touch is an aggregate share meeting the minimum group size",
-    "contact_point_verified_after_now": "the contact point's verification is dated after now",
-    "uses_unlicensed_sensitive": "the touch personalizes with sensitive data the customer never licensed",
-    "uses_forbidden_identifier": "the touch uses or shows a government identifier or credentials",
-    "uses_realtime_signal": "the touch uses a live observation made minutes ago",
-}
+#: How a true boolean feature reads in a sentence (the catalogue's plain phrases).
+PHRASES: dict[str, str] = {f.name: f.phrase for f in FEATURE_LIST if f.phrase}
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
