@@ -484,16 +484,69 @@ def fact_world() -> list[BaseModel]:
              source="web", context="browsing", at=ago(days=2)),
         fact("c4-buy", "c4", "purchase", "user.behavior.purchase_history", "observed", source="pos",
              context="checkout", value="o7", at=ago(days=5)),
-        fact("c4-buy-2", "c4", "purchase", "user.behavior.purchase_history", "observed", source="pos",
-             context="checkout", value="o7", at=ago(days=4)),  # a second fact for o7: not the one
+        fact("c4-buy-2", "c4", "purchase", "user.behavior.purchase_history", "observed",
+             source="partner:shop", context="checkout", value="o7", at=ago(days=4)),  # not the one for o7
+        fact("c1-help", "c1", "attribute", "user.demographic.profile", "declared", context="Help Desk",
+             at=ago(days=1)),  # an alias of support: a conversation
+        # c2 has no profiling opt-in: a partner's "declared" genetic record does not license her own
+        fact("c2-gene", "c2", "attribute", "user.health_and_medical.genetic", "observed", at=ago(days=1)),
+        fact("c2-partner", "c2", "attribute", "user.health_and_medical.genetic", "declared",
+             source="partner:acme", context="import", at=ago(days=7)),
+        fact("c2-flu", "c2", "attribute", "user.health_and_medical", "observed", label="flu", at=ago(days=1)),
+        fact("c2-refund", "c2", "attribute", "user.financial", "observed", context="payment refund",
+             at=ago(days=1)),
+        fact("c4-bday", "c4", "attribute", "user.demographic.date_of_birth", "observed",
+             context="birthday_club"),
     ]
     return [*products, *orders, *facts]
+
+
+def _raw_rows(engine: Engine) -> None:
+    """Rows the import would refuse but a store may hold (written before a vocabulary change, or by
+    hand): keys outside the vocabulary (customer c5) and implies that are not a list of keys (a fact
+    of c6, the product of an order of c7)."""
+    from tactful.model import Customer as C
+    from tactful.store import tables as tb
+
+    seed(engine, [C(id="c5", first_name="E"), C(id="c6", first_name="F"), C(id="c7", first_name="G")],
+         origin="test:raw")
+    base = {"label": None, "value": None, "origin": "observed", "source": "web", "context": "account",
+            "at": NOW - timedelta(days=1)}
+    with engine.begin() as conn:
+        conn.execute(tb.products.insert(), [
+            {"id": "p-odd", "name": "Odd", "implies": ["user.unheard_of"]},
+            {"id": "p-broken", "name": "Broken", "implies": "user.sexual_life"}])
+        conn.execute(tb.orders.insert(), [
+            {"id": "o8", "customer_id": "c5", "at": NOW - timedelta(days=2), "source": "pos",
+             "context": "checkout"},
+            {"id": "o9", "customer_id": "c7", "at": NOW - timedelta(days=2), "source": "pos",
+             "context": "checkout"}])
+        conn.execute(tb.order_lines.insert(), [{"order_id": "o8", "line_no": 1, "product_id": "p-odd"},
+                                               {"order_id": "o9", "line_no": 1, "product_id": "p-broken"}])
+        conn.execute(tb.facts.insert(), [
+            base | {"id": "c5-odd", "customer_id": "c5", "kind": "attribute",
+                    "category": "user.health_and_medical.made_up", "implies": ["user.gov_id_ish"]},
+            base | {"id": "c5-odd-inf", "customer_id": "c5", "kind": "inference", "origin": "inferred",
+                    "category": "user.behavior.gambling.online", "implies": [], "label": "gambler"},
+            base | {"id": "c5-id", "customer_id": "c5", "kind": "attribute",
+                    "category": "user.government_id.passport_number.scan", "implies": []},
+            base | {"id": "c6-bad", "customer_id": "c6", "kind": "attribute", "category": "user.location",
+                    "implies": "user.location"}])
+        conn.execute(tb.consents.insert(), [
+            {"id": "k-odd", "customer_id": "c5", "purpose": "marketing.unheard_of", "channel": None,
+             "status": "granted", "source": "form", "at": NOW - timedelta(days=3)}])
+        conn.execute(tb.touches.insert(), [
+            {"id": "t-odd", "customer_id": "c5", "kind": "offer", "purpose": "made_up.use",
+             "channel": "email", "at": NOW - timedelta(days=2)},
+            {"id": "t-odd-later", "customer_id": "c4", "kind": "offer", "purpose": "made_up.later",
+             "channel": "email", "at": NOW + timedelta(days=1)}])  # in the window of a later `now` only
 
 
 @pytest.fixture()
 def fact_store(db_url: str) -> Iterator[str]:
     engine: Engine = db.init_store(db_url)
     seed(engine, [*world(), *fact_world()], origin="test:producers")
+    _raw_rows(engine)
     engine.dispose()
     yield db_url
 
@@ -506,7 +559,11 @@ FACT_TOUCHES: list[dict[str, Any]] = [
     {"kind": "service", "purpose": "essential.service", "channel": "email", "shows": ["o1"]},
     {"kind": "recommendation", "purpose": "marketing", "channel": "email", "uses": ["o1", "o4"]},
     {"kind": "service", "purpose": "essential.service", "channel": "email", "uses": ["o4", "o7"]},
-    {"kind": "offer", "purpose": "marketing", "channel": "email", "uses": ["nope"], "shows": ["o3"]},
+    {"kind": "offer", "purpose": "marketing", "channel": "email", "uses": ["nope"], "shows": ["o3", "o8"]},
+    {"kind": "service", "purpose": "essential.service", "channel": "email", "shows": [{"category": "user"}]},
+    {"kind": "offer", "purpose": "made_up.purpose", "channel": "web"},
+    {"kind": "offer", "purpose": "marketing", "channel": "web", "sender": "partner:odd",
+     "sender_implies": ["user.health_and_medical.made_up"], "shows_implies": ["user.sexual_life.made_up"]},
     {"kind": "offer", "purpose": "marketing", "channel": "app",
      "uses": [{"category": "user.location", "newest": 1}]},
     {"kind": "offer", "purpose": "marketing", "channel": "app", "uses": [{"category": "user.location"}]},
@@ -535,6 +592,15 @@ FACT_TOUCHES: list[dict[str, Any]] = [
     {"kind": "offer", "purpose": "marketing", "channel": "web", "depth": "history"},
     {"kind": "offer", "purpose": "marketing", "channel": "web", "named": True},
     {"kind": "offer", "purpose": "marketing", "channel": "web", "uses": ["nope"]},
+    {"kind": "offer", "purpose": "marketing", "channel": "web",
+     "uses": [{"id": "c1-pref", "kind": "event"}]},  # in the pool but filtered out: not dangling
+    {"kind": "advisor_prompt", "purpose": "essential.service", "channel": "advisor",
+     "trigger": "customer_request", "shows": ["c1-chat"]},
+    {"kind": "service", "purpose": "essential.service", "channel": "email", "trigger": "customer_request",
+     "shows": ["c1-chat"]},
+    {"kind": "recommendation", "purpose": "personalize", "channel": "app",
+     "uses": ["c1-help", "c2-flu", "c2-refund"]},
+    {"kind": "recommendation", "purpose": "personalize", "channel": "app", "uses": ["c2-gene"]},
     {"kind": "service", "purpose": "essential.service", "channel": "email", "uses": [{"context": "payment"}]},
     {"kind": "offer", "purpose": "marketing", "channel": "email", "uses": [{"source": "partner:acme"}],
      "shows": [{"kind": "preference"}]},
@@ -550,7 +616,7 @@ def _fact_candidates() -> list[dict[str, Any]]:
     from tactful.batch.producers import candidate_row
 
     rows: list[dict[str, Any]] = []
-    for customer in ("c1", "c2", "c3", "c4"):
+    for customer in ("c1", "c2", "c3", "c4", "c5"):
         for touch in FACT_TOUCHES:
             for now in FACT_NOWS:
                 spec = parse_touch({"touch": touch})
@@ -590,7 +656,7 @@ def _fact_agreement(url: str, family: str) -> dict[int, dict[str, Any]]:
 
 def test_data_hygiene_features_agree_with_the_python_derivation(fact_store: str) -> None:
     expected = _fact_agreement(fact_store, "data hygiene")
-    for f in ("missing_fact_reference", "uses_facts"):
+    for f in FAMILIES["data hygiene"]:
         assert {e[f] for e in expected.values()} == {True, False}, f
 
 
@@ -626,12 +692,82 @@ def test_the_whole_feature_frame_agrees_with_the_python_derivation(fact_store: s
     finally:
         engine.dispose()
     attached = attach_store(connect(threads=1), fact_store)
-    frame = feature_frame(candidates_table({k: v for k, v in c.items() if k != "_touch"} for c in cands),
-                          attached, pack.settings).to_pyarrow()
-    assert frame.column_names == arrow_schema().names
+    table = candidates_table({k: v for k, v in c.items() if k != "_touch"} for c in cands)
+    frame = feature_frame(table, attached, pack.settings).to_pyarrow()
+    # one lazy expression (materialize=False, for a query plan) gives the same frame
+    lazy = feature_frame(table, attached, pack.settings, materialize=False).to_pyarrow()
+    assert lazy.sort_by("row").equals(frame.sort_by("row"))
+    assert frame.schema.equals(arrow_schema()), (frame.schema, arrow_schema())
     assert frame.num_rows == len(cands)
     got = {r["row"]: r for r in frame.to_pylist()}
     wrong = _disagreements(expected, got, [c["_touch"] | {"customer": c["customer_id"], "now": str(c["now"])}
                                            for c in cands], tuple(FEATURES))
     assert not wrong, f"{len(wrong)} cells disagree (feature, candidate, python, ibis): " + \
         "; ".join(map(str, wrong[:5]))
+
+
+def test_what_the_python_path_refuses_to_judge_is_null_in_the_ibis_frame(fact_store: str) -> None:
+    """Fail closed: a fact whose implies is not a list (c6), a shown product whose implies is not a
+    list or that is not in the store, a context SQL cannot case-fold as Python does, a customer missing
+    from the store: the Python path refuses the scenario; the Ibis families are NULL (blocked)."""
+    from tactful.batch.producers import candidate_row, candidates_table, family_frames
+    from tactful.errors import TactfulError
+
+    pack = load_pack()
+    engine = db.open_store(fact_store)
+    with engine.begin() as conn:
+        from tactful.store import tables as tb
+
+        conn.execute(tb.facts.insert(), [{
+            "id": "c4-strasse", "customer_id": "c4", "kind": "attribute", "category": "user.location",
+            "implies": [], "origin": "observed", "source": "web", "context": "STRASSE-ß", "at": NOW}])
+    plain = {"kind": "offer", "purpose": "marketing", "channel": "web"}
+    refused = [("c6", plain), ("c7", plain | {"uses": [{"kind": "purchase"}]}),
+               ("c1", plain | {"shows_items": ["p-broken"]}),
+               ("c1", plain | {"shows_items": ["p-nowhere"]}), ("ghost", plain)]
+    # Python judges these (str.casefold makes ß "ss"); SQL's lower() cannot, so Ibis gives NULL
+    beyond_sql = [("c4", plain), ("c1", plain | {"uses": [{"context": "Straße"}]})]
+    cases = [*refused, *beyond_sql]
+    builder = StoreScenarioBuilder(pack)
+    try:
+        with engine.connect() as conn:
+            for customer, touch in refused:
+                with pytest.raises(TactfulError):
+                    builder.scenario(conn, customer, parse_touch({"touch": touch}), NOW)
+    finally:
+        engine.dispose()
+    rows = [candidate_row(i, customer, parse_touch({"touch": touch}).touch, NOW)
+            for i, (customer, touch) in enumerate([*cases, ("c1", plain)])]
+    attached = attach_store(connect(threads=1), fact_store)
+    frames = family_frames(candidates_table(rows), attached, pack.settings)
+    for family in ("data hygiene", "provenance and context", "sensitivity and inference"):
+        got = _ibis_rows(frames[family])
+        for i, (customer, touch) in enumerate(cases):
+            assert all(got[i][f] is None for f in FAMILIES[family]), (family, customer, touch, got[i])
+        # and the plain candidate of a customer without such rows is judged
+        assert all(got[len(cases)][f] is not None for f in FAMILIES[family]), family
+
+
+def test_sql_lower_case_folds_as_python_outside_the_guarded_characters() -> None:
+    """The Ibis producers normalise contexts and labels with SQL's lower(); they return NULL for the
+    characters whose str.casefold() differs (usage._unfoldable). On every other character DuckDB's
+    lower() must be Python's str.lower() = str.casefold(), or the agreement would not hold."""
+    import sys
+
+    from tactful.batch.usage import _unfoldable, normalise_context, normalise_label
+
+    guarded = set(_unfoldable())
+    assert {"ß", "ﬁ", "İ", "ς"} <= guarded
+    chars = [chr(i) for i in range(sys.maxunicode + 1)
+             if not 0xD800 <= i < 0xE000 and chr(i) not in guarded]
+    con = connect(threads=1)
+    t = ibis.memtable({"c": chars})
+    lowered = con.to_pyarrow(t.select(l=t.c.lower())).column("l").to_pylist()
+    wrong = [(c, low) for c, low in zip(chars, lowered, strict=True) if low != c.casefold()]
+    assert not wrong, f"{len(wrong)} characters lower-case differently: {wrong[:5]}"
+    # and the guard works: a guarded character gives NULL, an ordinary context its normal form
+    texts = ["Support Chat", "  Help--Desk ", "Straße", "Ünïcode", "a\u00a0 b"]
+    s = ibis.memtable({"x": texts})
+    got = con.to_pyarrow(s.select(c=normalise_context(s.x), l=normalise_label(s.x))).to_pylist()
+    assert [g["c"] for g in got] == ["support_chat", "support", None, "n_code", "a_b"]
+    assert [g["l"] for g in got] == ["support chat", "help--desk", None, "ünïcode", "a b"]

@@ -1,24 +1,19 @@
 """Ibis feature producers: feature columns computed inside the backend from the store read in place.
 
-Issue 9 §1 moves every feature family to one Python producer (:func:`tactful.features.derive` today)
-and one Ibis producer. This module holds the Ibis producers written so far; each takes the candidates
-(``row``, ``customer_id``, the touch's columns and ``now`` as a UTC timestamp), the store's typed tables
+Issue 9 §1 gives every feature family one Python producer (``tactful.features``) and one Ibis producer.
+Each Ibis producer takes the typed candidates (:data:`CANDIDATE_SCHEMA`: ``row``, ``customer_id``, the
+touch's columns, ``now`` as a UTC timestamp), the store's typed tables
 (:func:`tactful.batch.store.attach_store`) and the pack's settings (as literals), and returns ``row``
-plus its feature columns. ``tests/test_batch_producers.py`` checks each column against the Python
+plus its family's feature columns. :func:`feature_frame` joins them all on ``row``: the whole feature
+frame, the entry point of ``tactful batch decide``.
+
+Every feature belongs to exactly one family (:data:`FAMILIES`, the same table as
+``tactful.features.families``) and every family has its Ibis producer (:data:`IBIS_PRODUCERS`):
+**openness and depth**, **sharing**, **contact and visibility**, **consent** and **frequency** here;
+**data hygiene**, **provenance and context** and **sensitivity and inference** in
+:mod:`tactful.batch.usage`, over the relation of the facts each candidate uses and shows.
+``tests/test_batch_producers.py`` checks each column, and the whole frame, against the Python
 derivation of the scenario the store gives the same candidate.
-
-Every feature belongs to exactly one family (:data:`FAMILIES`); :data:`IBIS_PRODUCERS` says which
-families have an Ibis producer so far (``tests/test_batch_producers.py`` checks that no feature is in
-two families, that every feature is in one, and lists the features still without an Ibis producer).
-
-Written so far: the **frequency** family (``recent_marketing_on_channel``, ``channel_frequency_cap``,
-``recent_surveys``), the **contact and visibility** family (``needs_contact_point``,
-``contact_point_missing``, ``contact_point_bounced``, ``contact_point_age_days``,
-``contact_point_verified_after_now``, ``seen_by``), the **openness and depth** family (the customer's
-openness and the touch's own fields), the **sharing** family (granularity, group size, partner
-sender and share, safe aggregate) and the **consent** family (marketing by substance, personalization,
-answering a request, the consent state of the touch's effective purpose, share consent, profiling
-opt-in).
 
 The candidates these producers read are *typed*: touch fields as text (enum values), ``named`` a
 boolean, ``group_size`` an integer, absent fields NULL (the producers apply the touch file's
@@ -38,6 +33,7 @@ import ibis
 from tactful import vocab
 from tactful.batch.usage import fact_usage, hygiene_features, provenance_features, sensitivity_features
 from tactful.features import FEATURES, NO_CAP, Settings
+from tactful.features import families as _registry
 from tactful.vocab import (
     CHANNEL_CONTACT_KIND,
     SHARED_WITH_ORDER,
@@ -52,40 +48,17 @@ from tactful.vocab import (
     Trigger,
 )
 
-#: The feature families of issue 9 §1: every feature in exactly one.
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "openness and depth": ("openness", "openness_declared", "customer_deceased", "openness_depth_cap",
-                           "touch_kind", "channel", "purpose", "sender", "trigger", "depth", "named"),
-    "sharing": ("granularity", "group_size", "sender_is_partner", "is_partner_share", "safe_aggregate"),
-    "contact and visibility": ("needs_contact_point", "contact_point_missing", "contact_point_bounced",
-                               "contact_point_verified_after_now", "contact_point_age_days", "seen_by"),
-    "consent": ("touch_is_marketing", "touch_personalizes", "answers_request", "consent_granted",
-                "consent_refused", "purpose_off_channel", "share_consent_granted", "profiling_opt_in"),
-    "data hygiene": ("unknown_vocabulary", "missing_fact_reference", "uses_facts"),
-    "provenance and context": ("generic_in_session", "uses_conversation_fact", "uses_realtime_signal",
-                               "uses_payment_fact", "uses_partner_fact", "uses_birthday",
-                               "birthday_expected", "shows_preference", "uses_preference"),
-    "sensitivity and inference": ("shows_sensitive", "uses_sensitive", "sender_sensitive",
-                                  "uses_inferred_sensitive", "uses_unlicensed_sensitive",
-                                  "uses_forbidden_identifier", "shows_undeclared_sensitive"),
-    "frequency": ("recent_marketing_on_channel", "channel_frequency_cap", "recent_surveys"),
-}
+#: The feature families of issue 9 §1 (the registry :data:`tactful.features.families.FAMILIES`):
+#: family -> its features, every feature in exactly one.
+FAMILIES: dict[str, tuple[str, ...]] = {f.name: f.features for f in _registry.FAMILIES}
 
-#: The families that have an Ibis producer, and its function's name in this module.
-IBIS_PRODUCERS: dict[str, str] = {
-    "openness and depth": "openness_features",
-    "sharing": "sharing_features",
-    "consent": "consent_features",
-    "contact and visibility": "contact_features",
-    "frequency": "frequency_features",
-    "data hygiene": "hygiene_features",
-    "provenance and context": "provenance_features",
-    "sensitivity and inference": "sensitivity_features",
-}
+#: Each family's Ibis producer: its function's name in this module (the registry's dotted paths).
+IBIS_PRODUCERS: dict[str, str] = {f.name: f.ibis.partition(":")[2] for f in _registry.FAMILIES
+                                  if f.ibis is not None and f.ibis.startswith(f"{__name__}:")}
 
 
 def features_without_ibis_producer() -> list[str]:
-    """The features (catalogue order) whose family has no Ibis producer yet."""
+    """The features (catalogue order) whose family has no Ibis producer (none now: a test keeps it so)."""
     done = {f for fam in IBIS_PRODUCERS for f in FAMILIES[fam]}
     return [name for name in FEATURES if name not in done]
 
@@ -390,13 +363,16 @@ def candidates_table(rows: Iterable[dict[str, Any]]) -> Any:
     return ibis.memtable(list(rows), schema=CANDIDATE_SCHEMA)
 
 
-def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None) -> Any:
+def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None,
+                  materialize: bool = True) -> Any:
     """The whole feature frame: ``row``, ``customer_id`` and every feature of the catalogue (in
     catalogue order), one row per candidate, each family computed by its Ibis producer from the typed
     ``candidates`` (:data:`CANDIDATE_SCHEMA`) and the ``store`` attached read-only
     (:func:`tactful.batch.store.attach_store`), joined on ``row``. ``mapping`` is the sensitivity
-    mapping that labels products (default: the packaged one). Raises :class:`BatchError` while a
-    family has no Ibis producer (naming it)."""
+    mapping that labels products (default: the packaged one; it runs eagerly, once per distinct
+    product description). ``materialize`` builds the customers' pools of facts as temp tables first
+    (:func:`tactful.batch.usage.fact_usage`). Raises :class:`BatchError` while a family has no Ibis
+    producer (naming it)."""
     from tactful.errors import BatchError
 
     missing = [fam for fam in FAMILIES if fam not in IBIS_PRODUCERS]
@@ -404,14 +380,15 @@ def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: A
         raise BatchError("the Ibis feature frame cannot be built: no Ibis producer yet for the "
                          f"feature famil{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}",
                          hint="build the feature frame in Python (tactful.batch.frame) meanwhile")
-    parts = family_frames(candidates, store, settings, mapping=mapping)
+    parts = family_frames(candidates, store, settings, mapping=mapping, materialize=materialize)
     frame = candidates.select("row", "customer_id")
     for part in parts.values():
         frame = frame.join(part, "row")
     return frame.select("row", "customer_id", *FEATURES)
 
 
-def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None) -> dict[str, Any]:
+def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None,
+                  materialize: bool = True) -> dict[str, Any]:
     """Each family that has an Ibis producer -> its frame (``row`` and the family's features)."""
     s = settings
     out: dict[str, Any] = {
@@ -421,7 +398,7 @@ def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: A
         "consent": consent_features(candidates, store.table("consents"), s),
         "frequency": frequency_features(candidates, store.table("touches"), s),
     }
-    facts = fact_usage(candidates, store, s, mapping)
+    facts = fact_usage(candidates, store, s, mapping, materialize=materialize)
     out["data hygiene"] = hygiene_features(candidates, facts, store, s)
     out["provenance and context"] = provenance_features(candidates, facts, s)
     out["sensitivity and inference"] = sensitivity_features(candidates, facts, s, out["consent"])

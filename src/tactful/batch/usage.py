@@ -44,16 +44,15 @@ import ibis
 
 from tactful import vocab
 from tactful.features import Settings
+from tactful.features import families as _registry
 from tactful.realtime import PURCHASE_CATEGORY
 from tactful.sensitivity import SensitivityMapping, load_mapping
 from tactful.vocab import CONTEXT_ALIASES, Channel, Depth, FactKind, Origin, Trigger
 
-HYGIENE = ("unknown_vocabulary", "missing_fact_reference", "uses_facts")
-PROVENANCE = ("generic_in_session", "uses_conversation_fact", "uses_realtime_signal", "uses_payment_fact",
-              "uses_partner_fact", "uses_birthday", "birthday_expected", "shows_preference",
-              "uses_preference")
-SENSITIVITY = ("shows_sensitive", "uses_sensitive", "sender_sensitive", "uses_inferred_sensitive",
-               "uses_unlicensed_sensitive", "uses_forbidden_identifier", "shows_undeclared_sensitive")
+_FAMILY = {f.name: f.features for f in _registry.FAMILIES}
+HYGIENE = _FAMILY["data hygiene"]
+PROVENANCE = _FAMILY["provenance and context"]
+SENSITIVITY = _FAMILY["sensitivity and inference"]
 
 # Python's str.split() whitespace (str.isspace), for the label normalisation
 _SPACE = "".join(chr(i) for i in range(sys.maxunicode + 1) if chr(i).isspace())
@@ -184,34 +183,45 @@ class Pool:
     keys: Any  # customer_id, fid, key, category (the fact's own), label
     stands: Any  # customer_id, order_id, fid (the fact an exact order id selects)
     told: Any  # customer_id, d_cat, d_label: what the customer declared herself
+    product_keys: Any  # product_id, key
+    product_bad: Any  # product_id, bad
 
 
-def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
+def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = True) -> Pool:
+    """The pool of every customer (see the module doc). Runs the sensitivity mapping over the
+    products' distinct (department, category, subcategory, name) once, eagerly."""
     f = store.table("facts")
     o = store.table("orders")
     lines = store.table("order_lines")
     pkeys, pbad = product_keys(store, mapping)
 
+    def m(t: Any) -> Any:  # each store table is read once; the families then share temp tables
+        return t.cache() if materialize else t
+
+    lines = m(lines.select("order_id", "product_id"))  # the largest table: read once, two columns
     raw = f.select(customer_id=f.customer_id, fid=f.id, kind=f.kind, category=f.category, label=f.label,
                    value=f.value, origin=f.origin, source=f.source, ctx_raw=f.context, at=f.at,
                    implies=_json_keys(f.implies))
+    raw = m(raw)
     # the purchase fact that stands for an order: the first by (time, NULL first; id)
     standing = raw.filter((raw.kind == FactKind.PURCHASE.value) & raw.value.notnull() & (raw.value != ""))
     standing = standing.mutate(rank=ibis.row_number().over(
         group_by=[standing.customer_id, standing.value],
         order_by=[standing.at.notnull().asc(), standing.at.asc(), standing.fid.asc()]))
-    stands = standing.filter(standing.rank == 0).select("customer_id", order_id=standing.value, fid="fid")
+    stands = m(standing.filter(standing.rank == 0).select("customer_id", order_id=standing.value, fid="fid"))
 
-    own_orders = o.select(o_customer=o.customer_id, order_id=o.id, o_at=o.at, o_source=o.source,
-                          o_context=o.context)
+    own_orders = m(o.select(o_customer=o.customer_id, order_id=o.id, o_at=o.at, o_source=o.source,
+                            o_context=o.context))
     line_keys = lines.join(pkeys, lines.product_id == pkeys.product_id).select(order_id=lines.order_id,
-                                                                               key=pkeys.key)
-    line_bad = lines.join(pbad, lines.product_id == pbad.product_id).group_by("order_id").aggregate(
-        bad=pbad.bad.any())
-    order_keys = own_orders.join(line_keys, "order_id").select(customer_id="o_customer", order_id="order_id",
-                                                               key="key")
-    order_bad = own_orders.left_join(line_bad, "order_id").select(
-        customer_id="o_customer", order_id=own_orders.order_id, bad=line_bad.bad.fill_null(False))
+                                                                               key=pkeys.key).distinct()
+    order_keys = m(own_orders.join(line_keys, "order_id").select(customer_id="o_customer",
+                                                                 order_id="order_id", key="key"))
+    # an order with a line whose product's implies cannot be read (or that is missing) is bad
+    known = lines.left_join(pbad, lines.product_id == pbad.product_id)
+    bad_lines = m(known.filter(known.bad.isnull() | known.bad).select(b_order=known.order_id).distinct())
+    order_bad = own_orders.left_join(bad_lines, own_orders.order_id == bad_lines.b_order)
+    order_bad = m(order_bad.select(customer_id="o_customer", order_id="order_id",
+                                   bad=order_bad.b_order.notnull()))
 
     # orders no fact stands for become purchase facts
     loose = own_orders.anti_join(stands, [own_orders.o_customer == stands.customer_id,
@@ -245,8 +255,8 @@ def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
                                 | (rows.kind == FactKind.INFERENCE.value))))
     cl = clash.select(c_customer="customer_id")
     facts = facts.left_join(cl, facts.customer_id == cl.c_customer)
-    facts = facts.select(*(c for c in facts.columns if c not in ("bad", "c_customer")),
-                         bad=facts.bad | facts.c_customer.notnull())
+    facts = m(facts.select(*(c for c in facts.columns if c not in ("bad", "c_customer")),
+                           bad=facts.bad | facts.c_customer.notnull()))
 
     implied = raw.filter(raw.implies.notnull()).select("customer_id", "fid", key=raw.implies.unnest())
     stood_keys = stands.join(order_keys, ["customer_id", "order_id"]).select("customer_id", "fid", "key")
@@ -259,13 +269,14 @@ def fact_pool(store: Any, mapping: SensitivityMapping) -> Pool:
         rows.select("customer_id", "fid", key="category", implied=ibis.literal(False)))
     every = every.group_by(["customer_id", "fid", "key"]).aggregate(implied=every.implied.any())
     own = facts.select(k_customer="customer_id", k_fid="fid", category="category", label="label")
-    keys = every.join(own, [every.customer_id == own.k_customer, every.fid == own.k_fid]).select(
-        "customer_id", "fid", "key", "implied", "category", "label")
+    keys = m(every.join(own, [every.customer_id == own.k_customer, every.fid == own.k_fid]).select(
+        "customer_id", "fid", "key", "implied", "category", "label"))
 
     told = raw.filter((raw.origin == Origin.DECLARED.value) & (raw.kind != FactKind.INFERENCE.value)
                       & ~raw.source.startswith("partner:"))
     told = told.select("customer_id", d_cat="category", d_label=normalise_label(told.label))
-    return Pool(facts=facts, keys=keys, stands=stands, told=told)
+    told = m(told)
+    return Pool(facts=facts, keys=keys, stands=stands, told=told, product_keys=pkeys, product_bad=pbad)
 
 
 # --------------------------------------------------------------------------- the selection
@@ -298,9 +309,11 @@ def _selectors(candidates: Any, role: str) -> Any:
 
 
 def fact_usage(candidates: Any, store: Any, settings: Settings,
-               mapping: SensitivityMapping | None = None) -> Usage:
-    """Resolve every candidate's selectors against its customer's pool (see the module doc)."""
-    pool = fact_pool(store, mapping if mapping is not None else load_mapping())
+               mapping: SensitivityMapping | None = None, *, materialize: bool = True) -> Usage:
+    """Resolve every candidate's selectors against its customer's pool (see the module doc).
+    ``materialize``: build the pool as temp tables first (each store table read once; eager), or keep
+    one lazy expression (to print a query plan)."""
+    pool = fact_pool(store, mapping if mapping is not None else load_mapping(), materialize=materialize)
     sels = _selectors(candidates, "uses").union(_selectors(candidates, "shows"))
     # an exact id naming an order that a purchase fact stands for names that fact
     st = pool.stands.select(st_customer="customer_id", st_order="order_id", st_fid="fid")
@@ -339,8 +352,7 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
 
     # shown items: their products' implied categories; an unknown product cannot be judged
     items = candidates.select("row", item=candidates.shows_items).unnest("item")
-    _, pbad = product_keys(store, mapping if mapping is not None else load_mapping())
-    pkeys, _ = product_keys(store, mapping if mapping is not None else load_mapping())
+    pkeys, pbad = pool.product_keys, pool.product_bad
     known = items.left_join(pbad, items.item == pbad.product_id)
     bad_items = known.filter(known.bad.isnull() | known.bad).select("row").distinct()
     item_keys = items.join(pkeys, items.item == pkeys.product_id).select("row", "key")
