@@ -244,6 +244,23 @@ def test_the_same_outbox_key_twice_never_makes_a_duplicate(store: Engine) -> Non
     assert _outbox_rows(store) == 4
 
 
+def test_a_resumed_run_keeps_what_it_logged_with_a_decision(store: Engine) -> None:
+    """A decision already logged without a message (the killed part of a run) is not given a message
+    composed again on resume; a decision logged for the first time is queued with its message."""
+    run = _run(store)
+    held, sent = _decisions(2)
+    with store.begin() as conn:
+        assert outbox.record(conn, run, [outbox.Decided(held)]) == (1, 0)
+    with store.begin() as conn:
+        logged, queued = outbox.record(conn, run, [
+            outbox.Decided(held, _entry(run, customer=held.customer_id, touch=held.touch_id)),
+            outbox.Decided(sent, _entry(run, customer=sent.customer_id, touch=sent.touch_id, to="mail2"))])
+    assert (logged, queued) == (2, 1)
+    with store.connect() as conn:
+        queued_for = conn.execute(sa.select(tables.outbox.c.customer_id, tables.outbox.c.touch_id)).all()
+    assert [tuple(r) for r in queued_for] == [(sent.customer_id, sent.touch_id)]
+
+
 def test_the_key_is_the_campaign_customer_touch_and_period() -> None:
     k = outbox.idempotency_key("spring", "c1", "t0", "2026-11")
     assert k == outbox.idempotency_key("spring", "c1", "t0", "2026-11")

@@ -123,11 +123,18 @@ def test_a_file_adapter_never_overwrites_a_file(store: Engine, tmp_path: Path) -
     out = tmp_path / "out"
     out.mkdir()
     (out / "print-shop.csv").write_text("someone else's file\n")
+    (out / "print-shop-2.csv").symlink_to(tmp_path / "elsewhere.csv")  # not followed either
     run = _queue(store, [("c1", "p1", Channel.POSTAL_MAIL)])
-    with pytest.raises(DeliveryError, match="already exists and will not be overwritten"):
-        deliver(store, [PrintShopCsv(out)], run_id=run, retry=FAST)
+    report = deliver(store, [PrintShopCsv(out)], run_id=run, retry=FAST)
+    assert report.counts == {"sent": 1}
     assert (out / "print-shop.csv").read_text() == "someone else's file\n"
-    assert _statuses(store)["c1"][0] == "pending"  # nothing was recorded as sent
+    assert not (tmp_path / "elsewhere.csv").exists()
+    # the rows go into the next free name, created owner-only
+    with (out / "print-shop-3.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["customer_id"] for r in rows] == ["c1"]
+    assert _mode(out / "print-shop-3.csv") == 0o600
+    assert _statuses(store)["c1"][0] == "sent"
 
 
 def test_an_eml_already_written_for_the_same_key_is_not_written_again(store: Engine, tmp_path: Path) -> None:

@@ -8,7 +8,9 @@
    that voted for it; an order holding a product the pack deems sensitive votes for nothing;
 3. **decisions**: one proposed touch per customer and channel, which ``uses`` exactly the orders its
    shown products were recommended from, decided by the batch evaluator
-   (:func:`tactful.batch.run.decide_candidates`, the compiled policy). Channels are tried in the
+   (:func:`tactful.batch.run.decide_candidates`, the compiled policy; on DuckDB the feature frame is
+   built in the backend from the store read in place, the reasons filled in Python where a rule
+   fired). Channels are tried in the
    campaign's preference order: a customer whose touch on one channel sends nothing is proposed on
    the next. When a touch that shows a product implying a data category is not allowed as proposed,
    those products are swapped for the next acceptable candidates and the touch is decided again; the
@@ -71,7 +73,7 @@ CONTACT_KIND: dict[Channel, str] = {Channel.EMAIL: "email", Channel.POSTAL_MAIL:
                                     Channel.POSTCARD: "postal", Channel.SMS: "phone"}
 GUARD = "fail-closed-guard"
 MESSAGE_TOUCH = "message"  # the outbox touch id: one message per customer and period, whatever the channel
-BATCH = 500  # decisions logged per transaction
+BATCH = 500  # decisions logged per transaction (a customer's decisions are never split)
 
 
 @dataclass(frozen=True)
@@ -395,12 +397,20 @@ class Judged:
     input_hash: str | None
 
 
-def _decision(row: Mapping[str, Any], pack: Pack) -> Decision:
-    """A Decision from a decisions-table row: the fired rules become the reasons, in plain words."""
+def _decision(row: Mapping[str, Any], pack: Pack, explained: Sequence[Reason] | None = None) -> Decision:
+    """A Decision from a decisions-table row: the fired rules become the reasons, in plain words —
+    the rules' messages filled from the customer's facts (``explained``, what the engine tells a person),
+    or for a rule without one its title."""
     reasons: list[Reason] = []
     remedies: list[str] = []
     failed = {r for r in (row.get("failed_rules") or "").split(RULE_SEPARATOR) if r}
+    filled = {r.rule: r for r in explained or ()}
     for rule_id in (r for r in (row.get("fired_rules") or "").split(RULE_SEPARATOR) if r):
+        if rule_id in filled:
+            reasons.append(filled[rule_id])
+            with_remedies = pack.rule(rule_id).remedies if rule_id not in failed else ()
+            remedies.extend(with_remedies)
+            continue
         if rule_id == EVALUATION_ERROR:
             reasons.append(Reason(rule=rule_id, verdict=Verdict.BLOCK,
                                   message=f"the touch could not be judged ({row.get('error')}); "
@@ -427,8 +437,14 @@ def _decision(row: Mapping[str, Any], pack: Pack) -> Decision:
 
 def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db: str | None,
             backend: str, now: datetime, workdir: Path,
-            progress: Callable[[int], None] | None, builder: RunScenarioBuilder) -> list[Judged]:
-    """Decide the proposals with the batch evaluator (a candidates table in ``workdir``)."""
+            progress: Callable[[int], None] | None, builder: RunScenarioBuilder,
+            reference: bool = False, split: dict[str, float] | None = None) -> list[Judged]:
+    """Decide the proposals with the batch evaluator (a candidates table in ``workdir``): on a backend
+    that builds the feature frame (DuckDB), inside it from the store read in place, the touches'
+    reasons then filled in Python only for the rows where a rule fired; otherwise, or with
+    ``reference``, the Python-built frame (``tactful batch decide --reference``). ``split`` receives
+    the batch evaluator's own step times (wall), summed over calls."""
+    from tactful.batch.backends import BACKENDS
     from tactful.batch.run import decide_candidates
 
     if not proposals:
@@ -452,14 +468,19 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
     try:
         parquet.write_table(pa.Table.from_pylist(rows), path)
         result = decide_candidates(path, pack, db=db, backend=backend, now=now, progress=progress,
-                                   builder=builder)
+                                   builder=builder, explain=True,
+                                   reference=reference or not BACKENDS[backend].builds_features)
     finally:
         path.unlink(missing_ok=True)
+    if split is not None:
+        for name, sec in result.seconds.items():
+            split[name] = split.get(name, 0.0) + sec
     out = result.decisions.to_pylist()
-    # the decision log keeps the SHA-256 of the judged scenario (docs/campaign-format.md), which the
-    # batch's reference path (a builder is given) reports beside the feature-row input hash
-    return [Judged(p, _decision(r, pack), h)
-            for p, r, h in zip(proposals, out, result.scenario_hashes, strict=True)]
+    # the decision log keeps the input hash of what was judged: the feature row's SHA-256, which both
+    # paths compute the same way (docs/batch.md), so a run logs the same hashes whichever path decided
+    explained = result.reasons or [None] * len(out)
+    return [Judged(p, _decision(r, pack, e), r["input_hash"])
+            for p, r, e in zip(proposals, out, explained, strict=True)]
 
 
 def _used(items: Sequence[Item]) -> list[str]:
@@ -505,6 +526,8 @@ class RunSummary:
     report: Path | None
     out_dir: Path | None
     seconds: dict[str, float]
+    #: the process's CPU time per step, the same keys as ``seconds`` (benchmarks/bench_campaign.py)
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 StepCallback = Callable[[str, int | None], Callable[[int], None]]
@@ -533,12 +556,15 @@ def _private_tempdir() -> Iterator[Path]:
 def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "duckdb",
                  dry_run: bool = False, now: datetime | None = None, out_dir: Path | None = None,
                  resume: str | None = None, deliver: bool = True,
-                 step: StepCallback = _no_progress) -> RunSummary:
-    """Run ``campaign`` on the store at ``db`` (see the module docstring)."""
+                 step: StepCallback = _no_progress, log_batch: int = BATCH,
+                 reference: bool = False) -> RunSummary:
+    """Run ``campaign`` on the store at ``db`` (see the module docstring). ``reference`` decides with
+    the batch evaluator's reference path (the feature frame built in Python, per customer) instead of
+    the in-backend one; both give the same decisions (tests/test_campaign_run.py)."""
     from tactful import report as rpt
     from tactful.batch.backends import check_backend
     from tactful.batch.run import RunScenarioBuilder
-    from tactful.delivery import Adapter, EmlDirectory, PrintShopCsv
+    from tactful.delivery import Adapter, EmlDirectory, PrintShopCsv, SmsCsv
     from tactful.delivery import deliver as deliver_outbox
     from tactful.policy import load_pack
     from tactful.sample.personas import PERSONAS
@@ -546,16 +572,21 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
     from tactful.store.db import open_store
 
     when = (now or datetime.now(UTC)).astimezone(UTC)
+    personas = {p.customer_id: p.title for p in PERSONAS}
     pack = load_pack(campaign.policy)
     check_backend(backend, db=db)
     period = campaign.period_key(when)
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
+    cpu: dict[str, float] = {}  # the process's CPU time per step (every DuckDB thread included)
+    t0, c0 = time.perf_counter(), time.process_time()
     engine = open_store(db)
     try:
         with engine.connect() as conn:
             audience = _audience(conn, campaign)
             _contacts(conn, audience)
+        seconds["audience"] = time.perf_counter() - t0
+        cpu["audience"] = time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
         popular: list[str] = []
         builder = RunScenarioBuilder(pack)  # each customer's orders are read once, not once per channel
         if campaign.recommendations:
@@ -565,10 +596,14 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
             with engine.connect() as conn:  # the orders the touches will name, for everyone at once
                 builder.prefetch_orders(conn, {o for c in audience.values() for i in c.items
                                                for o in i.seeded_by})
-        seconds["audience and recommendations"] = time.perf_counter() - t0
+        seconds["recommendations"] = time.perf_counter() - t0
+        cpu["recommendations"] = time.process_time() - c0
 
-        # decisions, channel by channel in the campaign's order of preference
-        t0 = time.perf_counter()
+        # decisions, channel by channel in the campaign's order of preference; each step's time is
+        # summed over the channels (benchmarks/bench_campaign.py prints them)
+        for key in ("candidates", "features and policy", "compose"):
+            seconds[key] = cpu[key] = 0.0
+        split: dict[str, float] = {}  # the batch evaluator's steps within "features and policy"
         outcomes = {cid: Outcome(c) for cid, c in audience.items()}
         pending_ids = list(audience)
         swaps = 0
@@ -577,10 +612,15 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
             for channel in campaign.channels:
                 if not pending_ids:
                     break
+                t0, c0 = time.perf_counter(), time.process_time()
                 props = [Proposal(cid, channel, tuple(audience[cid].items[:k]),
                                   audience[cid].contacts.get(CONTACT_KIND[channel])) for cid in pending_ids]
+                seconds["candidates"] += time.perf_counter() - t0
+                cpu["candidates"] += time.process_time() - c0
+                t0, c0 = time.perf_counter(), time.process_time()
                 judged = _decide(props, campaign, pack, db=db, backend=backend, now=when, workdir=work,
-                                 progress=step(f"deciding {channel.value}", len(props)), builder=builder)
+                                 progress=step(f"deciding {channel.value}", len(props)), builder=builder,
+                                 reference=reference, split=split)
                 # a touch not allowed as proposed that shows revealing products: swap them and try again
                 retry: list[Proposal] = []
                 for j in judged:
@@ -596,11 +636,14 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                     again = {j.proposal.customer_id: j for j in _decide(
                         retry, campaign, pack, db=db, backend=backend, now=when, workdir=work,
                         progress=step(f"deciding {channel.value} (swapped products)", len(retry)),
-                        builder=builder)}
+                        builder=builder, reference=reference, split=split)}
                     judged = [again[j.proposal.customer_id]
                               if j.proposal.customer_id in again
                               and _better(j.decision, again[j.proposal.customer_id].decision) else j
                               for j in judged]
+                seconds["features and policy"] += time.perf_counter() - t0
+                cpu["features and policy"] += time.process_time() - c0
+                t0, c0 = time.perf_counter(), time.process_time()
                 still: list[str] = []
                 for j in judged:
                     cust = audience[j.proposal.customer_id]
@@ -622,20 +665,32 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                     else:
                         still.append(cust.id)
                 pending_ids = still
-        seconds["decisions and messages"] = time.perf_counter() - t0
+                seconds["compose"] += time.perf_counter() - t0
+                cpu["compose"] += time.process_time() - c0
 
-        # the decision log and the outbox
-        t0 = time.perf_counter()
+        seconds.update({f"features and policy: {name}": sec for name, sec in split.items()})
+
+        # the decision log and the outbox, in batches that never split a customer's decisions
+        t0, c0 = time.perf_counter(), time.process_time()
+        # DuckDB read the SQLite store above with its own copy of SQLite; closing its file handles
+        # dropped this process's POSIX locks on the store, including the lock that tells other
+        # processes a connection is open (SQLite's "multiple copies of SQLite" hazard). A process opening
+        # the store now would rebuild the WAL index under our writes ("database disk image is
+        # malformed", found by the kill test). Fresh connections take their locks again.
+        engine.dispose()
         run_id = resume or outbox.new_run_id(campaign.name, when)
-        decided: list[outbox.Decided] = []
+        batches: list[list[outbox.Decided]] = [[]]
         for out in outcomes.values():
-            for j, composed in out.tried:
+            if len(batches[-1]) >= log_batch:
+                batches.append([])
+            for n, (j, composed) in enumerate(out.tried):
                 logged = audit.LoggedDecision(
                     customer_id=out.customer.id, touch_id=j.proposal.touch_id,
                     channel=j.proposal.channel.value,
                     decision=j.decision, input_hash=j.input_hash or "",
                     proposed_depth=campaign.proposed_depth.value,
-                    withheld=composed.reason if isinstance(composed, Withheld) else None)
+                    withheld=composed.reason if isinstance(composed, Withheld) else None,
+                    proposed=out.proposed if n == 0 else None, message=composed)
                 entry = None
                 if isinstance(composed, Message):
                     entry = outbox.OutboxEntry(
@@ -643,69 +698,91 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                         touch_kind=campaign.kind.value, purpose=campaign.purpose, period=period,
                         run_id=run_id,
                         contact_point_id=j.proposal.contact_point_id, message=composed)
-                decided.append(outbox.Decided(logged, entry))
+                batches[-1].append(outbox.Decided(logged, entry))
         logged_n = queued = 0
+        titles = rpt.rule_titles(pack)
         if not dry_run:
             with engine.begin() as conn:
                 run_id = outbox.start_run(conn, campaign=campaign.name, period=period,
                                           policy_name=pack.name, policy_version=pack.version,
-                                          campaign_hash=campaign.digest or None, run_id=run_id, at=when)
-            tick = step("logging decisions", len(decided))
-            for start in range(0, len(decided), BATCH):
-                chunk = decided[start:start + BATCH]
-                with engine.begin() as conn:
-                    n, q = outbox.record(conn, run_id, chunk)
-                logged_n += n
-                queued += q
-                tick(len(chunk))
-        seconds["decision log and outbox"] = time.perf_counter() - t0
+                                          campaign_hash=campaign.digest or None, run_id=run_id, at=when,
+                                          rules=titles)
+        try:
+            if not dry_run:
+                tick = step("logging decisions", sum(len(b) for b in batches))
+                for chunk in batches:
+                    with engine.begin() as conn:
+                        n, q = outbox.record(conn, run_id, chunk)
+                    logged_n += n
+                    queued += q
+                    tick(len(chunk))
+            seconds["decision log and outbox"] = time.perf_counter() - t0
+            cpu["decision log and outbox"] = time.process_time() - c0
 
-        # delivery and the report
-        t0 = time.perf_counter()
-        base = out_dir or Path("campaign-runs")
-        run_dir = base / run_id
-        delivery: dict[str, int] = {}
-        if not dry_run and deliver:
-            adapters: list[Adapter] = [PrintShopCsv(run_dir), EmlDirectory(run_dir / "email",
-                                                            from_address=campaign.from_address)]
-            delivery = dict(deliver_outbox(engine, adapters, run_id=run_id).counts)
-            delivery = {**outbox.counts(engine, run_id)}
-        seconds["delivery"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        personas = {p.customer_id: p.title for p in PERSONAS}
-        rows = []
-        by_verdict: dict[str, int] = defaultdict(int)
-        by_channel: dict[str, int] = defaultdict(int)
-        for out in outcomes.values():
-            final = out.final
-            if final is None:
-                continue
-            j, composed = final
-            by_verdict[j.decision.verdict.value] += 1
-            if isinstance(composed, Message):
-                by_channel[composed.channel.value] += 1
-            rows.append(rpt.ReportRow(customer_id=out.customer.id, channel=j.proposal.channel.value,
-                                      proposed_depth=campaign.proposed_depth, decision=j.decision,
-                                      proposed=out.proposed or composed, final=composed,
-                                      persona=personas.get(out.customer.id)))
-        info = rpt.RunInfo(run_id=run_id, campaign=campaign.name, period=period, policy_name=pack.name,
-                           policy_version=pack.version, started_at=when, dry_run=dry_run, swaps=swaps,
-                           delivery=delivery)
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        report_path = rpt.write(run_dir / "report.html", rpt.build(info, rows, rpt.rule_titles(pack)))
-        seconds["report"] = time.perf_counter() - t0
-        summary = RunSummary(run_id=run_id, period=period, dry_run=dry_run, customers=len(audience),
-                             decisions=sum(len(o.tried) for o in outcomes.values()), queued=queued,
-                             swaps=swaps, by_verdict=dict(by_verdict), by_channel=dict(by_channel),
-                             delivery=delivery, report=report_path, out_dir=run_dir, seconds=seconds)
-        if not dry_run:
-            with engine.begin() as conn:
-                outbox.finish_run(conn, run_id, summary={
-                    "customers": summary.customers, "decisions": summary.decisions, "queued": queued,
-                    "logged": logged_n, "swaps": swaps, "by_verdict": summary.by_verdict,
-                    "by_channel": summary.by_channel, "delivery": delivery, "report": str(report_path),
-                    "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
-        return summary
+            # delivery: the pending messages of this campaign and period, whichever run queued them (a
+            # killed run's queued messages go out with the rerun)
+            t0, c0 = time.perf_counter(), time.process_time()
+            base = out_dir or Path("campaign-runs")
+            run_dir = base / run_id
+            delivery: dict[str, int] = {}
+            if not dry_run and deliver:
+                adapters: list[Adapter] = [PrintShopCsv(run_dir), SmsCsv(run_dir), EmlDirectory(
+                    run_dir / "email", from_address=campaign.from_address)]
+                deliver_outbox(engine, adapters, campaign=campaign.name, period=period)
+                delivery = {**outbox.counts(engine, run_id)}
+            seconds["delivery"] = time.perf_counter() - t0
+            cpu["delivery"] = time.process_time() - c0
+            t0, c0 = time.perf_counter(), time.process_time()
+            by_verdict: dict[str, int] = defaultdict(int)
+            by_channel: dict[str, int] = defaultdict(int)
+            rows = []
+            for out in outcomes.values():
+                final = out.final
+                if final is None:
+                    continue
+                j, composed = final
+                by_verdict[j.decision.verdict.value] += 1
+                if isinstance(composed, Message):
+                    by_channel[composed.channel.value] += 1
+                if dry_run:
+                    rows.append(rpt.ReportRow(
+                        customer_id=out.customer.id, channel=j.proposal.channel.value,
+                        proposed_depth=campaign.proposed_depth, decision=j.decision,
+                        proposed=out.proposed or composed, final=composed,
+                        persona=personas.get(out.customer.id)))
+            decisions_n = sum(len(o.tried) for o in outcomes.values())
+            totals = {"customers": len(audience), "decisions": decisions_n, "queued": queued,
+                      "logged": logged_n, "swaps": swaps, "by_verdict": dict(by_verdict),
+                      "by_channel": dict(by_channel), "delivery": delivery}
+            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if dry_run:
+                info = rpt.RunInfo(run_id=run_id, campaign=campaign.name, period=period,
+                                   policy_name=pack.name, policy_version=pack.version, started_at=when,
+                                   dry_run=True, swaps=swaps, delivery=delivery)
+                html = rpt.build(info, rows, titles)
+            else:
+                # the report is built from the store alone, as `tactful campaign report RUN --html`
+                # rebuilds it later: the page shows what was logged (a resumed run: both parts)
+                with engine.begin() as conn:
+                    outbox.set_summary(conn, run_id, totals)
+                html = rpt.build(*rpt.from_store(engine, run_id))
+            report_path = rpt.write(run_dir / "report.html", html, numbered=True)
+            seconds["report"] = time.perf_counter() - t0
+            cpu["report"] = time.process_time() - c0
+            if not dry_run:
+                with engine.begin() as conn:
+                    outbox.finish_run(conn, run_id, summary={
+                        **totals, "report": str(report_path),
+                        "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
+        except BaseException:
+            if not dry_run:  # the run says it stopped; what it logged stays and can be resumed
+                with engine.begin() as conn:
+                    outbox.finish_run(conn, run_id, status=outbox.RUN_FAILED)
+            raise
+        return RunSummary(run_id=run_id, period=period, dry_run=dry_run, customers=len(audience),
+                          decisions=decisions_n, queued=queued, swaps=swaps, by_verdict=dict(by_verdict),
+                          by_channel=dict(by_channel), delivery=delivery, report=report_path,
+                          out_dir=run_dir, seconds=seconds, cpu=cpu)
     finally:
         engine.dispose()
 
@@ -728,12 +805,14 @@ class RunRow:
 
 def list_runs(db: str | None = None, *, limit: int = 50) -> list[RunRow]:
     """The store's campaign runs, newest first."""
+    from tactful.store import outbox
     from tactful.store.db import open_store
 
     r = tables.campaign_runs
     engine = open_store(db)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            outbox.mark_interrupted(conn)  # a run killed on this host says so
             rows = conn.execute(sa.select(r).order_by(r.c.started_at.desc(), r.c.id).limit(limit)).all()
     finally:
         engine.dispose()
@@ -756,7 +835,8 @@ def run_details(run_id: str, db: str | None = None) -> tuple[RunRow, dict[str, i
     r, d = tables.campaign_runs, tables.decisions
     engine = open_store(db)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            outbox.mark_interrupted(conn)  # a run killed on this host says so
             row = conn.execute(sa.select(r).where(r.c.id == run_id)).first()
             if row is None:
                 raise NotFoundError(f"no campaign run {run_id!r} in the store",
@@ -764,5 +844,133 @@ def run_details(run_id: str, db: str | None = None) -> tuple[RunRow, dict[str, i
             verdicts = {str(v): int(n) for v, n in conn.execute(
                 sa.select(d.c.verdict, sa.func.count()).where(d.c.run_id == run_id).group_by(d.c.verdict))}
         return _run_row(row), verdicts, outbox.counts(engine, run_id)
+    finally:
+        engine.dispose()
+
+
+def rebuild_report(run_id: str, path: Path, db: str | None = None) -> Path:
+    """Rebuild a logged run's HTML report from the store alone and write it to the new file ``path``."""
+    from tactful import report as rpt
+    from tactful.store.db import open_store
+
+    engine = open_store(db)
+    try:
+        html = rpt.build(*rpt.from_store(engine, run_id))
+    finally:
+        engine.dispose()
+    return rpt.write(path, html)
+
+
+@dataclass(frozen=True)
+class RuleWhy:
+    """One rule as a run's log tells it: how many customers' final decision it applied to, the
+    verdict it gave, and one logged reason in the words the customer's decision used."""
+
+    rule: str
+    title: str
+    customers: int
+    verdict: str
+    example: str
+
+
+def run_reasons(run_id: str, db: str | None = None) -> list[RuleWhy]:
+    """Why a run decided as it did, from its log alone: per rule, the customers whose final decision
+    it applied to (most first) and one plain-language reason."""
+    from tactful.store.db import open_store
+
+    r, d = tables.campaign_runs, tables.decisions
+    engine = open_store(db)
+    try:
+        with engine.connect() as conn:
+            titles = conn.execute(sa.select(r.c.rules).where(r.c.id == run_id)).scalar()
+            final: dict[str, Any] = {}
+            for row in conn.execution_options(yield_per=5000).execute(
+                    sa.select(d.c.customer_id, d.c.reasons).where(d.c.run_id == run_id).order_by(d.c.seq)):
+                final[row.customer_id] = row.reasons  # the last channel tried is the final decision
+    finally:
+        engine.dispose()
+    titles = titles if isinstance(titles, Mapping) else {}
+    counts: dict[str, int] = defaultdict(int)
+    first: dict[str, tuple[str, str]] = {}
+    for reasons in final.values():
+        for reason in reasons if isinstance(reasons, list) else []:
+            if not isinstance(reason, Mapping):
+                continue
+            rule = str(reason.get("rule", "?"))
+            counts[rule] += 1
+            first.setdefault(rule, (str(reason.get("verdict", "?")), str(reason.get("message", ""))))
+    return [RuleWhy(rule=k, title=str(titles.get(k, k)), customers=n, verdict=first[k][0],
+                    example=first[k][1])
+            for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+EMAIL_ADAPTERS = ("eml", "mbox", "smtp")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None  # never printed, never stored
+
+
+def deliver_run(run_id: str, *, db: str | None = None, out_dir: Path | None = None, email: str = "eml",
+                smtp: SmtpSettings | None = None, from_address: str = "no-reply@shop.invalid",
+                attempts: int = 4, backoff: float = 1.0, show_progress: bool = False) -> tuple[
+                    Path, dict[str, int], list[tuple[str, str]]]:
+    """Deliver the pending messages of a run's campaign and period (those a killed run of it queued
+    too): letters and postcards into the print-shop CSV, text messages into the SMS CSV, email as .eml
+    files, one mbox file, or through SMTP. Failures are retried with exponential back-off; bounces mark
+    the contact point. Returns the output directory, the outbox of the run by status, and the
+    messages that did not go out (customer id, why)."""
+    from tactful.delivery import (
+        Adapter,
+        EmlDirectory,
+        Mbox,
+        PrintShopCsv,
+        RetryPolicy,
+        SmsCsv,
+        Smtp,
+        deliver,
+    )
+    from tactful.errors import DeliveryError, NotFoundError
+    from tactful.store import outbox
+    from tactful.store.db import open_store
+
+    if email not in EMAIL_ADAPTERS:
+        raise DeliveryError(f"--email: unknown adapter {email!r}",
+                            hint=f"expected {', '.join(EMAIL_ADAPTERS)}")
+    if email == "smtp" and smtp is None:
+        raise DeliveryError("--email smtp needs the SMTP server",
+                            hint="give --smtp-host (or TACTFUL_SMTP_HOST)")
+    r = tables.campaign_runs
+    engine = open_store(db)
+    try:
+        with engine.begin() as conn:
+            outbox.mark_interrupted(conn)
+            run = conn.execute(sa.select(r.c.campaign, r.c.period, r.c.status)
+                               .where(r.c.id == run_id)).first()
+        if run is None:
+            raise NotFoundError(f"no campaign run {run_id!r} in the store",
+                                hint="tactful campaign list shows the runs")
+        if run.status == outbox.RUNNING:
+            raise CampaignError(f"run {run_id} is still running; it delivers its messages itself",
+                                hint="wait for it to finish (or run it with --no-deliver)")
+        directory = out_dir or Path("campaign-runs") / run_id
+        adapters: list[Adapter] = [PrintShopCsv(directory), SmsCsv(directory)]
+        if email == "eml":
+            adapters.append(EmlDirectory(directory / "email", from_address=from_address))
+        elif email == "mbox":
+            adapters.append(Mbox(directory, from_address=from_address))
+        else:
+            assert smtp is not None
+            adapters.append(Smtp(smtp.host, smtp.port, from_address=from_address, starttls=smtp.starttls,
+                                 username=smtp.username, password=smtp.password))
+        report = deliver(engine, adapters, campaign=run.campaign, period=run.period,
+                         retry=RetryPolicy(attempts=attempts, initial=backoff, maximum=max(backoff, 30.0)),
+                         show_progress=show_progress)
+        return directory, dict(report.counts), list(report.errors)
     finally:
         engine.dispose()

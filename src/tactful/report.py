@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from tactful import __version__
 from tactful.compose import Message, Withheld, clean_text
-from tactful.delivery.base import create_private_file
+from tactful.delivery.base import create_new_private_file, create_private_file
 from tactful.model import Decision
 from tactful.policy.nodes import Pack
 from tactful.vocab import DEPTH_ORDER, Depth, Verdict
@@ -242,11 +242,74 @@ def build(info: RunInfo, rows: Sequence[ReportRow], titles: Mapping[str, str] | 
     )
 
 
-def write(path: str | Path, html: str) -> Path:
-    """Write the report owner-only (it names customers and quotes their messages); never overwrites."""
+def write(path: str | Path, html: str, *, numbered: bool = False) -> Path:
+    """Write the report owner-only (it names customers and quotes their messages); never overwrites.
+    With ``numbered``, an existing file makes it ``report-2.html``... instead of an error (a resumed
+    run's directory). Returns the path written."""
     p = Path(path)
     p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = create_private_file(p)
+    if numbered:
+        p, fd = create_new_private_file(p)
+    else:
+        fd = create_private_file(p)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(html)
     return p
+
+
+# --------------------------------------------------------------------------- the report from the store
+
+
+def from_store(engine: Any, run_id: str) -> tuple[RunInfo, list[ReportRow], dict[str, str]]:
+    """What :func:`build` needs for a logged run, read from the store alone (schema 0004): the run, its
+    decisions in log order (per customer the last channel tried is the final one, the message proposed
+    on the first), the outbox by status, the pack's rule titles kept with the run.
+
+    Raises NotFoundError for an unknown run, CampaignError for a run logged before schema 0004 (its
+    messages were not kept) and StoreError for a logged row that cannot be read back."""
+    import sqlalchemy as sa
+
+    from tactful.errors import CampaignError, NotFoundError, StoreError
+    from tactful.model import PolicyRef, Reason
+    from tactful.sample.personas import PERSONAS
+    from tactful.store import audit, outbox, tables
+
+    r, d = tables.campaign_runs, tables.decisions
+    with engine.connect() as conn:
+        run = conn.execute(sa.select(r).where(r.c.id == run_id)).first()
+        if run is None:
+            raise NotFoundError(f"no campaign run {run_id!r} in the store",
+                                hint="tactful campaign list shows the runs")
+        logged = conn.execute(sa.select(d).where(d.c.run_id == run_id).order_by(d.c.seq)).all()
+    personas = {p.customer_id: p.title for p in PERSONAS}
+    per_customer: dict[str, list[Any]] = {}
+    for row in logged:
+        per_customer.setdefault(row.customer_id, []).append(row)
+    rows: list[ReportRow] = []
+    for customer_id, tried in per_customer.items():
+        last = tried[-1]
+        try:
+            final = audit.composed_from_record(last.message)
+            proposed = next((p for p in (audit.composed_from_record(t.proposed) for t in tried)
+                             if p is not None), None)
+            reasons = tuple(Reason.model_validate(x) for x in (last.reasons or []))
+            decision = Decision(verdict=Verdict(last.verdict), max_depth=Depth(last.max_depth),
+                                named=bool(last.named), reasons=reasons,
+                                policy=PolicyRef(name=last.policy_name, version=last.policy_version))
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+            raise StoreError(f"run {run_id}: logged decision {last.seq} (customer {customer_id}) cannot "
+                              f"be read back: {' '.join(str(exc).split())[:300]}") from None
+        if final is None:
+            raise CampaignError(f"run {run_id} was logged before the store kept messages (schema 0004): "
+                              "its report cannot be rebuilt from the store",
+                              hint="the report written when it ran is in its run directory")
+        rows.append(ReportRow(customer_id=customer_id, channel=last.channel,
+                              proposed_depth=Depth(last.proposed_depth or Depth.NONE.value),
+                              decision=decision, proposed=proposed or final, final=final,
+                              persona=personas.get(customer_id)))
+    summary = run.summary if isinstance(run.summary, Mapping) else {}
+    info = RunInfo(run_id=run.id, campaign=run.campaign, period=run.period, policy_name=run.policy_name,
+                   policy_version=run.policy_version, started_at=run.started_at, dry_run=bool(run.dry_run),
+                   swaps=int(summary.get("swaps") or 0), delivery=outbox.counts(engine, run_id))
+    titles = run.rules if isinstance(run.rules, Mapping) else {}
+    return info, rows, {str(k): str(v) for k, v in titles.items()}

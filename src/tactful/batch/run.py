@@ -47,10 +47,11 @@ from tactful.batch.frame import frame_from_values
 from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row, feature_frame
 from tactful.batch.store import AttachedStore
 from tactful.errors import BatchError, TactfulError
-from tactful.features import FEATURES, FType, derive
+from tactful.features import FEATURES, Features, FType, derive
+from tactful.model import Reason
 from tactful.policy import Pack
 from tactful.policy.compile import RULE_SEPARATOR, CompiledPack, compile_pack
-from tactful.policy.evaluate import EVALUATION_ERROR
+from tactful.policy.evaluate import EVALUATION_ERROR, explain_fired
 from tactful.realtime import (
     MAX_ORDER_LINES,
     OrderRead,
@@ -77,6 +78,9 @@ class RunResult:
     scenario_hashes: list[str | None] = field(default_factory=list)
     #: "backend" (the frame built inside the backend) or "reference" (built in Python)
     path: str = "backend"
+    #: with ``explain``: per decision row, the reasons of the rules that fired with their messages
+    #: filled as the real-time engine fills them (None for a row that could not be judged)
+    reasons: list[tuple[Reason, ...] | None] | None = None
 
     @property
     def by_verdict(self) -> Counter[str]:
@@ -203,12 +207,17 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
                       now: datetime | None = None, threads: int | None = None,
                       progress: Callable[[int], None] | None = None,
                       builder: StoreScenarioBuilder | None = None,
-                      reference: bool | None = None) -> RunResult:
+                      reference: bool | None = None, explain: bool = False) -> RunResult:
     """Decide every candidate of the file at ``path`` (see the module doc).
 
     ``reference`` builds the feature frame in Python (the reference path); by default it is used when
     the backend cannot build the frame itself (:data:`tactful.batch.backends.BACKENDS`) or a
-    ``builder`` is given (made for ``pack``: several calls of one run share what it has read)."""
+    ``builder`` is given (made for ``pack``: several calls of one run share what it has read).
+
+    With ``explain``, the result also carries each decision's reasons in plain words
+    (:func:`tactful.policy.evaluate.explain_fired` on the Python features of the row: the reference
+    path keeps those it derived; the in-backend path derives them, with ``builder`` when given, for
+    the rows where a rule fired, since the messages name facts the frame does not carry)."""
     check_backend(backend, db=db)  # a backend that cannot serve the run fails before any work
     compiled = compile_pack(pack)  # and so does a pack the compiler cannot run
     if reference is None:
@@ -223,9 +232,10 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
     failed: dict[int, str] = {c.row: c.error or "invalid candidate" for c in rows if c.touch is None}
     good = [c for c in rows if c.touch is not None]
     seconds: dict[str, float] = {}
+    kept: dict[int, Features] | None = {} if explain else None  # row -> its Python features
     if reference:
         result, failed_more, scenario_hashes = _reference(path, good, pack, compiled, db, backend, now,
-                                                          t0, threads, progress, builder)
+                                                          t0, threads, progress, builder, kept)
         failed.update(failed_more)
         seconds["read, features (Python) and policy"] = time.perf_counter() - started
     else:
@@ -239,7 +249,58 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
     decisions = assemble(rows, failed, result, compiled, pack)
     seconds["decisions"] = time.perf_counter() - started
     hashes = [scenario_hashes.get(c.row) for c in rows]
-    return RunResult(decisions, backend, seconds, hashes, "reference" if reference else "backend")
+    reasons = None
+    if kept is not None:
+        started = time.perf_counter()
+        reasons = _explain(path, rows, decisions, pack, kept, db, now, t0, builder)
+        seconds["reasons"] = time.perf_counter() - started
+    return RunResult(decisions, backend, seconds, hashes, "reference" if reference else "backend",
+                     reasons)
+
+
+def _explain(path: Path, rows: Sequence[Candidate], decisions: pa.Table, pack: Pack,
+             kept: dict[int, Features], db: str | None, now: datetime | None, t0: datetime,
+             builder: StoreScenarioBuilder | None) -> list[tuple[Reason, ...] | None]:
+    """Each decision's reasons in plain words (None for a row that could not be judged). A row whose
+    features ``kept`` lacks (the in-backend path) and where a rule fired has them derived here."""
+    from tactful.store.db import open_store
+
+    fired_col = decisions.column("fired_rules").to_pylist()
+    failed_col = decisions.column("failed_rules").to_pylist()
+    errors = decisions.column("error").to_pylist()
+    need = [c for c, f, e in zip(rows, fired_col, errors, strict=True)
+            if e is None and f and c.row not in kept and c.touch is not None]
+    if need:
+        builder = builder or StoreScenarioBuilder(pack)
+        engine = open_store(db)
+        try:
+            with engine.connect() as conn:
+                for cand in need:
+                    assert cand.touch is not None
+                    try:
+                        scenario = builder.scenario(conn, cand.customer_id, cand.touch,
+                                                    resolve_now(cand, now, t0))
+                        kept[cand.row] = derive(scenario, pack.settings)
+                    except Exception:  # the decision stands; its reasons fall back to rule titles
+                        continue
+        finally:
+            engine.dispose()
+    out: list[tuple[Reason, ...] | None] = []
+    for cand, f, bad_cell, e in zip(rows, fired_col, failed_col, errors, strict=True):
+        if e is not None:
+            out.append(None)
+            continue
+        fired = [r for r in (f or "").split(RULE_SEPARATOR) if r]
+        if not fired:
+            out.append(())
+            continue
+        feats = kept.get(cand.row)
+        if feats is None:
+            out.append(None)
+            continue
+        bad = {r: "its inputs were missing" for r in (bad_cell or "").split(RULE_SEPARATOR) if r}
+        out.append(explain_fired(pack, feats, fired, bad)[0])
+    return out
 
 
 def typed_candidates(rows: Sequence[tuple[Candidate, datetime]]) -> pa.Table:
@@ -305,6 +366,7 @@ def _in_backend(typed: pa.Table, pack: Pack, compiled: CompiledPack, db: str | N
 def _reference(path: Path, good: Sequence[Candidate], pack: Pack, compiled: CompiledPack, db: str | None,
                backend: str, now: datetime | None, t0: datetime, threads: int | None,
                progress: Callable[[int], None] | None, builder: StoreScenarioBuilder | None,
+               kept: dict[int, Features] | None = None,
                ) -> tuple[pa.Table | None, dict[int, str], dict[int, str]]:
     """The reference path: every valid candidate's scenario from the store and its features derived in
     Python; the frame then decided by ``backend``. Also the SHA-256 of each judged scenario document
@@ -331,6 +393,8 @@ def _reference(path: Path, good: Sequence[Candidate], pack: Pack, compiled: Comp
                 else:
                     scenario_hashes[cand.row] = input_hash(scenario_document(scenario))
                     values.append((cand.row, cand.customer_id, feats.values))
+                    if kept is not None:
+                        kept[cand.row] = feats
                 if progress is not None:
                     progress(1)
     finally:

@@ -47,6 +47,14 @@ def register(app: typer.Typer) -> None:
                              "nothing is written twice).", show_default=False)] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no summary; "
                                                                   "only the report's path.")] = False,
+        deliver: Annotated[bool, typer.Option(
+            "--deliver/--no-deliver",
+            help="Deliver the queued messages into the run's files (print-shop CSV, SMS CSV, .eml); "
+                 "--no-deliver leaves them pending for `tactful campaign deliver`.")] = True,
+        log_batch: Annotated[int, typer.Option(
+            "--log-batch", min=1, max=100_000,
+            help="Decisions logged (with their messages) per transaction; a customer's decisions are "
+                 "never split. A killed run keeps every batch it committed.")] = 500,
     ) -> None:
         """Run the campaign FILE over its audience: recommended candidates with their implied
         categories, one decision per customer and channel (the batch evaluator), messages at the
@@ -70,7 +78,8 @@ def register(app: typer.Typer) -> None:
                 return advance
 
             summary = run_campaign(campaign, db=db, backend=backend, dry_run=dry_run, now=when,
-                                   out_dir=out, resume=resume, step=step)
+                                   out_dir=out, resume=resume, step=step, log_batch=log_batch,
+                                   deliver=deliver)
         out_console = console()
         if not quiet:
             title = f"campaign {campaign.name}, run {summary.run_id}, period {summary.period}"
@@ -122,12 +131,22 @@ def register(app: typer.Typer) -> None:
         run_id: Annotated[str, typer.Argument(help="The run's id (tactful campaign list).",
                                               show_default=False)],
         db: DbOption = None,
+        html: Annotated[Path | None, typer.Option(
+            "--html", help="Rebuild the run's HTML report from the store alone and write it to this new "
+                           "file (owner-only; an existing file is never replaced).",
+            show_default=False)] = None,
     ) -> None:
         """Show one run: its status, decisions by verdict, outbox messages by status, and the path of
-        its HTML report. Exit 2 when the run is not in the store, 3 when the store cannot be read."""
-        from tactful.campaign import run_details
+        its HTML report; with --html, rebuild that report from the store into a new file. Exit 2 when
+        the run is not in the store (or was logged before the store kept messages) or the file
+        exists, 3 when the store cannot be read."""
+        from tactful.campaign import rebuild_report, run_details, run_reasons
 
         row, verdicts, statuses = run_details(run_id, db)
+        if html is not None:
+            written = rebuild_report(run_id, html, db)
+            console().print(data_text(f"report rebuilt from the store: {written}"), soft_wrap=True)
+            return
         out_console = console()
         table = Table(title=data_text(f"run {row.id}: campaign {row.campaign}, period {row.period}, "
                                       f"{row.status}, policy {row.policy}"))
@@ -138,6 +157,78 @@ def register(app: typer.Typer) -> None:
         for status in sorted(statuses):
             table.add_row(data_text(f"outbox: {status}"), f"{statuses[status]:,}")
         out_console.print(table)
+        why = run_reasons(run_id, db)
+        if why:
+            rules = Table(title="why: the rules behind the final decisions, with one logged reason each")
+            rules.add_column("rule")
+            rules.add_column("customers", justify="right")
+            rules.add_column("verdict")
+            rules.add_column("for example")
+            for w in why[:15]:
+                rules.add_row(data_text(w.title), f"{w.customers:,}", data_text(w.verdict),
+                              data_text(w.example))
+            out_console.print(rules)
         path = row.summary.get("report")
         out_console.print(data_text(f"report: {path}" if path else "report: none (the run did not finish)"),
                           soft_wrap=True)
+
+    @group.command("deliver")
+    def deliver(
+        run_id: Annotated[str, typer.Argument(help="The run's id (tactful campaign list).",
+                                              show_default=False)],
+        db: DbOption = None,
+        out: Annotated[Path | None, typer.Option(
+            "--out", "-o", help="Directory for the files (print-shop CSV, SMS CSV, .eml files or the "
+                                "mbox); created owner-only. Default: campaign-runs/RUN.",
+            show_default=False)] = None,
+        email: Annotated[str, typer.Option(
+            "--email", help="How email goes out: eml (one file per message), mbox (one mailbox file) "
+                            "or smtp (a mail server).")] = "eml",
+        smtp_host: Annotated[str | None, typer.Option(
+            "--smtp-host", envvar="TACTFUL_SMTP_HOST", help="SMTP server (with --email smtp).",
+            show_default=False)] = None,
+        smtp_port: Annotated[int, typer.Option("--smtp-port", envvar="TACTFUL_SMTP_PORT", min=1,
+                                               max=65535, help="SMTP port.")] = 25,
+        starttls: Annotated[bool, typer.Option("--starttls", envvar="TACTFUL_SMTP_STARTTLS",
+                                               help="Upgrade the SMTP connection with STARTTLS.")] = False,
+        smtp_user: Annotated[str | None, typer.Option(
+            "--smtp-user", envvar="TACTFUL_SMTP_USER", help="SMTP login name.", show_default=False)] = None,
+        smtp_password: Annotated[str | None, typer.Option(
+            "--smtp-password", envvar="TACTFUL_SMTP_PASSWORD", show_default=False,
+            help="SMTP password; better set TACTFUL_SMTP_PASSWORD than type it on the command line. "
+                 "Never printed.")] = None,
+        from_address: Annotated[str, typer.Option(
+            "--from", help="The sender address of email.")] = "no-reply@shop.invalid",
+        attempts: Annotated[int, typer.Option("--attempts", min=1, max=20,
+                                              help="Tries per message before it is marked failed.")] = 4,
+        backoff: Annotated[float, typer.Option(
+            "--backoff", min=0.0, max=600.0,
+            help="Seconds before the first retry; doubled at each retry (at most 30 s).")] = 1.0,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Deliver the pending messages of run RUN's campaign and period (a killed run's too) through
+        the chosen adapters: letters and postcards into the print-shop CSV, text messages into an SMS
+        gateway CSV, email as .eml files, an mbox file or SMTP. Temporary failures are retried with
+        back-off; a bounce marks the contact point so the next run knows. Files are owner-only and
+        never replace an existing file. Exit 0 when delivery ran (failed and bounced messages are
+        counted and kept on their outbox rows), 2 for bad options or an unknown run, 3 for store
+        problems."""
+        from tactful.campaign import SmtpSettings, deliver_run
+
+        smtp = (SmtpSettings(host=smtp_host, port=smtp_port, starttls=starttls, username=smtp_user,
+                             password=smtp_password) if smtp_host else None)
+        directory, counts, errors = deliver_run(
+            run_id, db=db, out_dir=out, email=email, smtp=smtp, from_address=from_address,
+            attempts=attempts, backoff=backoff, show_progress=not quiet)
+        out_console = console()
+        table = Table(title=data_text(f"delivery of run {run_id}'s campaign and period"))
+        table.add_column("outcome")
+        table.add_column("messages", justify="right")
+        for outcome in ("sent", "bounced", "failed", "no-adapter"):
+            table.add_row(outcome, f"{counts.get(outcome, 0):,}")
+        out_console.print(table)
+        for customer, why in errors[:20]:
+            out_console.print(data_text(f"customer {customer}: {why}"), soft_wrap=True)
+        if len(errors) > 20:
+            out_console.print(Text(f"... and {len(errors) - 20:,} more (their outbox rows keep the error)"))
+        out_console.print(data_text(f"files: {directory}"), soft_wrap=True)

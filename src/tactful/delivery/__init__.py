@@ -16,13 +16,26 @@ from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from tactful.delivery.base import Adapter, Bounce, DeliveryFailure, PermanentFailure, TemporaryFailure
-from tactful.delivery.files import EmlDirectory, PrintShopCsv
+from tactful.delivery.files import EmlDirectory, Mbox, PrintShopCsv, SmsCsv
 from tactful.delivery.smtp import Smtp
 from tactful.errors import DeliveryError
 from tactful.store import outbox
 
-__all__ = ["Adapter", "Bounce", "DeliveryFailure", "DeliveryReport", "EmlDirectory", "PermanentFailure",
-           "PrintShopCsv", "RetryPolicy", "Smtp", "TemporaryFailure", "deliver"]
+__all__ = [
+    "Adapter",
+    "Bounce",
+    "DeliveryFailure",
+    "DeliveryReport",
+    "EmlDirectory",
+    "Mbox",
+    "PermanentFailure",
+    "PrintShopCsv",
+    "RetryPolicy",
+    "SmsCsv",
+    "Smtp",
+    "TemporaryFailure",
+    "deliver",
+]
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,10 @@ def _adapter_for(adapters: Sequence[Adapter], channel: str) -> Adapter | None:
 
 
 def deliver(engine: Engine, adapters: Sequence[Adapter], *, run_id: str | None = None,
-            retry: RetryPolicy | None = None, show_progress: bool = False) -> DeliveryReport:
-    """Deliver the pending messages (of ``run_id``, or all) and record each outcome in the store.
+            retry: RetryPolicy | None = None, show_progress: bool = False,
+            campaign: str | None = None, period: str | None = None) -> DeliveryReport:
+    """Deliver the pending messages (of ``run_id``, of one ``campaign`` and ``period``, or all) and
+    record each outcome in the store.
 
     A message whose channel has no adapter stays pending (counted as ``no-adapter``). A message to a
     contact point already marked bounced is not sent again (``failed``). Adapters are closed at the end.
@@ -62,7 +77,7 @@ def deliver(engine: Engine, adapters: Sequence[Adapter], *, run_id: str | None =
         raise DeliveryError("no delivery adapter was given", hint="give files (--out DIR) or SMTP")
     policy = retry or RetryPolicy()
     report = DeliveryReport()
-    messages = outbox.pending(engine, run_id=run_id)
+    messages = outbox.pending(engine, run_id=run_id, campaign=campaign, period=period)
     progress = Progress(TextColumn("delivering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         disable=not show_progress, transient=True)
     try:

@@ -68,3 +68,20 @@ def create_private_file(path: Path) -> int:
                             hint="deliver into a new directory (each run gets its own)") from None
     except OSError as exc:
         raise DeliveryError(f"cannot create {path}: {exc.strerror or exc}") from None
+
+
+def create_new_private_file(path: Path, *, limit: int = 1000) -> tuple[Path, int]:
+    """Create ``path`` owner-only, or when it exists ``<stem>-2<suffix>``, ``-3``... (a resumed run
+    writes beside what its killed part wrote, never over it); returns the path and its descriptor."""
+    for n in range(1, limit + 1):
+        candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+        if candidate.exists() or candidate.is_symlink():
+            continue
+        try:
+            return candidate, create_private_file(candidate)
+        except DeliveryError:
+            if candidate.exists() or candidate.is_symlink():
+                continue  # created meanwhile by someone else: try the next name
+            raise
+    raise DeliveryError(f"{path} and {limit - 1} numbered names beside it already exist",
+                        hint="deliver into a new directory")

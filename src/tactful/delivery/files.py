@@ -1,4 +1,5 @@
-"""File adapters: a CSV for the print shop (letters and postcards) and a set of .eml files (email).
+"""File adapters: a CSV for the print shop (letters and postcards), email as a set of .eml files or
+one mbox file, and a CSV for an SMS gateway.
 
 Every file holds personal data (names, addresses, messages): it is created owner-only (0600) in an
 owner-only directory, and an existing file is never overwritten.
@@ -8,12 +9,19 @@ from __future__ import annotations
 
 import csv
 import io
+import mailbox
 import os
+import re
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from pathlib import Path
 
-from tactful.delivery.base import PermanentFailure, create_private_file, private_directory
+from tactful.delivery.base import (
+    PermanentFailure,
+    create_new_private_file,
+    create_private_file,
+    private_directory,
+)
 from tactful.store.outbox import Pending
 from tactful.vocab import Channel
 
@@ -39,6 +47,8 @@ class PrintShopCsv:
     name = "print-shop-csv"
     channels = frozenset({Channel.POSTAL_MAIL, Channel.POSTCARD})
 
+    columns: tuple[str, ...] = PRINT_SHOP_COLUMNS
+
     def __init__(self, directory: Path, filename: str = "print-shop.csv") -> None:
         self.path = private_directory(Path(directory)) / filename
         self._file: io.TextIOWrapper | None = None
@@ -46,10 +56,12 @@ class PrintShopCsv:
         self.written = 0
 
     def _open(self) -> csv.DictWriter[str]:
+        """The CSV, created on the first message: ``print-shop.csv``, or ``print-shop-2.csv``... when a
+        file of that name is there (a resumed run's directory); an existing file is never touched."""
         if self._writer is None:
-            fd = create_private_file(self.path)
+            self.path, fd = create_new_private_file(self.path)
             self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
-            self._writer = csv.DictWriter(self._file, fieldnames=PRINT_SHOP_COLUMNS)
+            self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
             self._writer.writeheader()
         return self._writer
 
@@ -137,3 +149,77 @@ class EmlDirectory:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+class Mbox:
+    """Email as one mbox file (Python's :mod:`mailbox`), which mail programs open and import. The file
+    is created owner-only; when one of that name exists (a resumed run), ``email-2.mbox``... is used."""
+
+    name = "mbox"
+    channels = frozenset({Channel.EMAIL})
+
+    def __init__(self, directory: Path, filename: str = "email.mbox", *,
+                 from_address: str = "no-reply@shop.invalid") -> None:
+        self.path = private_directory(Path(directory)) / filename
+        self.from_address = from_address
+        self._box: mailbox.mbox | None = None
+        self.written = 0
+
+    def _open(self) -> mailbox.mbox:
+        if self._box is None:
+            self.path, fd = create_new_private_file(self.path)  # 0600, so mailbox keeps the mode
+            os.close(fd)
+            self._box = mailbox.mbox(self.path, create=False)
+            self._box.lock()
+        return self._box
+
+    def send(self, message: Pending) -> None:
+        email = email_message(message, from_address=self.from_address)
+        box = self._open()
+        entry = mailbox.mboxMessage(email)
+        entry.set_from(self.from_address)
+        box.add(entry)
+        box.flush()
+        self.written += 1
+
+    def close(self) -> None:
+        if self._box is not None:
+            try:
+                self._box.flush()
+                self._box.unlock()
+            finally:
+                self._box.close()
+                self._box = None
+
+
+SMS_COLUMNS = ("outbox_key", "customer_id", "to", "sender", "body")
+_PHONE = re.compile(r"\+?[0-9][0-9 ()./-]{4,30}")
+SMS_LIMIT = 918  # six concatenated GSM-7 segments; a longer text is refused, not cut
+
+
+class SmsCsv(PrintShopCsv):
+    """Text messages as rows of ``sms.csv`` for an SMS gateway's bulk upload: the number, the sender
+    name and the text. ``outbox_key`` lets the gateway drop a row it has already sent."""
+
+    name = "sms-csv"
+    channels = frozenset({Channel.SMS})
+    columns = SMS_COLUMNS
+
+    def __init__(self, directory: Path, filename: str = "sms.csv") -> None:
+        super().__init__(directory, filename)
+
+    def send(self, message: Pending) -> None:
+        number = (message.address or "").strip()
+        if not _PHONE.fullmatch(number):
+            raise PermanentFailure(f"not a phone number: {number!r}" if number else
+                                   "no phone number for this contact point")
+        if len(message.body) > SMS_LIMIT:
+            raise PermanentFailure(f"the text has {len(message.body)} characters; an SMS takes at most "
+                                   f"{SMS_LIMIT}")
+        writer = self._open()
+        writer.writerow({k: _cell(v) for k, v in {
+            "outbox_key": message.key, "customer_id": message.customer_id, "to": number,
+            "sender": message.sender, "body": message.body}.items()})
+        assert self._file is not None
+        self._file.flush()
+        self.written += 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import string
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -202,6 +202,48 @@ def render_message(template: str, values: Mapping[str, Any], facts: list[str], k
     return template.format_map(fields)
 
 
+def _rule_reasons(comp: _Compiled, feats: Features, fired: Iterable[str],
+                  failed: Mapping[str, str]) -> tuple[list[Reason], dict[str, None]]:
+    """The reasons (their messages filled from the features) and remedies of the rules that fired, in
+    the pack's order; a rule in ``failed`` (rule id -> why) blocks and says so."""
+    fired_ids = set(fired)
+    values = feats.values
+    reasons: list[Reason] = []
+    remedies: dict[str, None] = {}
+    for rule, _, _, _ in comp.rules:
+        if rule.id not in fired_ids:
+            continue
+        if rule.id in failed:
+            reasons.append(Reason(rule=rule.id, verdict=Verdict.BLOCK,
+                                  message=f"rule {rule.id} could not be evaluated ({failed[rule.id]}); "
+                                          "blocked to fail closed"))
+            continue
+        facts: dict[str, None] = {}
+        keys: dict[str, None] = {}
+        try:
+            _collect(rule.when, values, feats, comp, facts, keys)
+            message = render_message(rule.message, values, list(facts), list(keys), feats.labels)
+        except Exception as exc:
+            message = f"{rule.title} (the message could not be rendered: {exc})"
+        reasons.append(Reason(rule=rule.id, verdict=rule.verdict, message=message, facts=tuple(facts)))
+        for r in rule.remedies:
+            try:
+                remedies[render_message(r, values, list(facts), list(keys), feats.labels)] = None
+            except Exception:
+                remedies[r] = None
+    return reasons, remedies
+
+
+def explain_fired(pack: Pack, feats: Features, fired: Iterable[str],
+                  failed: Mapping[str, str] | None = None) -> tuple[tuple[Reason, ...], tuple[str, ...]]:
+    """What the engine tells a person about a decision another evaluator made (the batch's compiled
+    policy gives the ids of the rules that fired): each fired rule's message filled from ``feats``
+    exactly as :func:`evaluate` fills it, and the remedies. Unknown ids are skipped (the caller knows
+    what else it fired, e.g. the fail-closed guard)."""
+    reasons, remedies = _rule_reasons(_compiled(pack), feats, fired, failed or {})
+    return tuple(reasons), tuple(remedies)
+
+
 def _block(pack: Pack, rule: str, message: str) -> Decision:
     return Decision(verdict=Verdict.BLOCK, max_depth=Depth.NONE, named=False,
                     remedies=("fix the input or the policy, then decide again",),
@@ -286,29 +328,9 @@ def _evaluate(scenario: Scenario, pack: Pack, now: datetime) -> Decision:
         return value.rank if isinstance(value, Depth) else None
 
     out = fold(comp.plan, conds, values.get, depth_rank, touch.depth.rank, touch.named, PY)
-    reasons: list[Reason] = []
-    remedies: dict[str, None] = {}
-    for rule, _, _, _ in comp.rules:
-        if not out.fired[rule.id]:
-            continue
-        if out.failed[rule.id]:
-            reasons.append(Reason(rule=rule.id, verdict=Verdict.BLOCK,
-                                  message=f"rule {rule.id} could not be evaluated ({failures[rule.id]}); "
-                                          "blocked to fail closed"))
-            continue
-        facts: dict[str, None] = {}
-        keys: dict[str, None] = {}
-        try:
-            _collect(rule.when, values, feats, comp, facts, keys)
-            message = render_message(rule.message, values, list(facts), list(keys), feats.labels)
-        except Exception as exc:
-            message = f"{rule.title} (the message could not be rendered: {exc})"
-        reasons.append(Reason(rule=rule.id, verdict=rule.verdict, message=message, facts=tuple(facts)))
-        for r in rule.remedies:
-            try:
-                remedies[render_message(r, values, list(facts), list(keys), feats.labels)] = None
-            except Exception:
-                remedies[r] = None
+    reasons, remedies = _rule_reasons(
+        comp, feats, [rule.id for rule, _, _, _ in comp.rules if out.fired[rule.id]],
+        {rid: failures.get(rid, "its inputs were missing") for rid, bad in out.failed.items() if bad})
     if out.guard:
         reasons.append(_guard_reason([g for g, held in out.guard_held.items() if held], feats))
         remedies["fix the input or the policy, then decide again"] = None

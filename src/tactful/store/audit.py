@@ -2,7 +2,10 @@
 
 Each row of ``decisions`` carries ``prev_hash`` (the previous row's ``row_hash``, or 64 zeros for the
 first row) and ``row_hash`` = SHA-256 over the previous hash and the row's content in a canonical JSON
-form. Changing a row changes its hash; removing or inserting a row breaks the link of the next one.
+form. The ``proposed`` and ``message`` columns (schema 0004: the message the campaign proposed and
+what the decision composed) are covered when present; rows logged before 0004 have neither and hash
+exactly as they did. Changing a row changes its hash; removing or inserting a row breaks the link of
+the next one.
 :func:`verify_chain` recomputes the chain in ``seq`` order and names the first row that does not fit.
 
 Appends are serialised: on PostgreSQL with a transaction-scoped advisory lock, on SQLite by taking the
@@ -22,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from tactful.compose import Message, Withheld
 from tactful.model import Decision, Scenario
 from tactful.store import tables
 
@@ -29,6 +33,7 @@ GENESIS = "0" * 64
 _LOCK_KEY = 0x7AC7F01  # the advisory lock that serialises decision-log appends on PostgreSQL
 _HASHED = ("seq", "run_id", "customer_id", "touch_id", "channel", "verdict", "max_depth", "named",
            "policy_name", "policy_version", "input_hash", "proposed_depth", "withheld", "decided_at")
+_HASHED_IF_SET = ("proposed", "message")  # schema 0004: hashed when not null (older rows have neither)
 
 
 def canonical_json(value: Any) -> str:
@@ -39,6 +44,40 @@ def canonical_json(value: Any) -> str:
 def input_hash(scenario: Scenario) -> str:
     """SHA-256 of the scenario that was judged (its canonical JSON): replaying it gives the same hash."""
     return hashlib.sha256(canonical_json(scenario.model_dump(mode="json")).encode()).hexdigest()
+
+
+def composed_record(item: Message | Withheld | None) -> dict[str, Any] | None:
+    """A composed message (or why nothing was sent) as the JSON the decision log stores."""
+    if item is None:
+        return None
+    if isinstance(item, Message):
+        return {"type": "message", "kind": item.kind, "slot": item.slot, "depth": item.depth.value,
+                "named": item.named, "channel": item.channel.value, "sender": item.sender,
+                "subject": item.subject, "body": item.body, "html": item.html}
+    return {"type": "withheld", "code": item.code, "reason": item.reason, "rules": list(item.rules)}
+
+
+def composed_from_record(record: Any) -> Message | Withheld | None:
+    """The inverse of :func:`composed_record`; ``None`` for a missing record. A record that is not
+    one raises ValueError (the caller names the row)."""
+    from tactful.vocab import Channel, Depth
+
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a message record, got {type(record).__name__}")
+    try:
+        if record["type"] == "message":
+            return Message(kind=record["kind"], slot=str(record["slot"]), depth=Depth(record["depth"]),
+                           named=bool(record["named"]), channel=Channel(record["channel"]),
+                           sender=str(record["sender"]), subject=str(record["subject"]),
+                           body=str(record["body"]), html=bool(record["html"]))
+        if record["type"] == "withheld":
+            return Withheld(code=record["code"], reason=str(record["reason"]),
+                            rules=tuple(str(r) for r in record.get("rules") or ()))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"a message record lacks or garbles {exc}") from None
+    raise ValueError(f"unknown message record type {record.get('type')!r}")
 
 
 def _time(value: datetime) -> str:
@@ -53,6 +92,9 @@ def row_hash(prev_hash: str, row: dict[str, Any], reasons_json: str | None = Non
     content = {k: (_time(row[k]) if k == "decided_at" else row[k]) for k in _HASHED}
     content["named"] = bool(content["named"])
     content["seq"] = int(content["seq"])
+    for k in _HASHED_IF_SET:
+        if row.get(k) is not None:
+            content[k] = row[k]
     reasons = canonical_json(row["reasons"]) if reasons_json is None else reasons_json
     return hashlib.sha256(f"{prev_hash}{canonical_json(content)}\n{reasons}".encode()).hexdigest()
 
@@ -68,6 +110,8 @@ class LoggedDecision:
     input_hash: str
     proposed_depth: str | None = None  # the depth the campaign proposed
     withheld: str | None = None  # why nothing was sent, when nothing was
+    proposed: Message | Withheld | None = None  # the message the campaign proposed (report)
+    message: Message | Withheld | None = None  # what this decision composed (report)
 
 
 def _lock(conn: Connection, run_id: str) -> None:
@@ -81,9 +125,11 @@ def _lock(conn: Connection, run_id: str) -> None:
 
 
 def append(conn: Connection, run_id: str, items: Sequence[LoggedDecision],
-           at: datetime | None = None) -> dict[tuple[str, str], int]:
+           at: datetime | None = None, *, fresh: set[tuple[str, str]] | None = None
+           ) -> dict[tuple[str, str], int]:
     """Log ``items`` for ``run_id`` (inside the caller's transaction); returns their seq numbers,
-    including those of decisions this run had already logged (which are not logged twice)."""
+    including those of decisions this run had already logged (which are not logged twice). ``fresh``,
+    when given, receives the (customer, touch) keys logged by this call."""
     if not items:
         return {}
     d = tables.decisions
@@ -119,11 +165,14 @@ def append(conn: Connection, run_id: str, items: Sequence[LoggedDecision],
             "policy_name": dec.policy.name, "policy_version": dec.policy.version,
             "input_hash": item.input_hash, "proposed_depth": item.proposed_depth,
             "withheld": item.withheld, "decided_at": when,
+            "proposed": composed_record(item.proposed), "message": composed_record(item.message),
         }
         row["prev_hash"] = prev
         row["row_hash"] = prev = row_hash(prev, row, reasons_json)
         rows.append(row)
         seqs[key] = seq
+        if fresh is not None:
+            fresh.add(key)
     if rows:
         conn.execute(d.insert(), rows)
     return seqs

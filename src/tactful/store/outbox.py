@@ -24,9 +24,27 @@ from sqlalchemy.engine import Connection, Engine
 from tactful import __version__
 from tactful.compose import Message
 from tactful.errors import CampaignError, NotFoundError
-from tactful.store import audit, tables
+from tactful.store import audit, bookkeeping, tables
 
 PENDING, SENT, BOUNCED, FAILED = "pending", "sent", "bounced", "failed"
+#: a run's status: running, finished, failed (it stopped on an error), interrupted (its process is gone:
+#: killed, or the machine stopped, while it ran)
+RUNNING, FINISHED, RUN_FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+
+
+def mark_interrupted(conn: Connection) -> list[str]:
+    """Runs still ``running`` whose process on this host is gone are marked ``interrupted`` (a kill -9
+    or a crash of the machine leaves no chance to say so). Runs of other hosts are left as they are:
+    this host cannot see their processes. Returns the ids marked."""
+    r = tables.campaign_runs
+    here = bookkeeping.this_host()
+    gone = [row.id for row in conn.execute(sa.select(r.c.id, r.c.host, r.c.pid).where(r.c.status == RUNNING)
+                                           .order_by(r.c.id))
+            if row.host == here and row.pid is not None
+            and not bookkeeping.owner_alive(int(row.pid), row.host, None)]
+    if gone:
+        conn.execute(r.update().where(r.c.id.in_(gone), r.c.status == RUNNING).values(status=INTERRUPTED))
+    return gone
 
 
 def idempotency_key(campaign: str, customer_id: str, touch_id: str, period: str) -> str:
@@ -43,12 +61,17 @@ def new_run_id(campaign: str, at: datetime | None = None) -> str:
 
 def start_run(conn: Connection, *, campaign: str, period: str, policy_name: str, policy_version: str,
               campaign_hash: str | None = None, dry_run: bool = False, run_id: str | None = None,
-              at: datetime | None = None) -> str:
+              at: datetime | None = None, rules: dict[str, str] | None = None) -> str:
     """Record a new campaign run (status ``running``); returns its id.
 
     Given the ``run_id`` of an unfinished run of the same campaign and period (one that was killed), the
-    run is resumed: its decisions and messages so far are kept and will not be written twice."""
+    run is resumed: its decisions and messages so far are kept and will not be written twice. A run
+    still running in a live process is not resumed. The run records this host and process, so a run
+    killed later is recognised as interrupted (:func:`mark_interrupted`); ``rules`` are the pack's
+    rule titles, kept for the report."""
     rid = run_id or new_run_id(campaign, at)
+    mark_interrupted(conn)
+    me = bookkeeping.owner()
     if run_id is not None:
         old = conn.execute(sa.select(tables.campaign_runs).where(tables.campaign_runs.c.id == run_id)).first()
         if old is not None:
@@ -56,20 +79,35 @@ def start_run(conn: Connection, *, campaign: str, period: str, policy_name: str,
                 raise CampaignError(f"run {run_id} belongs to campaign {old.campaign!r}, period "
                                     f"{old.period}, not {campaign!r}, {period}",
                                     hint="start a new run instead")
+            if old.status == RUNNING:
+                raise CampaignError(f"run {run_id} is still running (process {old.pid} on {old.host})",
+                                    hint="wait for it to finish, or resume it once it was interrupted")
+            if old.status == FINISHED:
+                raise CampaignError(f"run {run_id} has finished; there is nothing to resume",
+                                    hint="run the campaign again without --resume (the outbox key "
+                                         "keeps it from sending anyone a second message this period)")
             conn.execute(tables.campaign_runs.update().where(tables.campaign_runs.c.id == run_id)
-                         .values(status="running", finished_at=None))
+                         .values(status=RUNNING, finished_at=None, rules=rules, **me))
             return run_id
     conn.execute(tables.campaign_runs.insert().values(
         id=rid, campaign=campaign, campaign_hash=campaign_hash, period=period, policy_name=policy_name,
         policy_version=policy_version, dry_run=dry_run, status="running",
-        started_at=at or datetime.now(UTC), tool_version=__version__))
+        started_at=at or datetime.now(UTC), tool_version=__version__, rules=rules, **me))
     return rid
 
 
-def finish_run(conn: Connection, run_id: str, *, status: str = "finished",
+def set_summary(conn: Connection, run_id: str, summary: dict[str, Any]) -> None:
+    """Record a run's totals before it finishes (the report reads them from the store)."""
+    conn.execute(tables.campaign_runs.update().where(tables.campaign_runs.c.id == run_id)
+                 .values(summary=summary))
+
+
+def finish_run(conn: Connection, run_id: str, *, status: str = FINISHED,
                summary: dict[str, Any] | None = None) -> None:
-    conn.execute(tables.campaign_runs.update().where(tables.campaign_runs.c.id == run_id).values(
-        status=status, finished_at=datetime.now(UTC), summary=summary))
+    values: dict[str, Any] = {"status": status, "finished_at": datetime.now(UTC)}
+    if summary is not None:
+        values["summary"] = summary
+    conn.execute(tables.campaign_runs.update().where(tables.campaign_runs.c.id == run_id).values(**values))
 
 
 @dataclass(frozen=True)
@@ -143,8 +181,9 @@ class Pending:
     attempts: int
 
 
-def pending(engine: Engine, *, run_id: str | None = None, limit: int | None = None) -> list[Pending]:
-    """Pending messages (of one run, or all), oldest first."""
+def pending(engine: Engine, *, run_id: str | None = None, limit: int | None = None,
+            campaign: str | None = None, period: str | None = None) -> list[Pending]:
+    """Pending messages (of one run, of one campaign and period, or all), oldest first."""
     o, cp, c = tables.outbox, tables.contact_points, tables.customers
     query = (sa.select(o.c.id, o.c.idempotency_key, o.c.campaign, o.c.run_id, o.c.customer_id, o.c.channel,
                        o.c.message_kind, o.c.contact_point_id, cp.c.value, cp.c.bounced, c.c.first_name,
@@ -153,6 +192,10 @@ def pending(engine: Engine, *, run_id: str | None = None, limit: int | None = No
              .where(o.c.status == PENDING).order_by(o.c.id))
     if run_id is not None:
         query = query.where(o.c.run_id == run_id)
+    if campaign is not None:
+        query = query.where(o.c.campaign == campaign)
+    if period is not None:
+        query = query.where(o.c.period == period)
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -222,11 +265,16 @@ class Decided:
 
 def record(conn: Connection, run_id: str, batch: Sequence[Decided]) -> tuple[int, int]:
     """Log a batch of decisions and queue their messages in the caller's transaction, so that a crash
-    keeps both or neither. Returns (decisions logged or already there, new messages queued)."""
-    seqs = audit.append(conn, run_id, [d.logged for d in batch])
+    keeps both or neither. Returns (decisions logged or already there, new messages queued).
+
+    A decision the run had already logged (a resumed run) keeps what was logged with it: its message
+    was queued in the same transaction, or there was none; a message composed again now is not queued
+    beside a logged decision that says otherwise."""
+    fresh: set[tuple[str, str]] = set()
+    seqs = audit.append(conn, run_id, [d.logged for d in batch], fresh=fresh)
     entries = []
     for d in batch:
-        if d.entry is not None:
+        if d.entry is not None and (d.logged.customer_id, d.logged.touch_id) in fresh:
             seq = seqs[(d.logged.customer_id, d.logged.touch_id)]
             entries.append(OutboxEntry(**{**d.entry.__dict__, "decision_seq": seq}))
     return len(seqs), enqueue(conn, entries)

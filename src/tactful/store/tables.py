@@ -236,6 +236,11 @@ campaign_runs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("summary", JSON),
     Column("tool_version", String(40)),
+    # migration 0004: who runs it (a "running" run whose process is gone on this host was interrupted)
+    # and the pack's rule titles (the report's headings), so the report can be rebuilt from the store
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("rules", JSON),  # {rule id: title}
 )
 
 # The decision log: append-only and tamper-evident. Each row's row_hash covers its content and the
@@ -261,6 +266,10 @@ decisions = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("row_hash", String(64), nullable=False),
+    # migration 0004 (covered by row_hash when present): the message the campaign proposed to this
+    # customer (on the first channel tried) and what this decision composed (a message or why nothing)
+    Column("proposed", JSON),
+    Column("message", JSON),
     UniqueConstraint("run_id", "customer_id", "touch_id"),
     Index("ix_decisions_customer_id", "customer_id"),
 )

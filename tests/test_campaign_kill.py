@@ -1,0 +1,222 @@
+"""`tactful campaign run` killed with a real kill -9 while it logs its decisions, then run again.
+
+The campaign runs in its own process (the real CLI) on the sample world. Once it has committed some of
+its decisions it is killed with SIGKILL: no handler runs, whatever it had not committed is lost. Then:
+
+* the run is shown ``interrupted`` (its process is gone), not ``running`` for ever;
+* what it committed is whole: every logged decision that sends a message has its outbox row;
+* resuming it (``--resume RUN``) or running the campaign again (a new run) logs every audience customer's
+  decisions once per run, queues no second message for anyone (the outbox key), delivers the messages
+  the killed run had queued, and finishes; ``tactful audit verify`` passes;
+* the outcome equals that of a run that was never killed (same decisions, same messages).
+
+On SQLite and on a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tactful.sample import build_sample
+from tactful.store import tables
+from tactful.store.db import open_store
+from tactful.testing import postgres
+from tactful.testing.cli import run_cli
+
+NOW = "2026-11-01T09:00:00"  # the sample world's "as of" day (the run's period: 2026-11)
+SYNTHETIC = 40
+Outcome = tuple[Counter[tuple[str, str, str]], dict[str, tuple[str, str]]]
+CLI = [sys.executable, "-c", "from tactful.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("kill-world") / "sample.db"
+    build_sample(f"sqlite:///{path}", seed=11, synthetic_n=SYNTHETIC)
+    return path
+
+
+@pytest.fixture()
+def sqlite_store(world: Path, tmp_path: Path) -> str:
+    """A fresh copy of the sample world in a SQLite file."""
+    copy = tmp_path / "store.db"
+    shutil.copy(world, copy)
+    return f"sqlite:///{copy}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh sample world, in a SQLite file or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_store"))
+    url = postgres.create_database(request.getfixturevalue("pg_server_url"),
+                                   f"t_kill_{os.getpid()}_{time.monotonic_ns() % 10**9}")
+    build_sample(url, seed=11, synthetic_n=SYNTHETIC)
+    return url
+
+
+def _scalar(url: str, query: Any) -> Any:
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(query).scalar()
+    finally:
+        engine.dispose()
+
+
+def _all(url: str, query: Any) -> list[Any]:
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(query))
+    finally:
+        engine.dispose()
+
+
+def _run_cmd(url: str, out: Path, *extra: str) -> list[str]:
+    return [*CLI, "campaign", "run", "demo", "--db", url, "--now", NOW, "--out", str(out), "--quiet",
+            *extra]
+
+
+def _kill_mid_log(url: str, out: Path) -> tuple[str, int]:
+    """Start the demo campaign, kill -9 it once some decisions are committed; (run id, rows logged)."""
+    d = tables.decisions
+    proc = subprocess.Popen(_run_cmd(url, out, "--log-batch", "1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    engine = open_store(url)  # one reader, polling the log as another process would
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            with engine.connect() as conn:
+                logged = conn.execute(sa.select(sa.func.count()).select_from(d)).scalar_one()
+            if logged >= 5:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        proc.wait(timeout=60)
+    finally:
+        engine.dispose()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill: {proc.stderr}"
+    runs = _all(url, sa.select(tables.campaign_runs.c.id, tables.campaign_runs.c.status))
+    assert len(runs) == 1 and runs[0].status == "running"  # nothing could say otherwise: it was killed
+    return str(runs[0].id), int(_scalar(url, sa.select(sa.func.count()).select_from(d)))
+
+
+def _outcome(url: str, run_id: str) -> Outcome:
+    """The run's decisions (customer, channel, verdict: each once) and the outbox (customer ->
+    channel, body) of the period."""
+    d, o = tables.decisions, tables.outbox
+    decided = Counter((r.customer_id, r.channel, r.verdict) for r in _all(
+        url, sa.select(d.c.customer_id, d.c.channel, d.c.verdict).where(d.c.run_id == run_id)))
+    messages = _all(url, sa.select(o.c.customer_id, o.c.channel, o.c.body))
+    by_customer = Counter(m.customer_id for m in messages)
+    assert max(by_customer.values(), default=1) == 1, "a customer got a second message"
+    return decided, {m.customer_id: (m.channel, m.body) for m in messages}
+
+
+@pytest.fixture(scope="module")
+def reference(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+    """The same campaign on a fresh copy of the world, never killed."""
+    tmp = tmp_path_factory.mktemp("reference")
+    copy = tmp / "reference.db"
+    shutil.copy(world, copy)
+    url = f"sqlite:///{copy}"
+    code, _, err = run_cli(["campaign", "run", "demo", "--db", url, "--now", NOW,
+                            "--out", str(tmp / "runs"), "--quiet"])
+    assert code == 0, err
+    (run_id,) = [r.id for r in _all(url, sa.select(tables.campaign_runs.c.id))]
+    return _outcome(url, run_id)
+
+
+def _consistent_after_kill(url: str, run_id: str, logged: int) -> None:
+    d, o = tables.decisions, tables.outbox
+    # what the killed run committed is whole: each committed decision that sends has its message
+    sending = {r.customer_id for r in _all(url, sa.select(d.c.customer_id).where(
+        d.c.run_id == run_id, d.c.message["type"].as_string() == "message"))}
+    queued = {r.customer_id for r in _all(url, sa.select(o.c.customer_id).where(o.c.run_id == run_id))}
+    assert sending == queued
+    assert logged > 0
+    # `campaign list` tells the truth: the run was interrupted
+    code, out, err = run_cli(["campaign", "list", "--db", url])
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if run_id[:20] in x)
+    assert "interrupted" in line
+    status = _scalar(url, sa.select(tables.campaign_runs.c.status).where(tables.campaign_runs.c.id == run_id))
+    assert status == "interrupted"
+
+
+def _verify(url: str) -> None:
+    code, out, err = run_cli(["audit", "verify", "--db", url])
+    assert code == 0, err
+    assert "decision log verified" in out
+
+
+def test_killed_campaign_resumed_loses_nothing_and_duplicates_nothing(
+        reference: Outcome, store: str, tmp_path: Path) -> None:
+    run_id, logged = _kill_mid_log(store, tmp_path / "runs")
+    total_expected, messages_expected = reference
+    assert logged < sum(total_expected.values()), "the kill came after every decision was logged"
+    _consistent_after_kill(store, run_id, logged)
+
+    done = subprocess.run(_run_cmd(store, tmp_path / "runs", "--resume", run_id), capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    decided, messages = _outcome(store, run_id)
+    assert decided == total_expected  # every decision once, as if never killed
+    assert max(decided.values()) == 1
+    assert messages == messages_expected  # no message twice, none lost
+    _verify(store)
+    row = _all(store, sa.select(tables.campaign_runs).where(tables.campaign_runs.c.id == run_id))[0]
+    assert row.status == "finished" and row.finished_at is not None
+    assert row.summary["logged"] == sum(total_expected.values())
+    # every queued message went out, those of the killed part included
+    statuses = Counter(r.status for r in _all(store, sa.select(tables.outbox.c.status)))
+    assert set(statuses) <= {"sent", "failed", "bounced"} and statuses["sent"] > 0
+    # the report of the resumed run shows every customer, and is rebuilt from the store alike
+    report = Path(row.summary["report"])
+    rebuilt = tmp_path / "rebuilt.html"
+    code, _, err = run_cli(["campaign", "report", run_id, "--db", store, "--html", str(rebuilt)])
+    assert code == 0, err
+    assert rebuilt.read_text(encoding="utf-8") == report.read_text(encoding="utf-8")
+
+
+def test_killed_campaign_run_again_as_a_new_run_sends_nobody_a_second_message(
+        reference: Outcome, sqlite_store: str, tmp_path: Path) -> None:
+    store = sqlite_store  # the same code paths as the resumed run's, which runs on PostgreSQL too
+    killed, logged = _kill_mid_log(store, tmp_path / "runs")
+    _consistent_after_kill(store, killed, logged)
+    pending_of_killed = {r.customer_id for r in _all(store, sa.select(tables.outbox.c.customer_id).where(
+        tables.outbox.c.run_id == killed))}
+
+    done = subprocess.run(_run_cmd(store, tmp_path / "runs"), capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    runs = {r.id: r for r in _all(store, sa.select(tables.campaign_runs))}
+    (rerun,) = [r for r in runs if r != killed]
+    assert runs[killed].status == "interrupted" and runs[rerun].status == "finished"
+    total_expected, messages_expected = reference
+    decided, messages = _outcome(store, rerun)
+    assert decided == total_expected  # the new run decided everyone, once
+    assert messages == messages_expected  # one message per customer: the killed run's count
+    o = tables.outbox
+    by_run = Counter(r.run_id for r in _all(store, sa.select(o.c.run_id)))
+    assert by_run[killed] == len(pending_of_killed) and by_run[killed] + by_run[rerun] == len(messages)
+    # the killed run's queued messages were delivered by the rerun, not stranded
+    assert {r.status for r in _all(store, sa.select(o.c.status).where(o.c.run_id == killed))} <= {
+        "sent", "failed", "bounced"}
+    _verify(store)
