@@ -160,6 +160,21 @@ def test_the_cli_runs_lists_and_reports(store: str, campaign_file: Path, tmp_pat
     assert code == 2 and "no campaign run 'no-such-run'" in err
 
 
+def test_the_cli_decides_with_the_python_frame_unless_asked_for_the_in_backend_one(
+        store: str, campaign_file: Path, tmp_path: Path) -> None:
+    """`campaign run` builds the feature frame in Python by default (faster at this size) and in the
+    backend with --in-backend; the run's time split says which path decided."""
+    lines = {}
+    for flag in ([], ["--in-backend"]):
+        code, printed, err = run_cli(["campaign", "run", str(campaign_file), "--db", store, "--dry-run",
+                                      "--out", str(tmp_path / f"runs{len(flag)}"),
+                                      "--now", "2026-11-01T09:00:00", *flag])
+        assert code == 0, err
+        lines[bool(flag)] = " ".join(printed.split())
+    assert "features (Python)" in lines[False] and "features and policy: plan" not in lines[False]
+    assert "features and policy: plan" in lines[True] and "features (Python)" not in lines[True]
+
+
 @pytest.mark.parametrize(("change", "says"), [
     ({"audience": {"everyone": True}}, "audience: unknown key(s) everyone"),
     ({"channels": ["pigeon"]}, "channels[0]: 'pigeon' is not a channel"),
@@ -420,9 +435,9 @@ def _logged(url: str) -> list[tuple[Any, ...]]:
 
 def test_the_in_backend_path_decides_the_demo_campaign_exactly_as_the_reference(world: Path,
                                                                                tmp_path: Path) -> None:
-    """The campaign decides in DuckDB (the feature frame built from the store read in place) unless
-    told otherwise: the demo campaign over the whole test world logs exactly what the Python-built
-    frame (the reference path) logs: every channel tried, verdict, depth, reasons in plain words,
+    """With the feature frame built in DuckDB from the store read in place (``--in-backend``), the
+    demo campaign over the whole test world logs exactly what the Python-built frame (the reference
+    path, the default) logs: every channel tried, verdict, depth, reasons in plain words,
     the feature-row input hash and the composed message."""
     logs = []
     for reference in (False, True):
