@@ -624,6 +624,21 @@ def _fact_candidates() -> list[dict[str, Any]]:
     return rows
 
 
+def _python_values(url: str, cands: list[dict[str, Any]], pack: Any) -> dict[int, Any]:
+    """The Python derivation's feature values of every fact candidate, by row, from the store at
+    ``url`` (the reference both agreement tests compare the Ibis frames against)."""
+    builder = StoreScenarioBuilder(pack)
+    engine = db.open_store(url)
+    try:
+        with engine.connect() as conn:
+            return {c["row"]: derive(builder.scenario(conn, c["customer_id"],
+                                                      parse_touch({"touch": c["_touch"]}), c["now"]),
+                                     pack.settings).values
+                    for c in cands}
+    finally:
+        engine.dispose()
+
+
 def _fact_agreement(url: str, family: str) -> dict[int, dict[str, Any]]:
     """Both derivations of ``family`` on every fact candidate; asserts they agree cell by cell and
     returns the Python values."""
@@ -632,18 +647,8 @@ def _fact_agreement(url: str, family: str) -> dict[int, dict[str, Any]]:
     pack = load_pack()
     features = FAMILIES[family]
     cands = _fact_candidates()
-    builder = StoreScenarioBuilder(pack)
-    engine = db.open_store(url)
-    expected: dict[int, dict[str, Any]] = {}
-    try:
-        with engine.connect() as conn:
-            for c in cands:
-                scenario = builder.scenario(conn, c["customer_id"], parse_touch({"touch": c["_touch"]}),
-                                            c["now"])
-                values = derive(scenario, pack.settings).values
-                expected[c["row"]] = {f: values[f] for f in features}
-    finally:
-        engine.dispose()
+    expected = {row: {f: values[f] for f in features}
+                for row, values in _python_values(url, cands, pack).items()}
     attached = attach_store(connect(threads=1), url)
     table = candidates_table({k: v for k, v in c.items() if k != "_touch"} for c in cands)
     got = _ibis_rows(family_frames(table, attached, pack.settings)[family])
@@ -679,18 +684,8 @@ def test_the_whole_feature_frame_agrees_with_the_python_derivation(fact_store: s
 
     pack = load_pack()
     cands = _fact_candidates()
-    builder = StoreScenarioBuilder(pack)
-    engine = db.open_store(fact_store)
-    expected: dict[int, dict[str, Any]] = {}
-    try:
-        with engine.connect() as conn:
-            for c in cands:
-                scenario = builder.scenario(conn, c["customer_id"], parse_touch({"touch": c["_touch"]}),
-                                            c["now"])
-                values = derive(scenario, pack.settings).values
-                expected[c["row"]] = {f: getattr(values[f], "value", values[f]) for f in FEATURES}
-    finally:
-        engine.dispose()
+    expected = {row: {f: getattr(values[f], "value", values[f]) for f in FEATURES}
+                for row, values in _python_values(fact_store, cands, pack).items()}
     attached = attach_store(connect(threads=1), fact_store)
     table = candidates_table({k: v for k, v in c.items() if k != "_touch"} for c in cands)
     frame = feature_frame(table, attached, pack.settings).to_pyarrow()
