@@ -30,7 +30,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -48,7 +48,7 @@ from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row, feature_fra
 from tactful.batch.store import AttachedStore
 from tactful.errors import BatchError, TactfulError
 from tactful.features import FEATURES, Features, FType, derive
-from tactful.model import Reason
+from tactful.model import Reason, Scenario
 from tactful.policy import Pack
 from tactful.policy.compile import RULE_SEPARATOR, CompiledPack, compile_pack
 from tactful.policy.evaluate import EVALUATION_ERROR, explain_fired
@@ -263,7 +263,6 @@ def _explain(path: Path, rows: Sequence[Candidate], decisions: pa.Table, pack: P
              builder: StoreScenarioBuilder | None) -> list[tuple[Reason, ...] | None]:
     """Each decision's reasons in plain words (None for a row that could not be judged). A row whose
     features ``kept`` lacks (the in-backend path) and where a rule fired has them derived here."""
-    from tactful.store.db import open_store
 
     fired_col = decisions.column("fired_rules").to_pylist()
     failed_col = decisions.column("failed_rules").to_pylist()
@@ -271,20 +270,9 @@ def _explain(path: Path, rows: Sequence[Candidate], decisions: pa.Table, pack: P
     need = [c for c, f, e in zip(rows, fired_col, errors, strict=True)
             if e is None and f and c.row not in kept and c.touch is not None]
     if need:
-        builder = builder or StoreScenarioBuilder(pack)
-        engine = open_store(db)
-        try:
-            with engine.connect() as conn:
-                for cand in need:
-                    assert cand.touch is not None
-                    try:
-                        scenario = builder.scenario(conn, cand.customer_id, cand.touch,
-                                                    resolve_now(cand, now, t0))
-                        kept[cand.row] = derive(scenario, pack.settings)
-                    except Exception:  # the decision stands; its reasons fall back to rule titles
-                        continue
-        finally:
-            engine.dispose()
+        for cand, _, derived in _derived(need, pack, db, now, t0, builder):
+            if not isinstance(derived, Exception):  # else the decision stands; its reasons fall
+                kept[cand.row] = derived              # back to rule titles
     out: list[tuple[Reason, ...] | None] = []
     for cand, f, bad_cell, e in zip(rows, fired_col, failed_col, errors, strict=True):
         if e is not None:
@@ -363,6 +351,31 @@ def _in_backend(typed: pa.Table, pack: Pack, compiled: CompiledPack, db: str | N
         con.disconnect()
 
 
+def _derived(cands: Sequence[Candidate], pack: Pack, db: str | None, now: datetime | None, t0: datetime,
+             builder: StoreScenarioBuilder | None,
+             ) -> Iterator[tuple[Candidate, Scenario | None, Features | Exception]]:
+    """Each candidate's scenario from the store (one connection for all) and its features derived in
+    Python, or the exception that stopped it: the caller says what a failure means."""
+    from tactful.store.db import open_store
+
+    builder = builder or StoreScenarioBuilder(pack)
+    engine = open_store(db)
+    try:
+        with engine.connect() as conn:
+            for cand in cands:
+                assert cand.touch is not None
+                try:
+                    when = resolve_now(cand, now, t0)
+                    scenario = builder.scenario(conn, cand.customer_id, cand.touch, when)
+                    feats = derive(scenario, pack.settings)
+                except Exception as exc:
+                    yield cand, None, exc
+                    continue
+                yield cand, scenario, feats
+    finally:
+        engine.dispose()
+
+
 def _reference(path: Path, good: Sequence[Candidate], pack: Pack, compiled: CompiledPack, db: str | None,
                backend: str, now: datetime | None, t0: datetime, threads: int | None,
                progress: Callable[[int], None] | None, builder: StoreScenarioBuilder | None,
@@ -371,34 +384,23 @@ def _reference(path: Path, good: Sequence[Candidate], pack: Pack, compiled: Comp
     """The reference path: every valid candidate's scenario from the store and its features derived in
     Python; the frame then decided by ``backend``. Also the SHA-256 of each judged scenario document
     (what ``tactful scenario export`` writes), for the campaign's decision log."""
-    from tactful.store.db import open_store
 
     failed: dict[int, str] = {}
     values: list[tuple[int, str, Any]] = []
     scenario_hashes: dict[int, str] = {}
-    builder = builder or StoreScenarioBuilder(pack)
-    engine = open_store(db)
-    try:
-        with engine.connect() as conn:
-            for cand in good:
-                assert cand.touch is not None
-                try:
-                    when = resolve_now(cand, now, t0)
-                    scenario = builder.scenario(conn, cand.customer_id, cand.touch, when)
-                    feats = derive(scenario, pack.settings)
-                except TactfulError as exc:
-                    failed[cand.row] = f"{path}: row {cand.row}: {' '.join(exc.message.split())}"
-                except Exception as exc:  # fail closed: the row is blocked, the run goes on
-                    failed[cand.row] = f"{path}: row {cand.row}: {type(exc).__name__}: {exc}"
-                else:
-                    scenario_hashes[cand.row] = input_hash(scenario_document(scenario))
-                    values.append((cand.row, cand.customer_id, feats.values))
-                    if kept is not None:
-                        kept[cand.row] = feats
-                if progress is not None:
-                    progress(1)
-    finally:
-        engine.dispose()
+    for cand, scenario, feats in _derived(good, pack, db, now, t0, builder):
+        if isinstance(feats, TactfulError):
+            failed[cand.row] = f"{path}: row {cand.row}: {' '.join(feats.message.split())}"
+        elif isinstance(feats, Exception):  # fail closed: the row is blocked, the run goes on
+            failed[cand.row] = f"{path}: row {cand.row}: {type(feats).__name__}: {feats}"
+        else:
+            assert scenario is not None
+            scenario_hashes[cand.row] = input_hash(scenario_document(scenario))
+            values.append((cand.row, cand.customer_id, feats.values))
+            if kept is not None:
+                kept[cand.row] = feats
+        if progress is not None:
+            progress(1)
     if not values:
         return None, failed, scenario_hashes
     frame = frame_from_values((c, v) for _, c, v in values)
