@@ -316,7 +316,9 @@ def _selectors(candidates: Any, role: str) -> Any:
     return u.select("row", "customer_id", "now", "pos", role=ibis.literal(role), sid=sel.id, skind=sel.kind,
                     scat=sel.category, sorigin=sel.origin, ssource=sel.source, sctx=sel.context,
                     snctx=normalise_context(sel.context),
-                    swithin=sel.within_days, snewest=sel.newest)
+                    swithin=sel.within_days, snewest=sel.newest,
+                    # the window's start, once per selector (not once per selector x fact)
+                    ssince=u.now - sel.within_days.as_interval("D"))
 
 
 def fact_usage(candidates: Any, store: Any, settings: Settings,
@@ -336,21 +338,24 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     pp = pf.select(p_customer="customer_id", fid="fid", kind="kind", category="category", origin="origin",
                    source="source", context="context", at="at")
     pairs = sels.join(pp, sels.customer_id == pp.p_customer)
-    since = pairs.now - pairs.swithin.as_interval("D")
     match = ((pairs.sid2.isnull() | (pairs.fid == pairs.sid2))
              & (pairs.skind.isnull() | (pairs.kind == pairs.skind))
              & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))
              & (pairs.sorigin.isnull() | (pairs.origin == pairs.sorigin))
              & (pairs.ssource.isnull() | (pairs.source == pairs.ssource))
              & (pairs.sctx.isnull() | (pairs.context == pairs.snctx))
-             & (pairs.swithin.isnull() | pairs.at.isnull() | ((pairs.at > since) & (pairs.at <= pairs.now))))
+             & (pairs.swithin.isnull() | pairs.at.isnull()
+                | ((pairs.at > pairs.ssince) & (pairs.at <= pairs.now))))
     pairs = pairs.mutate(match=match)
     unknown_match = pairs.filter(pairs.match.isnull()).select("row").distinct()
     hits = pairs.filter(pairs.match.fill_null(False))
-    hits = hits.mutate(rank=ibis.row_number().over(
-        group_by=[hits.row, hits.role, hits.pos],
-        order_by=[hits.at.notnull().desc(), hits.at.desc(), hits.fid.desc()]))
-    hits = hits.filter(hits.snewest.isnull() | (hits.rank < hits.snewest))
+    # ``newest``: only the hits of selectors that give it are ranked
+    newest = hits.filter(hits.snewest.notnull())
+    newest = newest.mutate(rank=ibis.row_number().over(
+        group_by=[newest.row, newest.role, newest.pos],
+        order_by=[newest.at.notnull().desc(), newest.at.desc(), newest.fid.desc()]))
+    newest = newest.filter(newest.rank < newest.snewest).drop("rank")
+    hits = hits.filter(hits.snewest.isnull()).union(newest)
     both = hits.group_by(["row", "customer_id", "now", "fid"]).aggregate(
         used=(hits.role == "uses").any(), shown=(hits.role == "shows").any())
     # an exact id that selected nothing and is not in the pool dangles
