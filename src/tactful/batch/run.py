@@ -317,7 +317,7 @@ def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
     # ibis compiles the query (a few seconds for the whole frame, whatever the row count) and
     # registers the producers' in-memory tables
     con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
-    frame = con.create_table("tactful_frame", features, temp=True)
+    frame = con.create_table("tactful_frame", features)  # in the run's database file when it has one
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     # a customer missing from the store has NULL features (so it blocks); say why, as the reference
@@ -339,16 +339,21 @@ def decide_frame(frame: Any, compiled: CompiledPack, *, hashed: bool = True) -> 
 
 
 def _in_backend(typed: pa.Table, pack: Pack, compiled: CompiledPack, db: str | None,
-                threads: int | None, seconds: dict[str, float]) -> pa.Table:
+                threads: int | None, seconds: dict[str, float], memory_limit: str | None = None) -> pa.Table:
+    import tempfile
+
     from tactful.batch.store import attach_store, connect
 
-    con = connect(threads=threads)
-    try:
-        store = attach_store(con, db)
-        con.con.register("tactful_candidates", typed)
-        return decide_typed(con, store, con.table("tactful_candidates"), pack, compiled, seconds)
-    finally:
-        con.disconnect()
+    # DuckDB works in a database file of a private directory (owner-only: it holds the customers'
+    # rows), so that what the frame materializes can leave memory; removed with the directory
+    with tempfile.TemporaryDirectory(prefix="tactful-batch-") as work:
+        con = connect(threads=threads, memory_limit=memory_limit, workdir=Path(work))
+        try:
+            store = attach_store(con, db)
+            con.con.register("tactful_candidates", typed)
+            return decide_typed(con, store, con.table("tactful_candidates"), pack, compiled, seconds)
+        finally:
+            con.disconnect()
 
 
 def _derived(cands: Sequence[Candidate], pack: Pack, db: str | None, now: datetime | None, t0: datetime,

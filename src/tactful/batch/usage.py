@@ -196,8 +196,10 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     lines = store.table("order_lines")
     pkeys, pbad = product_keys(store, mapping)
 
-    def m(t: Any) -> Any:  # each store table is read once; the families then share temp tables
-        return t.cache() if materialize else t
+    from tactful.batch.store import materialize as into_table
+
+    def m(t: Any) -> Any:  # each store table is read once; the families then share tables
+        return into_table(store.con, t) if materialize else t
 
     pkeys, pbad = m(pkeys), m(pbad)  # one row per product (and key): small
     keyed = pkeys.select(k_product="product_id").distinct()
@@ -219,8 +221,9 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
         order_by=[standing.at.notnull().asc(), standing.at.asc(), standing.fid.asc()]))
     stands = m(standing.filter(standing.rank == 0).select("customer_id", order_id=standing.value, fid="fid"))
 
-    own_orders = m(o.select(o_customer=o.customer_id, order_id=o.id, o_at=o.at, o_source=o.source,
-                            o_context=o.context))
+    # the orders (materialized once by scoped_store): a projection, not another copy
+    own_orders = o.select(o_customer=o.customer_id, order_id=o.id, o_at=o.at, o_source=o.source,
+                          o_context=o.context)
     line_keys = lines.join(pkeys, lines.product_id == pkeys.product_id).select(order_id=lines.order_id,
                                                                                key=pkeys.key).distinct()
     order_keys = m(own_orders.join(line_keys, "order_id").select(customer_id="o_customer",
@@ -228,8 +231,8 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     # an order with a line whose product's implies cannot be read (or that is missing) is bad
     bad_lines = m(lines.filter(lines.bad).select(b_order=lines.order_id).distinct())
     order_bad = own_orders.left_join(bad_lines, own_orders.order_id == bad_lines.b_order)
-    order_bad = m(order_bad.select(customer_id="o_customer", order_id="order_id",
-                                   bad=order_bad.b_order.notnull()))
+    order_bad = order_bad.select(customer_id="o_customer", order_id="order_id",
+                                 bad=order_bad.b_order.notnull())  # lazy: one row per order
 
     # orders no fact stands for become purchase facts
     loose = own_orders.anti_join(stands, [own_orders.o_customer == stands.customer_id,
@@ -251,11 +254,11 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     # an order with a fact's id cannot be told apart from it (the Python path refuses the customer)
     clash = order_facts.semi_join(raw, [order_facts.customer_id == raw.customer_id,
                                         order_facts.fid == raw.fid]).select("customer_id").distinct()
-    order_rows = order_facts.left_join(order_bad, [order_facts.customer_id == order_bad.customer_id,
-                                                   order_facts.fid == order_bad.order_id]).select(
+    # (order ids are the store's keys: the few bad orders join on the id alone)
+    order_rows = order_facts.left_join(bad_lines, order_facts.fid == bad_lines.b_order).select(
         order_facts.customer_id, order_facts.fid, order_facts.kind, order_facts.category, order_facts.label,
         order_facts.origin, order_facts.source, order_facts.ctx_raw, order_facts.at, order_facts.from_order,
-        extra_bad=order_bad.bad.fill_null(False))  # an order has no label: never unlabelled
+        extra_bad=bad_lines.b_order.notnull())  # an order has no label: never unlabelled
     rows = fact_rows.union(order_rows)
     # each distinct context normalised once (a few per store), not once per row
     contexts = rows.select(c_raw="ctx_raw").distinct()
