@@ -358,30 +358,46 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     sels = sels.select(*(c for c in sels.columns if not c.startswith("st_")),
                        sid2=ibis.ifelse(sels.sid.notnull(), sels.st_fid.fill_null(sels.sid),
                                         ibis.null("string")))
+    from tactful.batch.store import materialize as into_table
+
+    def m(t: Any) -> Any:
+        return into_table(store.con, t) if materialize else t
+
+    sels = m(sels)  # read by every step below
     pf = pool.facts
     pp = pf.select(p_customer="customer_id", fid="fid", kind="kind", category="category", origin="origin",
                    source="source", context="context", at="at")
-    pairs = sels.join(pp, sels.customer_id == pp.p_customer)
-    match = ((pairs.sid2.isnull() | (pairs.fid == pairs.sid2))
-             & (pairs.skind.isnull() | (pairs.kind == pairs.skind))
-             & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))
-             & (pairs.sorigin.isnull() | (pairs.origin == pairs.sorigin))
-             & (pairs.ssource.isnull() | (pairs.source == pairs.ssource))
-             & (pairs.sctx.isnull() | (pairs.context == pairs.snctx))
-             & (pairs.swithin.isnull() | pairs.at.isnull()
-                | ((pairs.at > pairs.ssince) & (pairs.at <= pairs.now))))
-    pairs = pairs.mutate(match=match)
-    unknown_match = pairs.filter(pairs.match.isnull()).select("row").distinct()
-    hits = pairs.filter(pairs.match.fill_null(False))
+
+    def matched(selectors: Any) -> Any:
+        """Each (selector, pool fact) pair of a customer, narrowed to what the steps below read, and
+        whether the fact matches the selector (NULL: it cannot be told)."""
+        pairs = selectors.join(pp, selectors.customer_id == pp.p_customer)
+        match = ((pairs.sid2.isnull() | (pairs.fid == pairs.sid2))
+                 & (pairs.skind.isnull() | (pairs.kind == pairs.skind))
+                 & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))
+                 & (pairs.sorigin.isnull() | (pairs.origin == pairs.sorigin))
+                 & (pairs.ssource.isnull() | (pairs.source == pairs.ssource))
+                 & (pairs.sctx.isnull() | (pairs.context == pairs.snctx))
+                 & (pairs.swithin.isnull() | pairs.at.isnull()
+                    | ((pairs.at > pairs.ssince) & (pairs.at <= pairs.now))))
+        return pairs.select("row", "customer_id", "now", "role", "pos", "snewest", "fid", "at", match=match)
+
+    # every term of the match is known except the context's (a selector's or a fact's context that
+    # cannot be normalised exactly is NULL): only pairs of selectors that give a context can be unknown,
+    # so the (large) relation of every pair is streamed once, never kept
+    ctx_pairs = matched(sels.filter(sels.sctx.notnull()))
+    unknown_match = ctx_pairs.filter(ctx_pairs.match.isnull()).select("row").distinct()
+    hits = matched(sels)
+    hits = m(hits.filter(hits.match.fill_null(False)).drop("match"))
     # ``newest``: only the hits of selectors that give it are ranked
     newest = hits.filter(hits.snewest.notnull())
     newest = newest.mutate(rank=ibis.row_number().over(
         group_by=[newest.row, newest.role, newest.pos],
         order_by=[newest.at.notnull().desc(), newest.at.desc(), newest.fid.desc()]))
     newest = newest.filter(newest.rank < newest.snewest).drop("rank")
-    hits = hits.filter(hits.snewest.isnull()).union(newest)
-    both = hits.group_by(["row", "customer_id", "now", "fid"]).aggregate(
-        used=(hits.role == "uses").any(), shown=(hits.role == "shows").any())
+    hits = m(hits.filter(hits.snewest.isnull()).union(newest))
+    both = m(hits.group_by(["row", "customer_id", "now", "fid"]).aggregate(
+        used=(hits.role == "uses").any(), shown=(hits.role == "shows").any()))
     # an exact id that selected nothing and is not in the pool dangles
     hit_sels = hits.select("row", "role", "pos").distinct()
     id_sels = sels.filter(sels.sid2.notnull())
