@@ -16,7 +16,6 @@ On SQLite and on a real PostgreSQL.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from conftest import SampleWorlds
 from tactful.sample import build_sample
 from tactful.store import tables
 from tactful.store.db import open_store
@@ -35,24 +35,15 @@ from tactful.testing import postgres
 from tactful.testing.cli import run_cli
 
 NOW = "2026-11-01T09:00:00"  # the sample world's "as of" day (the run's period: 2026-11)
-SYNTHETIC = 40
+WORLD = {"seed": 7, "synthetic_n": 40}  # the world test_campaign_ops.py uses too: built once for both
 Outcome = tuple[Counter[tuple[str, str, str]], dict[str, tuple[str, str]]]
 CLI = [sys.executable, "-c", "from tactful.cli import main; main()"]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kill-world") / "sample.db"
-    build_sample(f"sqlite:///{path}", seed=11, synthetic_n=SYNTHETIC)
-    return path
-
-
 @pytest.fixture()
-def sqlite_store(world: Path, tmp_path: Path) -> str:
+def sqlite_store(sample_worlds: SampleWorlds, tmp_path: Path) -> str:
     """A fresh copy of the sample world in a SQLite file."""
-    copy = tmp_path / "store.db"
-    shutil.copy(world, copy)
-    return f"sqlite:///{copy}"
+    return sample_worlds.copy(tmp_path, **WORLD)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -62,7 +53,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(request.getfixturevalue("sqlite_store"))
     url = postgres.create_database(request.getfixturevalue("pg_server_url"),
                                    f"t_kill_{os.getpid()}_{time.monotonic_ns() % 10**9}")
-    build_sample(url, seed=11, synthetic_n=SYNTHETIC)
+    build_sample(url, **WORLD)
     return url
 
 
@@ -129,12 +120,10 @@ def _outcome(url: str, run_id: str) -> Outcome:
 
 
 @pytest.fixture(scope="module")
-def reference(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+def reference(sample_worlds: SampleWorlds, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     """The same campaign on a fresh copy of the world, never killed."""
     tmp = tmp_path_factory.mktemp("reference")
-    copy = tmp / "reference.db"
-    shutil.copy(world, copy)
-    url = f"sqlite:///{copy}"
+    url = sample_worlds.copy(tmp, name="reference.db", **WORLD)
     code, _, err = run_cli(["campaign", "run", "demo", "--db", url, "--now", NOW,
                             "--out", str(tmp / "runs"), "--quiet"])
     assert code == 0, err

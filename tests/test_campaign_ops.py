@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import mailbox
 import re
-import shutil
 import socket
 import stat
 from datetime import UTC, datetime
@@ -20,11 +19,12 @@ import sqlalchemy as sa
 import yaml
 from pyarrow import parquet
 
+from conftest import SampleWorlds
 from tactful.batch.candidates import candidates, read_table
 from tactful.batch.run import decide_candidates
 from tactful.policy import evaluate, load_pack
 from tactful.realtime import StoreScenarioBuilder
-from tactful.sample import PERSONA_IDS, build_sample
+from tactful.sample import PERSONA_IDS
 from tactful.store import audit, tables
 from tactful.store.db import open_store
 from tactful.testing.cli import run_cli
@@ -35,18 +35,17 @@ PERSONAS = [*PERSONA_IDS.values(), "persona-teen-father"]
 DEMO = Path(__file__).parents[1] / "src" / "tactful" / "campaigns" / "demo.yaml"
 
 
+WORLD = {"seed": 7, "synthetic_n": 40}  # the world test_campaign_kill.py uses too: built once for both
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ops-world") / "sample.db"
-    build_sample(f"sqlite:///{path}", seed=7, synthetic_n=40)
-    return path
+def world(sample_worlds: SampleWorlds) -> Path:
+    return sample_worlds.path(**WORLD)
 
 
 @pytest.fixture()
-def store(world: Path, tmp_path: Path) -> str:
-    copy = tmp_path / "store.db"
-    shutil.copy(world, copy)
-    return f"sqlite:///{copy}"
+def store(sample_worlds: SampleWorlds, tmp_path: Path) -> str:
+    return sample_worlds.copy(tmp_path, **WORLD)
 
 
 @pytest.fixture()

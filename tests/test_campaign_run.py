@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from conftest import SampleWorlds
 from tactful.campaign import campaign_from_mapping, demo_campaign, load_campaign, run_campaign
 from tactful.errors import CampaignError
 from tactful.sample import PERSONA_IDS, build_sample
@@ -26,18 +27,17 @@ PERSONAS = [*PERSONA_IDS.values(), "persona-teen-father"]
 DEMO = Path(__file__).parents[1] / "src" / "tactful" / "campaigns" / "demo.yaml"
 
 
+WORLD = {"seed": 7, "synthetic_n": 200}
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("world") / "sample.db"
-    build_sample(f"sqlite:///{path}", seed=7, synthetic_n=200)
-    return path
+def world(sample_worlds: SampleWorlds) -> Path:
+    return sample_worlds.path(**WORLD)
 
 
 @pytest.fixture()
-def store(world: Path, tmp_path: Path) -> str:
-    copy = tmp_path / "store.db"
-    shutil.copy(world, copy)
-    return f"sqlite:///{copy}"
+def store(sample_worlds: SampleWorlds, tmp_path: Path) -> str:
+    return sample_worlds.copy(tmp_path, **WORLD)
 
 
 def _campaign_doc(**changes: Any) -> dict[str, Any]:
@@ -433,17 +433,15 @@ def _logged(url: str) -> list[tuple[Any, ...]]:
                   for r in _rows(url, d))
 
 
-def test_the_in_backend_path_decides_the_demo_campaign_exactly_as_the_reference(world: Path,
-                                                                               tmp_path: Path) -> None:
+def test_the_in_backend_path_decides_the_demo_campaign_exactly_as_the_reference(
+        sample_worlds: SampleWorlds, tmp_path: Path) -> None:
     """With the feature frame built in DuckDB from the store read in place (``--in-backend``), the
     demo campaign over the whole test world logs exactly what the Python-built frame (the reference
     path, the default) logs: every channel tried, verdict, depth, reasons in plain words,
     the feature-row input hash and the composed message."""
     logs = []
     for reference in (False, True):
-        copy = tmp_path / f"store-{reference}.db"
-        shutil.copy(world, copy)
-        url = f"sqlite:///{copy}"
+        url = sample_worlds.copy(tmp_path, name=f"store-{reference}.db", **WORLD)
         summary = run_campaign(demo_campaign(), db=url, now=NOW, out_dir=tmp_path / f"runs-{reference}",
                                reference=reference)
         assert summary.customers > 200 and summary.decisions > summary.customers
