@@ -1,6 +1,7 @@
 """Shared fixtures. ``pg_url`` is a real PostgreSQL server: the one scripts/test.sh started
 (TACTFUL_TEST_PG_URL), or a throwaway cluster this session starts on 127.0.0.1 and stops.
-``sample_worlds`` builds each sample world a test asks for once per session (per xdist worker)."""
+``sample_worlds`` builds each sample world a test asks for once per session (per xdist worker); a
+module names its world in a ``world`` fixture, and ``store`` is a fresh copy of it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,13 +60,34 @@ class SampleWorlds:
             self._built[key] = path
         return self._built[key]
 
-    def copy(self, directory: Path, *, seed: int, synthetic_n: int, name: str = "store.db") -> str:
-        """The URL of a fresh copy of the world in ``directory``, for a test that writes."""
-        copy = directory / name
-        shutil.copy(self.path(seed=seed, synthetic_n=synthetic_n), copy)
-        return f"sqlite:///{copy}"
+
+
+def query_rows(url: str, query: Any) -> list[Any]:
+    """The rows ``query`` (a SQLAlchemy select) reads from the store at ``url``."""
+    from tactful.store.db import open_store
+
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(query))
+    finally:
+        engine.dispose()
+
+
+def copy_world(world: Path, directory: Path, name: str = "store.db") -> str:
+    """The URL of a fresh copy of a world's file in ``directory``, for a test that writes."""
+    copy = directory / name
+    shutil.copy(world, copy)
+    return f"sqlite:///{copy}"
 
 
 @pytest.fixture(scope="session")
 def sample_worlds(tmp_path_factory: pytest.TempPathFactory) -> SampleWorlds:
     return SampleWorlds(tmp_path_factory)
+
+
+@pytest.fixture()
+def store(world: Path, tmp_path: Path) -> str:
+    """A fresh copy of the sample world the test's module names in its ``world`` fixture (``world``
+    is the module's: ``sample_worlds.path(seed=..., synthetic_n=...)``)."""
+    return copy_world(world, tmp_path)

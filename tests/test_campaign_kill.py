@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from conftest import SampleWorlds
+from conftest import SampleWorlds, copy_world
+from conftest import query_rows as _all
 from tactful.sample import build_sample
 from tactful.store import tables
 from tactful.store.db import open_store
@@ -35,15 +36,20 @@ from tactful.testing import postgres
 from tactful.testing.cli import run_cli
 
 NOW = "2026-11-01T09:00:00"  # the sample world's "as of" day (the run's period: 2026-11)
-WORLD = {"seed": 7, "synthetic_n": 40}  # the world test_campaign_ops.py uses too: built once for both
+WORLD = {"seed": 7, "synthetic_n": 40}  # the world of test_campaign_ops.py too: built once for both
 Outcome = tuple[Counter[tuple[str, str, str]], dict[str, tuple[str, str]]]
 CLI = [sys.executable, "-c", "from tactful.cli import main; main()"]
 
 
+@pytest.fixture(scope="module")
+def world(sample_worlds: SampleWorlds) -> Path:
+    return sample_worlds.path(**WORLD)
+
+
 @pytest.fixture()
-def sqlite_store(sample_worlds: SampleWorlds, tmp_path: Path) -> str:
+def sqlite_store(world: Path, tmp_path: Path) -> str:
     """A fresh copy of the sample world in a SQLite file."""
-    return sample_worlds.copy(tmp_path, **WORLD)
+    return copy_world(world, tmp_path)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -62,15 +68,6 @@ def _scalar(url: str, query: Any) -> Any:
     try:
         with engine.connect() as conn:
             return conn.execute(query).scalar()
-    finally:
-        engine.dispose()
-
-
-def _all(url: str, query: Any) -> list[Any]:
-    engine = open_store(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(query))
     finally:
         engine.dispose()
 
@@ -120,10 +117,10 @@ def _outcome(url: str, run_id: str) -> Outcome:
 
 
 @pytest.fixture(scope="module")
-def reference(sample_worlds: SampleWorlds, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+def reference(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     """The same campaign on a fresh copy of the world, never killed."""
     tmp = tmp_path_factory.mktemp("reference")
-    url = sample_worlds.copy(tmp, name="reference.db", **WORLD)
+    url = copy_world(world, tmp, name="reference.db")
     code, _, err = run_cli(["campaign", "run", "demo", "--db", url, "--now", NOW,
                             "--out", str(tmp / "runs"), "--quiet"])
     assert code == 0, err

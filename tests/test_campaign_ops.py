@@ -20,6 +20,7 @@ import yaml
 from pyarrow import parquet
 
 from conftest import SampleWorlds
+from conftest import query_rows as _all
 from tactful.batch.candidates import candidates, read_table
 from tactful.batch.run import decide_candidates
 from tactful.policy import evaluate, load_pack
@@ -35,17 +36,10 @@ PERSONAS = [*PERSONA_IDS.values(), "persona-teen-father"]
 DEMO = Path(__file__).parents[1] / "src" / "tactful" / "campaigns" / "demo.yaml"
 
 
-WORLD = {"seed": 7, "synthetic_n": 40}  # the world test_campaign_kill.py uses too: built once for both
-
-
 @pytest.fixture(scope="module")
 def world(sample_worlds: SampleWorlds) -> Path:
-    return sample_worlds.path(**WORLD)
-
-
-@pytest.fixture()
-def store(sample_worlds: SampleWorlds, tmp_path: Path) -> str:
-    return sample_worlds.copy(tmp_path, **WORLD)
+    """The sample world of these tests (``store``, conftest, copies it); the kill test's too."""
+    return sample_worlds.path(seed=7, synthetic_n=40)
 
 
 @pytest.fixture()
@@ -55,15 +49,6 @@ def campaign_file(tmp_path: Path) -> Path:
     path = tmp_path / "ops.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
-
-
-def _all(url: str, query: Any) -> list[Any]:
-    engine = open_store(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(query))
-    finally:
-        engine.dispose()
 
 
 def _run(store: str, campaign_file: Path, out: Path, *extra: str) -> str:

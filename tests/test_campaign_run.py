@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from conftest import SampleWorlds
+from conftest import SampleWorlds, copy_world, query_rows
 from tactful.campaign import campaign_from_mapping, demo_campaign, load_campaign, run_campaign
 from tactful.errors import CampaignError
 from tactful.sample import PERSONA_IDS, build_sample
@@ -27,17 +27,10 @@ PERSONAS = [*PERSONA_IDS.values(), "persona-teen-father"]
 DEMO = Path(__file__).parents[1] / "src" / "tactful" / "campaigns" / "demo.yaml"
 
 
-WORLD = {"seed": 7, "synthetic_n": 200}
-
-
 @pytest.fixture(scope="module")
 def world(sample_worlds: SampleWorlds) -> Path:
-    return sample_worlds.path(**WORLD)
-
-
-@pytest.fixture()
-def store(sample_worlds: SampleWorlds, tmp_path: Path) -> str:
-    return sample_worlds.copy(tmp_path, **WORLD)
+    """The sample world of these tests (``store``, conftest, copies it)."""
+    return sample_worlds.path(seed=7, synthetic_n=200)
 
 
 def _campaign_doc(**changes: Any) -> dict[str, Any]:
@@ -55,12 +48,7 @@ def campaign_file(tmp_path: Path) -> Path:
 
 
 def _rows(url: str, table: sa.Table, *where: Any) -> list[Any]:
-    engine = open_store(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(sa.select(table).where(*where)))
-    finally:
-        engine.dispose()
+    return query_rows(url, sa.select(table).where(*where))
 
 
 def _revealing_product_names(url: str) -> set[str]:
@@ -433,15 +421,15 @@ def _logged(url: str) -> list[tuple[Any, ...]]:
                   for r in _rows(url, d))
 
 
-def test_the_in_backend_path_decides_the_demo_campaign_exactly_as_the_reference(
-        sample_worlds: SampleWorlds, tmp_path: Path) -> None:
+def test_the_in_backend_path_decides_the_demo_campaign_exactly_as_the_reference(world: Path,
+                                                                               tmp_path: Path) -> None:
     """With the feature frame built in DuckDB from the store read in place (``--in-backend``), the
     demo campaign over the whole test world logs exactly what the Python-built frame (the reference
     path, the default) logs: every channel tried, verdict, depth, reasons in plain words,
     the feature-row input hash and the composed message."""
     logs = []
     for reference in (False, True):
-        url = sample_worlds.copy(tmp_path, name=f"store-{reference}.db", **WORLD)
+        url = copy_world(world, tmp_path, name=f"store-{reference}.db")
         summary = run_campaign(demo_campaign(), db=url, now=NOW, out_dir=tmp_path / f"runs-{reference}",
                                reference=reference)
         assert summary.customers > 200 and summary.decisions > summary.customers
