@@ -48,6 +48,7 @@ from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row, feature_fra
 from tactful.batch.store import AttachedStore
 from tactful.errors import BatchError, TactfulError
 from tactful.features import FEATURES, Features, FType, derive
+from tactful.files import open_new_private_file
 from tactful.model import Reason, Scenario
 from tactful.policy import Pack
 from tactful.policy.compile import RULE_SEPARATOR, CompiledPack, compile_pack
@@ -473,13 +474,9 @@ def write_decisions(decisions: pa.Table, out: Path) -> None:
     ``.csv``. An existing file is never replaced."""
     check_output(out)
     suffix = out.suffix.lower()
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
-        raise BatchError(f"{out} already exists; batch decide never replaces a file",
-                         hint="choose another --out path") from None
-    except OSError as exc:
-        raise BatchError(f"cannot create {out}: {exc.strerror or exc}") from None
+    fd = open_new_private_file(out, BatchError,
+                             exists=f"{out} already exists; batch decide never replaces a file",
+                             exists_hint="choose another --out path")
     with os.fdopen(fd, "wb") as sink:
         if suffix == ".parquet":
             from pyarrow import parquet

@@ -10,14 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from tactful.commands.common import DbOption, console, data_text
-
-BAR_WIDTH = 30
-
-
-def _bar(count: int, total: int) -> Text:
-    width = round(BAR_WIDTH * count / total) if total else 0
-    return Text("█" * width or ("▏" if count else ""), style="cyan")
+from tactful.commands.common import DbOption, console, count_bar, data_text
 
 
 def register(app: typer.Typer) -> None:
@@ -91,7 +84,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("")
         for verdict in ("allow", "soften", "ask", "block"):
             count = result.by_verdict.get(verdict, 0)
-            table.add_row(verdict, f"{count:,}", _bar(count, total))
+            table.add_row(verdict, f"{count:,}", count_bar(count, total))
         out_console = console()
         out_console.print(table)
         rules = Table(title="fired rules")
@@ -99,7 +92,7 @@ def register(app: typer.Typer) -> None:
         rules.add_column("rows", justify="right")
         rules.add_column("")
         for rule, count in result.by_rule.most_common():
-            rules.add_row(data_text(rule), f"{count:,}", _bar(count, total))
+            rules.add_row(data_text(rule), f"{count:,}", count_bar(count, total))
         if result.by_rule:
             out_console.print(rules)
         errors = result.errors
