@@ -29,7 +29,7 @@ from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from tactful import __version__
 from tactful.batch.run import DECISIONS_SCHEMA, RunResult
@@ -191,12 +191,13 @@ def write_run(db: str | None, run_id: str, result: RunResult, *, chunk_rows: int
     the module doc). ``progress`` is called with the rows of each chunk written. On any failure the
     transaction is rolled back, the run is marked ``failed`` with the error (``interrupted`` for
     Ctrl-C), and the error is raised (a database error as a :class:`StoreError`, exit 3)."""
-    if result.decisions.schema != DECISIONS_SCHEMA:
-        raise StoreError("the decisions do not have the columns of the decisions table",
-                         hint="this is a bug in Tactful")
-    summary = _summary(result)
-    engine = open_store(db)
+    engine: Engine | None = None
     try:
+        if result.decisions.schema != DECISIONS_SCHEMA:
+            raise StoreError("the decisions do not have the columns of the decisions table",
+                             hint="this is a bug in Tactful")
+        summary = _summary(result)
+        engine = open_store(db)
         with engine.connect() as conn:
             try:
                 _write(conn, run_id, result.decisions, summary, chunk_rows, progress)
@@ -214,7 +215,8 @@ def write_run(db: str | None, run_id: str, result: RunResult, *, chunk_rows: int
             raise
         raise shown from exc
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
 
 
 def _write(conn: Connection, run_id: str, decisions: pa.Table, summary: dict[str, Any], chunk_rows: int,
