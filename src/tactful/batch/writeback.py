@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from tactful import __version__
 from tactful.batch.run import DECISIONS_SCHEMA, RunResult
 from tactful.errors import BatchError, NotFoundError, StoreError
+from tactful.policy.compile import RULE_SEPARATOR
 from tactful.store import bookkeeping, tables
 from tactful.store.db import open_store
 from tactful.store.failures import store_error
@@ -159,16 +161,27 @@ def fail_run(db: str | None, run_id: str, error: BaseException | str, *, status:
         engine.dispose()
 
 
+def _counts(values: pa.Array | pa.ChunkedArray) -> dict[str, int]:
+    """Each distinct non-NULL value and how often it occurs, most frequent first (Arrow's C++ count:
+    a Python loop over 5 M rows costs seconds)."""
+    counts = pc.value_counts(values.drop_null()).to_pylist()
+    return {c["values"]: int(c["counts"]) for c in sorted(counts, key=lambda c: (-c["counts"], c["values"]))}
+
+
 def _summary(result: RunResult) -> dict[str, Any]:
-    by_verdict = result.by_verdict
+    decisions = result.decisions
+    by_verdict = _counts(decisions.column("verdict"))
     unknown = set(by_verdict) - set(VERDICTS)
     if unknown:  # fail closed: a verdict this code does not know is never counted as something else
-        raise StoreError(f"unknown verdict(s) in the decisions: {', '.join(sorted(unknown))}")
+        raise StoreError(f"unknown verdict(s) in the decisions: {', '.join(sorted(unknown))}",
+                         hint="this is a bug in Tactful")
+    rules = pc.list_flatten(pc.split_pattern(decisions.column("fired_rules"), RULE_SEPARATOR))
+    by_rule = {r: n for r, n in _counts(rules).items() if r}
     return {
-        "rows": result.decisions.num_rows,
+        "rows": decisions.num_rows,
         **{f"{v}_count": by_verdict.get(v, 0) for v in VERDICTS},
-        "error_count": len(result.errors),
-        "by_rule": dict(result.by_rule.most_common()),
+        "error_count": decisions.num_rows - decisions.column("error").null_count,
+        "by_rule": by_rule,
         "features": result.path,
     }
 

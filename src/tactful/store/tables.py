@@ -361,4 +361,7 @@ batch_decisions = Table(
     Column("input_hash", String(64)),  # None for a row that could not be judged
     Column("error", Text),
     Index("ix_batch_decisions_customer_id_run_id", "customer_id", "run_id"),
+    # SQLite: the rows are the primary key's b-tree (no rowid table beside it); a run's rows are
+    # appended in key order
+    sqlite_with_rowid=False,
 )

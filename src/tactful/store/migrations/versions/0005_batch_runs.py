@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["run_id"], ["batch_runs.id"],
                                 name=op.f("fk_batch_decisions_run_id_batch_runs")),
         sa.PrimaryKeyConstraint("run_id", "row", name=op.f("pk_batch_decisions")),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_batch_decisions_customer_id_run_id", "batch_decisions", ["customer_id", "run_id"],
                     unique=False)
