@@ -198,7 +198,15 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     def m(t: Any) -> Any:  # each store table is read once; the families then share temp tables
         return t.cache() if materialize else t
 
-    lines = m(lines.select("order_id", "product_id"))  # the largest table: read once, two columns
+    pkeys, pbad = m(pkeys), m(pbad)  # one row per product (and key): small
+    keyed = pkeys.select(k_product="product_id").distinct()
+    pinfo = pbad.left_join(keyed, pbad.product_id == keyed.k_product).select(
+        i_product=pbad.product_id, i_bad=pbad.bad, i_keyed=keyed.k_product.notnull())
+    # the largest table, read once: only the lines that matter are kept, those whose product implies
+    # a category, or is bad, or is missing (``bad``)
+    marked = lines.left_join(pinfo, lines.product_id == pinfo.i_product)
+    lines = m(marked.filter(marked.i_product.isnull() | marked.i_bad | marked.i_keyed).select(
+        order_id=marked.order_id, product_id=marked.product_id, bad=marked.i_bad.fill_null(True)))
     raw = f.select(customer_id=f.customer_id, fid=f.id, kind=f.kind, category=f.category, label=f.label,
                    value=f.value, origin=f.origin, source=f.source, ctx_raw=f.context, at=f.at,
                    implies=_json_keys(f.implies))
@@ -217,8 +225,7 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     order_keys = m(own_orders.join(line_keys, "order_id").select(customer_id="o_customer",
                                                                  order_id="order_id", key="key"))
     # an order with a line whose product's implies cannot be read (or that is missing) is bad
-    known = lines.left_join(pbad, lines.product_id == pbad.product_id)
-    bad_lines = m(known.filter(known.bad.isnull() | known.bad).select(b_order=known.order_id).distinct())
+    bad_lines = m(lines.filter(lines.bad).select(b_order=lines.order_id).distinct())
     order_bad = own_orders.left_join(bad_lines, own_orders.order_id == bad_lines.b_order)
     order_bad = m(order_bad.select(customer_id="o_customer", order_id="order_id",
                                    bad=order_bad.b_order.notnull()))
@@ -233,10 +240,13 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
         from_order=ibis.literal(True))
     # a fact that stands for an order of its customer takes the order's categories and its badness
     stood = stands.join(order_bad, ["customer_id", "order_id"]).select("customer_id", "fid", "bad")
+    labelled = raw.origin.isin([Origin.DECLARED.value, Origin.INFERRED.value]) \
+        | (raw.kind == FactKind.INFERENCE.value)  # what the customer told or was guessed needs a label
+    unlabelled = normalise_label(raw.label).isnull() & labelled
     fact_rows = raw.left_join(stood, ["customer_id", "fid"]).select(
         raw.customer_id, raw.fid, raw.kind, raw.category, raw.label, raw.origin, raw.source, raw.ctx_raw,
         raw.at, from_order=ibis.literal(False),
-        extra_bad=stood.bad.fill_null(False) | _bad_keys(raw.implies))
+        extra_bad=stood.bad.fill_null(False) | _bad_keys(raw.implies) | unlabelled)
     # an order with a fact's id cannot be told apart from it (the Python path refuses the customer)
     clash = order_facts.semi_join(raw, [order_facts.customer_id == raw.customer_id,
                                         order_facts.fid == raw.fid]).select("customer_id").distinct()
@@ -244,15 +254,15 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
                                                    order_facts.fid == order_bad.order_id]).select(
         order_facts.customer_id, order_facts.fid, order_facts.kind, order_facts.category, order_facts.label,
         order_facts.origin, order_facts.source, order_facts.ctx_raw, order_facts.at, order_facts.from_order,
-        extra_bad=order_bad.bad.fill_null(False))
+        extra_bad=order_bad.bad.fill_null(False))  # an order has no label: never unlabelled
     rows = fact_rows.union(order_rows)
-    ctx = normalise_context(rows.ctx_raw)
-    facts = rows.select("customer_id", "fid", "kind", "category", "label", "origin", "source", "at",
-                        "from_order", context=ctx,
-                        bad=rows.extra_bad | ctx.isnull() | (ctx == "") | (
-                            normalise_label(rows.label).isnull() & (rows.origin.isin(
-                                [Origin.DECLARED.value, Origin.INFERRED.value])
-                                | (rows.kind == FactKind.INFERENCE.value))))
+    # each distinct context normalised once (a few per store), not once per row
+    contexts = rows.select(c_raw="ctx_raw").distinct()
+    contexts = m(contexts.select("c_raw", c_norm=normalise_context(contexts.c_raw)))
+    rc = rows.left_join(contexts, rows.ctx_raw == contexts.c_raw)
+    ctx = rc.c_norm
+    facts = rc.select("customer_id", "fid", "kind", "category", "label", "origin", "source", "at",
+                      "from_order", context=ctx, bad=rc.extra_bad | ctx.isnull() | (ctx == ""))
     cl = clash.select(c_customer="customer_id")
     facts = facts.left_join(cl, facts.customer_id == cl.c_customer)
     facts = m(facts.select(*(c for c in facts.columns if c not in ("bad", "c_customer")),
@@ -305,6 +315,7 @@ def _selectors(candidates: Any, role: str) -> Any:
     sel = u.sel
     return u.select("row", "customer_id", "now", "pos", role=ibis.literal(role), sid=sel.id, skind=sel.kind,
                     scat=sel.category, sorigin=sel.origin, ssource=sel.source, sctx=sel.context,
+                    snctx=normalise_context(sel.context),
                     swithin=sel.within_days, snewest=sel.newest)
 
 
@@ -331,7 +342,7 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
              & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))
              & (pairs.sorigin.isnull() | (pairs.origin == pairs.sorigin))
              & (pairs.ssource.isnull() | (pairs.source == pairs.ssource))
-             & (pairs.sctx.isnull() | (pairs.context == normalise_context(pairs.sctx)))
+             & (pairs.sctx.isnull() | (pairs.context == pairs.snctx))
              & (pairs.swithin.isnull() | pairs.at.isnull() | ((pairs.at > since) & (pairs.at <= pairs.now))))
     pairs = pairs.mutate(match=match)
     unknown_match = pairs.filter(pairs.match.isnull()).select("row").distinct()
