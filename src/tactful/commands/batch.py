@@ -181,7 +181,8 @@ def register(app: typer.Typer) -> None:
     @group.command("runs")
     def runs(
         db: DbOption = None,
-        limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many runs.")] = 20,
+        limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000,
+                                           help="Show at most this many runs.")] = 20,
     ) -> None:
         """List the batch runs written to the store with --to-store, newest first: status, policy,
         candidates file, decisions by verdict. A run whose process is gone while it was running is
@@ -215,7 +216,8 @@ def register(app: typer.Typer) -> None:
         customer: Annotated[str | None, typer.Option(
             "--customer", "-c", help="Only this customer's decisions.", show_default=False)] = None,
         limit: Annotated[int, typer.Option(
-            "--limit", "-n", min=0, help="Show at most this many decisions (0: only the counts).")] = 20,
+            "--limit", "-n", min=0, max=1_000_000,
+            help="Show at most this many decisions (0: only the counts).")] = 20,
         db: DbOption = None,
     ) -> None:
         """One batch run: what ran (policy, candidates file and its SHA-256, backend, who ran it,
