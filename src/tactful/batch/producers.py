@@ -141,11 +141,19 @@ def contact_features(candidates: Any, contact_points: Any, s: Settings) -> Any:
     ranked = cp.mutate(cp_rank=ibis.row_number().over(
         group_by=[cp.cp_customer, cp.cp_kind],
         order_by=[cp.cp_bounced.asc(), cp.cp_verified.isnull().asc(), cp.cp_verified.desc(), cp.cp_id.asc()]))
-    c = candidates.select("row", "customer_id", "channel", "now", "to", "to_kind", needed=needed)
-    # one join: the named contact point, or the best-ranked one of the asked kind (at most one matches)
-    j = c.left_join(ranked, [c.customer_id == ranked.cp_customer,
-                             ibis.ifelse(c.to.notnull(), ranked.cp_id == c.to,
-                                         (ranked.cp_kind == c.to_kind) & (ranked.cp_rank == 0))])
+    by_kind = ibis.ifelse(candidates.to.isnull(), candidates.to_kind, ibis.null("string"))
+    c = candidates.select("row", "customer_id", "channel", "now", "to", needed=needed, by_kind=by_kind)
+    # the named contact point, or the best-ranked one of the asked kind (at most one matches): two
+    # equi-joins (one join on "id or kind" would be a predicate of both sides, which an outer join
+    # can only test pair by pair: a nested loop over candidates x contact points)
+    fields = ("cp_id", "cp_kind", "cp_shared", "cp_verified", "cp_bounced")
+    named = ranked.select(n_customer="cp_customer", **{f"n_{f}": f for f in fields})
+    best = ranked.filter(ranked.cp_rank == 0)
+    best = best.select(b_customer="cp_customer", **{f"b_{f}": f for f in fields})
+    j = c.left_join(named, [c.customer_id == named.n_customer, c.to == named.n_cp_id])
+    j = j.left_join(best, [j.customer_id == best.b_customer, j.by_kind == best.b_cp_kind])
+    j = j.select("row", "channel", "now", "needed",
+                 **{f: ibis.ifelse(j.to.notnull(), j[f"n_{f}"], j[f"b_{f}"]) for f in fields})
     need = j.needed.notnull()
     missing = need & (j.cp_id.isnull() | (j.cp_kind != j.needed).fill_null(True))
     usable = need & ~missing

@@ -524,8 +524,10 @@ def _declared(q: Any, usage: Usage, s: Settings, profiling: Any) -> Any:
         dx = told.cross_join(p).filter(lambda r: _covers(r.p_k, r.d_cat)).select(
             x_customer="customer_id", x="p_x").distinct()
         cols2 = list(q.columns)
-        j2 = q.left_join(dx, [q.customer_id == dx.x_customer, _covers(dx.x, q.key)])
-        q = j2.group_by(cols2).aggregate(by_extra=j2.x.notnull().any())
+        # an equi-join, the covering tested on each pair (an outer join on a predicate of both sides
+        # is a nested loop over every pair)
+        j2 = q.left_join(dx, q.customer_id == dx.x_customer)
+        q = j2.group_by(cols2).aggregate(by_extra=_covers(j2.x, j2.key).fill_null(False).any())
     else:
         q = q.mutate(by_extra=ibis.literal(False))
     pr = profiling.select(p_row="row", profiling="profiling_opt_in")
@@ -536,8 +538,8 @@ def _declared(q: Any, usage: Usage, s: Settings, profiling: Any) -> Any:
 def _sender_reveals(q: Any, candidates: Any) -> Any:
     cols = list(q.columns)
     sk = candidates.select(s_row="row", skey=candidates.sender_implies).unnest("skey")
-    j = q.left_join(sk, [q.row == sk.s_row, _covers(sk.skey, q.key)])
-    return j.group_by(cols).aggregate(revealed=j.skey.notnull().any())
+    j = q.left_join(sk, q.row == sk.s_row)
+    return j.group_by(cols).aggregate(revealed=_covers(j.skey, j.key).fill_null(False).any())
 
 
 def sensitivity_features(candidates: Any, usage: Usage, settings: Settings, consent: Any) -> Any:
