@@ -314,3 +314,28 @@ def test_write_run_refuses_decisions_of_another_shape(store: str, tmp_path: Path
     with pytest.raises(StoreError, match="columns of the decisions table"):
         writeback.write_run(store, run_id, RunResult(wrong, "duckdb"))
     assert DECISIONS_SCHEMA.names[0] == "customer_id"
+
+
+def test_delete_removes_runs_and_their_decisions_all_or_nothing(store: str, tmp_path: Path) -> None:
+    cands = _candidates(tmp_path)
+    pack = load_pack()
+    result = decide_candidates(cands, pack, db=store)
+    ids = []
+    for _ in range(2):
+        run_id = writeback.start_run(store, source=cands, policy_name=pack.name,
+                                     policy_version=pack.version, backend="duckdb")
+        writeback.write_run(store, run_id, result)
+        ids.append(run_id)
+    running = writeback.start_run(store, source=cands, policy_name=pack.name, policy_version=pack.version,
+                                  backend="duckdb")  # this process is alive: it stays running
+    # one bad id among good ones: nothing is deleted
+    code, _, err = run_cli(["batch", "delete", ids[0], "batch-nope", "--db", store])
+    assert code == 2 and "'batch-nope' is not in the store; nothing was deleted" in err
+    code, _, err = run_cli(["batch", "delete", ids[0], running, "--db", store])
+    assert code == 2 and f"{running} is still running; nothing was deleted" in err
+    assert _decision_count(store) == 16 and len(_runs(store)) == 3
+    code, stdout, err = run_cli(["batch", "delete", ids[0], "--db", store])
+    assert code == 0, err
+    assert f"deleted batch run {ids[0]} and its 8 decisions" in stdout
+    assert _decision_count(store, ids[0]) == 0 and _decision_count(store, ids[1]) == 8
+    assert sorted(r.id for r in _runs(store)) == sorted([ids[1], running])

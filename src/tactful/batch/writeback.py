@@ -278,6 +278,43 @@ def _write(conn: Connection, run_id: str, decisions: pa.Table, summary: dict[str
     conn.commit()
 
 
+def delete_runs(db: str | None, run_ids: list[str]) -> dict[str, int]:
+    """Delete runs and their decisions, all in one transaction (retention: a nightly run of 5 M
+    decisions adds 5 M rows). Refuses, before deleting anything, a run that is not in the store and
+    one still ``running`` (a run whose process is gone is ``interrupted`` by then and may go).
+    Returns the decisions deleted per run."""
+    r, d = tables.batch_runs, tables.batch_decisions
+    wanted = list(dict.fromkeys(run_ids))
+
+    def body(conn: Connection) -> dict[str, int]:
+        found = {x.id: x.status
+                 for x in conn.execute(sa.select(r.c.id, r.c.status).where(r.c.id.in_(wanted)))}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFoundError(f"batch run {missing[0]!r} is not in the store; nothing was deleted",
+                                hint="`tactful batch runs` lists them")
+        running = [i for i in wanted if found[i] == RUNNING]
+        if running:
+            raise BatchError(f"batch run {running[0]} is still running; nothing was deleted",
+                             hint="wait for it to finish (or to be seen interrupted once its process "
+                                  "is gone), then delete it")
+        deleted: dict[str, int] = {}
+        for run_id in wanted:
+            deleted[run_id] = conn.execute(d.delete().where(d.c.run_id == run_id)).rowcount
+            conn.execute(r.delete().where(r.c.id == run_id))
+        return deleted
+
+    engine = open_store(db)
+    try:
+        with engine.begin() as conn:
+            mark_interrupted(conn)
+            return body(conn)
+    except sa.exc.DBAPIError as exc:
+        raise _db_error(exc, "cannot delete the batch runs (nothing was deleted)") from exc
+    finally:
+        engine.dispose()
+
+
 # --------------------------------------------------------------------------- reading back
 
 

@@ -275,6 +275,23 @@ def register(app: typer.Typer) -> None:
                           data_text(r["fired_rules"]), data_text(r["error"] or ""))
         out.print(shown)
 
+    @group.command("delete")
+    def delete(
+        run_ids: Annotated[list[str], typer.Argument(
+            metavar="RUN...", help="Run ids from `tactful batch runs`.", show_default=False)],
+        db: DbOption = None,
+    ) -> None:
+        """Delete batch runs and their decisions from the store, all in one transaction (keep the
+        store's size in hand: every --to-store run adds one row per candidate). A run still running,
+        or an id that is not in the store, refuses the whole command before anything is deleted (exit
+        2); 3 when the store cannot be written."""
+        from tactful.batch.writeback import delete_runs
+
+        deleted = delete_runs(db, run_ids)
+        out = console()
+        for run_id, count in deleted.items():
+            out.print(data_text(f"deleted batch run {run_id} and its {count:,} decisions"))
+
 
 def _when(at: datetime | None) -> str:
     if at is None:
