@@ -194,18 +194,19 @@ def register(app: typer.Typer) -> None:
             console().print(Text("no batch runs in the store (`tactful batch decide ... --to-store` "
                                  "writes one)"))
             return
-        table = Table(title="batch runs")
-        for name in ("run", "status", "started (UTC)", "policy", "candidates", "rows", "allow", "soften",
-                     "ask", "block"):
-            table.add_column(name, justify="right" if name in ("rows", "allow", "soften", "ask", "block")
-                             else "left", no_wrap=name in ("run", "status"))
+        table = Table(title="batch runs (tactful batch show RUN for one)")
+        table.add_column("run", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("started (UTC)")
+        table.add_column("rows", justify="right")
+        table.add_column("allow / soften / ask / block", justify="right")
+        table.add_column("policy, candidates", overflow="fold")
         for run in found:
+            counts = "-" if run.rows is None else "/".join(
+                f"{run.by_verdict[v]:,}" for v in ("allow", "soften", "ask", "block"))
             table.add_row(data_text(run.id), data_text(run.status), _when(run.started_at),
-                          data_text(f"{run.policy_name} {run.policy_version}"),
-                          data_text(Path(run.source).name),
-                          *(("-",) * 5 if run.rows is None else
-                            (f"{run.rows:,}", *(f"{run.by_verdict[v]:,}" for v in
-                                                ("allow", "soften", "ask", "block")))))
+                          "-" if run.rows is None else f"{run.rows:,}", counts,
+                          data_text(f"{run.policy_name} {run.policy_version}, {Path(run.source).name}"))
         console().print(table)
 
     @group.command("show")
