@@ -180,11 +180,12 @@ class Pool:
 
     facts: Any  # customer_id, fid, kind, category, label, origin, source, context (normalised), at,
     #             from_order, bad
-    keys: Any  # customer_id, fid, key, category (the fact's own), label
+    keys: Any  # customer_id, fid, key, implied, category (the fact's own), label: facts-table rows
     stands: Any  # customer_id, order_id, fid (the fact an exact order id selects)
     told: Any  # customer_id, d_cat, d_label: what the customer declared herself
     product_keys: Any  # product_id, key
     product_bad: Any  # product_id, bad
+    order_keys: Any  # customer_id, order_id, key: what an order's products imply
 
 
 def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = True) -> Pool:
@@ -270,15 +271,15 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
 
     implied = raw.filter(raw.implies.notnull()).select("customer_id", "fid", key=raw.implies.unnest())
     stood_keys = stands.join(order_keys, ["customer_id", "order_id"]).select("customer_id", "fid", "key")
-    loose_keys = order_keys.semi_join(loose, [order_keys.customer_id == loose.o_customer,
-                                              order_keys.order_id == loose.order_id]).select(
-        "customer_id", fid="order_id", key="key")
-    # every key of a fact: its category, and what it implies (``implied``: listed in its implies)
-    listed = implied.filter(implied.key.notnull()).union(stood_keys).union(loose_keys)
+    # every key of a row of the facts table: its category, and what it implies (``implied``: listed in
+    # its implies, or implied by the order it stands for); an order's keys are only needed when a
+    # touch selects it (:func:`selected_order_keys`)
+    listed = implied.filter(implied.key.notnull()).union(stood_keys)
     every = listed.mutate(implied=ibis.literal(True)).union(
-        rows.select("customer_id", "fid", key="category", implied=ibis.literal(False)))
+        fact_rows.select("customer_id", "fid", key="category", implied=ibis.literal(False)))
     every = every.group_by(["customer_id", "fid", "key"]).aggregate(implied=every.implied.any())
-    own = facts.select(k_customer="customer_id", k_fid="fid", category="category", label="label")
+    own = facts.filter(~facts.from_order).select(k_customer="customer_id", k_fid="fid", category="category",
+                                                 label="label")
     keys = m(every.join(own, [every.customer_id == own.k_customer, every.fid == own.k_fid]).select(
         "customer_id", "fid", "key", "implied", "category", "label"))
 
@@ -286,7 +287,26 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
                       & ~raw.source.startswith("partner:"))
     told = told.select("customer_id", d_cat="category", d_label=normalise_label(told.label))
     told = m(told)
-    return Pool(facts=facts, keys=keys, stands=stands, told=told, product_keys=pkeys, product_bad=pbad)
+    return Pool(facts=facts, keys=keys, stands=stands, told=told, product_keys=pkeys, product_bad=pbad,
+                order_keys=order_keys)
+
+
+def selected_order_keys(pool: Pool, both: Any) -> Any:
+    """The keys (as :attr:`Pool.keys` has them) of the orders that ``both`` selects as facts: the
+    purchase category, and what the order's products imply."""
+    orders = pool.facts.filter(pool.facts.from_order).select(o_customer="customer_id", o_fid="fid")
+    chosen = both.select(c_customer="customer_id", c_fid="fid").distinct()
+    chosen = chosen.semi_join(orders, [chosen.c_customer == orders.o_customer,
+                                       chosen.c_fid == orders.o_fid])
+    ok = pool.order_keys
+    listed = ok.join(chosen, [ok.customer_id == chosen.c_customer, ok.order_id == chosen.c_fid]).select(
+        customer_id=ok.customer_id, fid=ok.order_id, key=ok.key, implied=ibis.literal(True))
+    own = chosen.select(customer_id="c_customer", fid="c_fid", key=ibis.literal(PURCHASE_CATEGORY),
+                        implied=ibis.literal(False))
+    every = listed.union(own)
+    every = every.group_by(["customer_id", "fid", "key"]).aggregate(implied=every.implied.any())
+    return every.select("customer_id", "fid", "key", "implied", category=ibis.literal(PURCHASE_CATEGORY),
+                        label=ibis.null("string"))
 
 
 # --------------------------------------------------------------------------- the selection
@@ -308,6 +328,7 @@ class Usage:
     selected: Any
     undetermined: Any
     shown_keys: Any
+    keys: Any  # the pool's keys of the facts-table rows and of the selected orders
 
 
 def _selectors(candidates: Any, role: str) -> Any:
@@ -316,7 +337,9 @@ def _selectors(candidates: Any, role: str) -> Any:
     return u.select("row", "customer_id", "now", "pos", role=ibis.literal(role), sid=sel.id, skind=sel.kind,
                     scat=sel.category, sorigin=sel.origin, ssource=sel.source, sctx=sel.context,
                     snctx=normalise_context(sel.context),
-                    swithin=sel.within_days, snewest=sel.newest)
+                    swithin=sel.within_days, snewest=sel.newest,
+                    # the window's start, once per selector (not once per selector x fact)
+                    ssince=u.now - sel.within_days.as_interval("D"))
 
 
 def fact_usage(candidates: Any, store: Any, settings: Settings,
@@ -336,21 +359,24 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     pp = pf.select(p_customer="customer_id", fid="fid", kind="kind", category="category", origin="origin",
                    source="source", context="context", at="at")
     pairs = sels.join(pp, sels.customer_id == pp.p_customer)
-    since = pairs.now - pairs.swithin.as_interval("D")
     match = ((pairs.sid2.isnull() | (pairs.fid == pairs.sid2))
              & (pairs.skind.isnull() | (pairs.kind == pairs.skind))
              & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))
              & (pairs.sorigin.isnull() | (pairs.origin == pairs.sorigin))
              & (pairs.ssource.isnull() | (pairs.source == pairs.ssource))
              & (pairs.sctx.isnull() | (pairs.context == pairs.snctx))
-             & (pairs.swithin.isnull() | pairs.at.isnull() | ((pairs.at > since) & (pairs.at <= pairs.now))))
+             & (pairs.swithin.isnull() | pairs.at.isnull()
+                | ((pairs.at > pairs.ssince) & (pairs.at <= pairs.now))))
     pairs = pairs.mutate(match=match)
     unknown_match = pairs.filter(pairs.match.isnull()).select("row").distinct()
     hits = pairs.filter(pairs.match.fill_null(False))
-    hits = hits.mutate(rank=ibis.row_number().over(
-        group_by=[hits.row, hits.role, hits.pos],
-        order_by=[hits.at.notnull().desc(), hits.at.desc(), hits.fid.desc()]))
-    hits = hits.filter(hits.snewest.isnull() | (hits.rank < hits.snewest))
+    # ``newest``: only the hits of selectors that give it are ranked
+    newest = hits.filter(hits.snewest.notnull())
+    newest = newest.mutate(rank=ibis.row_number().over(
+        group_by=[newest.row, newest.role, newest.pos],
+        order_by=[newest.at.notnull().desc(), newest.at.desc(), newest.fid.desc()]))
+    newest = newest.filter(newest.rank < newest.snewest).drop("rank")
+    hits = hits.filter(hits.snewest.isnull()).union(newest)
     both = hits.group_by(["row", "customer_id", "now", "fid"]).aggregate(
         used=(hits.role == "uses").any(), shown=(hits.role == "shows").any())
     # an exact id that selected nothing and is not in the pool dangles
@@ -376,8 +402,9 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     unknown_customer = c.anti_join(customers, c.customer_id == customers.id).select("row")
     bad_rows = c.semi_join(bad_customers, "customer_id").select("row")
     undetermined = unknown_match.union(bad_items).union(unknown_customer).union(bad_rows, distinct=True)
+    keys = pool.keys.union(selected_order_keys(pool, both))
     return Usage(pool=pool, both=both, missing=missing, selected=selected, undetermined=undetermined,
-                 shown_keys=shown_keys)
+                 shown_keys=shown_keys, keys=keys)
 
 
 def _flagged(candidates: Any, usage: Usage, values: Any, names: tuple[str, ...]) -> Any:
@@ -409,7 +436,7 @@ def hygiene_features(candidates: Any, usage: Usage, store: Any, settings: Settin
     pool = usage.pool
     # facts of the facts table are all in the scenario; orders only when the touch selects them
     pfo = pool.facts.select(f_customer="customer_id", f_fid="fid", from_order="from_order")
-    fk = pool.keys.join(pfo, [pool.keys.customer_id == pfo.f_customer, pool.keys.fid == pfo.f_fid])
+    fk = usage.keys.join(pfo, [usage.keys.customer_id == pfo.f_customer, usage.keys.fid == pfo.f_fid])
     bad_fact_keys = fk.filter(~fk.key.isin(cats))
     cust_unknown = bad_fact_keys.filter(~bad_fact_keys.from_order).select("customer_id").distinct()
     order_unknown = usage.both.semi_join(
@@ -548,7 +575,7 @@ def sensitivity_features(candidates: Any, usage: Usage, settings: Settings, cons
     s = settings
     c = candidates
     f = _fact_flags(usage, s)
-    keys = usage.pool.keys.select(k_customer="customer_id", k_fid="fid", key="key", implied="implied")
+    keys = usage.keys.select(k_customer="customer_id", k_fid="fid", key="key", implied="implied")
     fk = f.join(keys, [f.customer_id == keys.k_customer, f.fid == keys.k_fid])
     sensitive = key_in(fk.key, s.sensitive_categories)
     inf_sensitive = sensitive | key_in(fk.key, s.inferred_sensitive_categories)
