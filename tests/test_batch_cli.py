@@ -292,16 +292,23 @@ def sample_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[st
     return url, customers, [*revealing, *plain]
 
 
+@pytest.mark.parametrize("block", [None, 16])
 def test_both_paths_agree_on_the_whole_sample_world(sample_world: tuple[str, list[str], list[str]],
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, block: int | None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Every customer of the sample world x six candidate touches (some showing products that reveal a
     sensitive category): the frame built inside DuckDB from the store and the Python-built reference
     frame give identical decisions and input hashes (so identical feature rows); a disagreement names
-    the features that differ."""
+    the features that differ. With ``block`` the frame is built 16 customers at a time (four blocks
+    of the store's rows read once), as a large run builds it."""
     import pyarrow as pa
     from pyarrow import parquet
 
+    import tactful.batch.run as run
     from tactful.batch.run import decide_candidates
+
+    if block is not None:
+        monkeypatch.setattr(run, "BLOCK_CUSTOMERS", block)
 
     url, customers, items = sample_world
     rows = []

@@ -398,14 +398,16 @@ class ScopedStore:
         return self.tables[name]
 
 
-def scoped_store(store: Any, candidates: Any, *, materialize: bool = True) -> ScopedStore:
+def scoped_store(store: Any, candidates: Any, *, materialize: bool = True,
+                 with_lines: bool = False) -> ScopedStore:
     """The rows of the store that the candidates' customers own: each customer table semi-joined to
     the candidates' distinct customers (the columns :data:`SCOPED_TABLES` names), the order lines of
     those customers' orders, and the products as they are. Every producer reads per customer, so the
     frame is the same as over the whole store; a run for 10 k customers of a 1 M-customer store then
     joins and aggregates 10 k customers' rows, not every customer's. ``materialize`` reads each
-    customer table once into a temporary table (eager; the order lines stay a lazy scan, read once by
-    :func:`tactful.batch.usage.fact_pool`)."""
+    customer table once into a table of the connection (eager; the order lines stay a lazy scan, read
+    once by :func:`tactful.batch.usage.fact_pool`, unless ``with_lines``: a store scoped once and then
+    cut again per block of customers, :func:`tactful.batch.run.decide_typed`)."""
     from tactful.batch.store import materialize as into_table
 
     con = store.con
@@ -419,8 +421,8 @@ def scoped_store(store: Any, candidates: Any, *, materialize: bool = True) -> Sc
         tables[name] = into_table(con, t) if materialize else t
     lines = store.table("order_lines")
     orders = tables["orders"].select(l_order="id")
-    tables["order_lines"] = lines.semi_join(orders, lines.order_id == orders.l_order).select(
-        "order_id", "product_id")
+    lines = lines.semi_join(orders, lines.order_id == orders.l_order).select("order_id", "product_id")
+    tables["order_lines"] = into_table(con, lines) if materialize and with_lines else lines
     tables["products"] = store.table("products")
     return ScopedStore(tables, con)
 

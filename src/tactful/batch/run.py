@@ -208,7 +208,8 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
                       now: datetime | None = None, threads: int | None = None,
                       progress: Callable[[int], None] | None = None,
                       builder: StoreScenarioBuilder | None = None,
-                      reference: bool | None = None, explain: bool = False) -> RunResult:
+                      reference: bool | None = None, explain: bool = False,
+                      memory_limit: str | None = None) -> RunResult:
     """Decide every candidate of the file at ``path`` (see the module doc).
 
     ``reference`` builds the feature frame in Python (the reference path); by default it is used when
@@ -218,7 +219,10 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
     With ``explain``, the result also carries each decision's reasons in plain words
     (:func:`tactful.policy.evaluate.explain_fired` on the Python features of the row: the reference
     path keeps those it derived; the in-backend path derives them, with ``builder`` when given, for
-    the rows where a rule fired, since the messages name facts the frame does not carry)."""
+    the rows where a rule fired, since the messages name facts the frame does not carry).
+
+    ``threads`` and ``memory_limit`` (e.g. ``"3GB"``) bound DuckDB; the in-backend path works in a
+    database file of a private temporary directory and spills there past the limit."""
     check_backend(backend, db=db)  # a backend that cannot serve the run fails before any work
     compiled = compile_pack(pack)  # and so does a pack the compiler cannot run
     if reference is None:
@@ -244,7 +248,7 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
         if progress is not None:
             progress(len(rows))
         seconds["read"] = time.perf_counter() - started
-        result = _in_backend(typed, pack, compiled, db, threads, seconds) if good else None
+        result = _in_backend(typed, pack, compiled, db, threads, seconds, memory_limit) if good else None
         scenario_hashes = {}
     started = time.perf_counter()
     decisions = assemble(rows, failed, result, compiled, pack)
@@ -300,25 +304,54 @@ def typed_candidates(rows: Sequence[tuple[Candidate, datetime]]) -> pa.Table:
                                  for c, when in rows if c.touch is not None], schema=schema)
 
 
+#: Customers per block of the in-backend frame: the frame is built block by block (each block's
+#: customers' rows cut from the store read once), so that a run's memory does not grow with the
+#: number of customers (a 1 M-customer frame built whole spilled 19 GB and more to disk).
+BLOCK_CUSTOMERS = 200_000
+
+
 def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
                  compiled: CompiledPack | None = None,
-                 seconds: dict[str, float] | None = None) -> pa.Table:
+                 seconds: dict[str, float] | None = None, *,
+                 block_customers: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> pa.Table:
     """Decide the typed candidates ``typed`` (an Ibis table on the DuckDB connection ``con``) against
-    the attached ``store``, all inside DuckDB: the feature frame (Ibis producers) materialized as a
-    temporary table, then the compiled policy and the input hashes over it. Returns ``row``,
-    ``customer_id``, ``input_hash``, the decision columns with rule masks and ``customer_known``.
-    ``seconds`` receives the time of each step (``plan``: building the Ibis expression; ``features``:
-    compiling and running the frame's query; ``policy``: the decisions, transferred to Arrow)."""
+    the attached ``store``, all inside DuckDB: the store's rows of the candidates' customers read
+    once (:func:`tactful.batch.producers.scoped_store`), the feature frame built by the Ibis producers
+    block by block (at most ``block_customers``, default :data:`BLOCK_CUSTOMERS`, customers each;
+    ``progress`` is told each block's
+    candidates) into one table, then the compiled policy and the input hashes over it. Returns
+    ``row``, ``customer_id``, ``input_hash``, the decision columns with rule masks and
+    ``customer_known``. ``seconds`` receives the time of each step (``read``: the store's rows;
+    ``features``: the frame's blocks; ``policy``: the decisions, transferred to Arrow)."""
+    from tactful.batch.producers import scoped_store
+    from tactful.batch.store import materialize
+
     compiled = compiled or compile_pack(pack)
     seconds = seconds if seconds is not None else {}
     t0 = time.perf_counter()
-    features = feature_frame(typed, store, pack.settings)
-    seconds["plan"] = time.perf_counter() - t0
+    whole = scoped_store(store, typed, with_lines=True)
+    size = max(1, block_customers or BLOCK_CUSTOMERS)
+    # the candidates' customers numbered in id order: block b holds numbers [b * size, (b + 1) * size)
+    ids = typed.select("customer_id").distinct()
+    ids = materialize(con, ids.mutate(block=ibis.row_number().over(order_by=ids.customer_id) // size))
+    customers = int(ids.count().to_pyarrow().as_py())
+    blocks = max(1, -(-customers // size))
+    seconds["read"] = seconds.get("read", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
-    # ibis compiles the query (a few seconds for the whole frame, whatever the row count) and
-    # registers the producers' in-memory tables
     con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
-    frame = con.create_table("tactful_frame", features)  # in the run's database file when it has one
+    frame = None
+    for block in range(blocks):
+        part = typed if blocks == 1 else materialize(
+            con, typed.semi_join(ids.filter(ids.block == block), "customer_id"))
+        features = feature_frame(part, whole, pack.settings)
+        if frame is None:  # in the run's database file when it has one
+            frame = con.create_table("tactful_frame", features)
+        else:
+            con.insert("tactful_frame", features)
+        if progress is not None:
+            progress(int(part.count().to_pyarrow().as_py()))
+    assert frame is not None
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     # a customer missing from the store has NULL features (so it blocks); say why, as the reference
