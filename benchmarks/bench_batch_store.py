@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from tactful.batch.candidates import touch_document
 from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row, feature_frame
-from tactful.batch.run import decide_frame
+from tactful.batch.run import build_frame, decide_frame
 from tactful.batch.store import attach_store, connect
 from tactful.policy import load_pack
 from tactful.policy.compile import compile_pack
@@ -81,8 +81,8 @@ def typed_candidates(customer_ids: pa.Array) -> pa.Table:
                             pc.take(customer_ids, pa.array(np.repeat(np.arange(n), k))))
 
 
-READ = "read (the candidates' customers' store rows, the pool; materialized)"
-FEATURES = "features (the frame, materialized)"
+READ = "read (the candidates' customers' store rows, materialized)"
+FEATURES = "features (the pools and the frame, block by block, materialized)"
 POLICY = "policy (rule masks + input hash, materialized)"
 
 
@@ -122,9 +122,14 @@ def run_one(db: str, customers: int, threads: int, plan: bool, out_dir: Path,
     cands = typed_candidates(ids.combine_chunks())
     con.con.register("candidates_arrow", cands)
     typed = con.table("candidates_arrow")
-    features = clock(READ, lambda: feature_frame(typed, store, pack.settings))
-    sql = clock("compile (Ibis -> SQL)", lambda: con.compile(features))
-    frame = clock(FEATURES, lambda: con.create_table("frame", features))
+    split: dict[str, float] = {}
+    w0, c0 = time.perf_counter(), time.process_time()
+    frame = build_frame(con, store, typed, pack.settings, split)
+    # the read and the blocks of the frame, as tactful.batch.run.build_frame times them (CPU: split in
+    # the same proportion as wall, since both run in one call)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    for name, key in ((READ, "read"), (FEATURES, "features")):
+        clock.steps[name] = (split[key], cpu * split[key] / max(wall, 1e-9))
     decisions = decide_frame(frame, compiled)
     clock(POLICY, lambda: con.create_table("decisions", decisions))
     clock("bare materializing scan of the frame (reference)",
@@ -147,7 +152,10 @@ def run_one(db: str, customers: int, threads: int, plan: bool, out_dir: Path,
     rows = clock("write (name the masks, Parquet)", write)
     verdicts = {r["verdict"]: r["n"] for r in con.sql(
         "SELECT verdict, count(*) AS n FROM decisions GROUP BY verdict").to_pyarrow().to_pylist()}
-    frame_plan = con.raw_sql(f"EXPLAIN {sql}").fetchall() if plan else []
+    frame_plan = []
+    if plan:  # the plan of one block's frame (the pools materialized again for it)
+        sql = con.compile(feature_frame(typed, store, pack.settings))
+        frame_plan = con.raw_sql(f"EXPLAIN {sql}").fetchall()
     out.unlink()
     con.disconnect()
     disk = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 2**20

@@ -316,18 +316,36 @@ def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
                  block_customers: int | None = None,
                  progress: Callable[[int], None] | None = None) -> pa.Table:
     """Decide the typed candidates ``typed`` (an Ibis table on the DuckDB connection ``con``) against
-    the attached ``store``, all inside DuckDB: the store's rows of the candidates' customers read
-    once (:func:`tactful.batch.producers.scoped_store`), the feature frame built by the Ibis producers
-    block by block (at most ``block_customers``, default :data:`BLOCK_CUSTOMERS`, customers each;
-    ``progress`` is told each block's
-    candidates) into one table, then the compiled policy and the input hashes over it. Returns
-    ``row``, ``customer_id``, ``input_hash``, the decision columns with rule masks and
-    ``customer_known``. ``seconds`` receives the time of each step (``read``: the store's rows;
-    ``features``: the frame's blocks; ``policy``: the decisions, transferred to Arrow)."""
+    the attached ``store``, all inside DuckDB: the feature frame (:func:`build_frame`), then the
+    compiled policy and the input hashes over it. Returns ``row``, ``customer_id``, ``input_hash``,
+    the decision columns with rule masks and ``customer_known``. ``seconds`` receives the time of each
+    step (``read`` and ``features``: see :func:`build_frame`; ``policy``: the decisions, transferred to
+    Arrow)."""
+    compiled = compiled or compile_pack(pack)
+    seconds = seconds if seconds is not None else {}
+    frame = build_frame(con, store, typed, pack.settings, seconds, block_customers=block_customers,
+                        progress=progress)
+    t0 = time.perf_counter()
+    # a customer missing from the store has NULL features (so it blocks); say why, as the reference
+    # path does
+    known = typed.select("row", customer_known=typed.customer_id.isin(store.table("customers").id))
+    out: pa.Table = decide_frame(frame, compiled).join(known, "row").to_pyarrow()
+    seconds["policy"] = time.perf_counter() - t0
+    con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
+    return out
+
+
+def build_frame(con: Any, store: AttachedStore, typed: Any, settings: Any,
+                seconds: dict[str, float] | None = None, *, block_customers: int | None = None,
+                progress: Callable[[int], None] | None = None) -> Any:
+    """The feature frame of the typed candidates as the table ``tactful_frame`` of ``con``: the
+    store's rows of the candidates' customers read once (:func:`tactful.batch.producers.scoped_store`),
+    then the Ibis producers block by block (at most ``block_customers``, default
+    :data:`BLOCK_CUSTOMERS`, customers each, numbered in id order; ``progress`` is told each block's
+    candidates). ``seconds`` receives ``read`` (the store's rows) and ``features`` (the blocks)."""
     from tactful.batch.producers import scoped_store
     from tactful.batch.store import materialize
 
-    compiled = compiled or compile_pack(pack)
     seconds = seconds if seconds is not None else {}
     t0 = time.perf_counter()
     whole = scoped_store(store, typed, with_lines=True)
@@ -344,23 +362,15 @@ def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
     for block in range(blocks):
         part = typed if blocks == 1 else materialize(
             con, typed.semi_join(ids.filter(ids.block == block), "customer_id"))
-        features = feature_frame(part, whole, pack.settings)
+        features = feature_frame(part, whole, settings)
         if frame is None:  # in the run's database file when it has one
             frame = con.create_table("tactful_frame", features)
         else:
             con.insert("tactful_frame", features)
         if progress is not None:
             progress(int(part.count().to_pyarrow().as_py()))
-    assert frame is not None
     seconds["features"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # a customer missing from the store has NULL features (so it blocks); say why, as the reference
-    # path does
-    known = typed.select("row", customer_known=typed.customer_id.isin(store.table("customers").id))
-    out: pa.Table = decide_frame(frame, compiled).join(known, "row").to_pyarrow()
-    seconds["policy"] = time.perf_counter() - t0
-    con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
-    return out
+    return frame
 
 
 def decide_frame(frame: Any, compiled: CompiledPack, *, hashed: bool = True) -> Any:
