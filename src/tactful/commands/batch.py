@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,8 +22,20 @@ if TYPE_CHECKING:
     from tactful.policy import Pack
 
 
+#: DuckDB's memory limit as the option takes it: a number and a unit
+MEMORY_LIMIT = re.compile(r"\d{1,6}(\.\d{1,3})?\s?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def _memory_limit(value: str | None) -> str | None:
+    if value is not None and not MEMORY_LIMIT.fullmatch(value.strip()):
+        raise typer.BadParameter(f"expected a size such as 3GB or 500MB, got {value!r}",
+                                 param_hint="--memory-limit")
+    return value.strip() if value is not None else None
+
+
 def _decide(candidates: Path, pack: Pack, *, db: str | None, backend: str, now: datetime | None,
-            reference: bool | None, quiet: bool, err_console: Console) -> RunResult:
+            reference: bool | None, quiet: bool, err_console: Console, threads: int | None = None,
+            memory_limit: str | None = None) -> RunResult:
     from tactful.batch.candidates import read_table
     from tactful.batch.run import decide_candidates
 
@@ -36,7 +49,7 @@ def _decide(candidates: Path, pack: Pack, *, db: str | None, backend: str, now: 
 
         bar.update(task, total=read_table(candidates).num_rows)
         return decide_candidates(candidates, pack, db=db, backend=backend, now=now, progress=advance,
-                                 reference=reference)
+                                 reference=reference, threads=threads, memory_limit=memory_limit)
 
 
 def _write_back(db: str | None, run_id: str, result: RunResult, *, quiet: bool,
@@ -84,6 +97,13 @@ def register(app: typer.Typer) -> None:
             "--to-store", help="Also write the run and its decisions to the store it reads (--db): "
             "tables batch_runs and batch_decisions, all in one transaction; prints the run id (alone "
             "with --quiet). Read them back with `tactful batch runs` and `tactful batch show`.")] = False,
+        threads: Annotated[int | None, typer.Option(
+            "--threads", min=1, max=256, help="DuckDB's threads (default: one per core).",
+            show_default=False)] = None,
+        memory_limit: Annotated[str | None, typer.Option(
+            "--memory-limit", help="DuckDB's memory limit, e.g. 3GB (default: DuckDB's, 80% of the "
+            "machine's memory). Past it the in-backend path spills to a private temporary directory.",
+            show_default=False, callback=_memory_limit)] = None,
     ) -> None:
         """Decide every candidate touch of CANDIDATES against the store: one decision per row (verdict,
         max depth, naming, fired rules, policy, input hash), a progress bar, and a summary by verdict
@@ -108,7 +128,8 @@ def register(app: typer.Typer) -> None:
                                policy_version=pack.version, backend=backend, evaluated_at=when)
         try:
             result = _decide(candidates, pack, db=db, backend=backend, now=when, reference=reference,
-                             quiet=quiet, err_console=err_console)
+                             quiet=quiet, err_console=err_console, threads=threads,
+                             memory_limit=memory_limit)
             if out is not None:
                 write_decisions(result.decisions, out)
             if run_id is not None:
