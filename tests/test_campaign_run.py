@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -332,8 +333,9 @@ def test_a_sensitive_purchase_seeds_nothing_and_the_rest_still_recommends(twins:
 
     url = f"sqlite:///{twins}"
     campaign, pack = _twin_campaign(), load_pack(None)
-    audience = {c: Customer(c, None, None) for c in ("mixed", "careful", "swapper")}
-    _recommendations(url, audience, campaign, pack, StoreScenarioBuilder(pack))
+    audience = {c: Customer(c, None, None) for c in sorted(("mixed", "careful", "swapper"))}
+    with tempfile.TemporaryDirectory() as work:  # the run's recommendations, read per block
+        _recommendations(url, campaign, pack, Path(work)).fill(audience, StoreScenarioBuilder(pack))
     # benign: mixed's bread order seeds butter, and only that order is declared as used
     first = audience["mixed"].items[0]
     assert (first.product_id, first.seeded_by, first.implies) == ("butter", ("mixed-o1",), ())
