@@ -327,15 +327,19 @@ def _twin_campaign() -> Any:
 
 
 def test_a_sensitive_purchase_seeds_nothing_and_the_rest_still_recommends(twins: Path) -> None:
-    from tactful.campaign import Customer, _recommendations
+    from tactful.campaign import Customer, Recommender
     from tactful.policy import load_pack
     from tactful.realtime import StoreScenarioBuilder
 
     url = f"sqlite:///{twins}"
     campaign, pack = _twin_campaign(), load_pack(None)
     audience = {c: Customer(c, None, None) for c in sorted(("mixed", "careful", "swapper"))}
-    with tempfile.TemporaryDirectory() as work:  # the run's recommendations, read per block
-        _recommendations(url, campaign, pack, Path(work)).fill(audience, StoreScenarioBuilder(pack))
+    with tempfile.TemporaryDirectory() as work:  # the run's recommendations, block by block
+        recommender = Recommender(url, campaign, pack, Path(work))
+        try:
+            recommender.fill(audience, StoreScenarioBuilder(pack))
+        finally:
+            recommender.close()
     # benign: mixed's bread order seeds butter, and only that order is declared as used
     first = audience["mixed"].items[0]
     assert (first.product_id, first.seeded_by, first.implies) == ("butter", ("mixed-o1",), ())

@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -299,18 +299,55 @@ def _customers(conn: sa.Connection, ids: Sequence[str]) -> dict[str, Customer]:
     return {i: block[i] for i in ids if i in block}  # in the block's order
 
 
-@dataclass
-class Recommended:
-    """The recommendations of a run, computed once in DuckDB and written to two Parquet files in the
-    run's private work directory, sorted by customer (each block of the audience reads its own rows):
-    ``candidates`` (customer_id, rank, the product's columns, the voting orders) and ``recent`` (the
-    purchases a "because you bought" message may name); and the shop's popular products."""
+#: DuckDB's memory for the recommendations (their tables live in a DuckDB file in the run's private
+#: work directory; what does not fit spills there)
+RECOMMEND_MEMORY = "2GB"
 
-    candidates: Path
-    recent: Path
-    popular: list[dict[str, Any]]  # the shop-wide fallback candidates, best first (product columns)
-    popular_names: list[str]  # the five most popular products' names (the segment template)
-    labels: dict[str, tuple[str, ...] | None] = field(default_factory=dict)  # product -> implies
+
+class Recommender:
+    """The recommendations of a run (:mod:`tactful.recommend`, Ibis on DuckDB): the store's baskets
+    and products copied once into a DuckDB file in the run's private work directory (sorted by
+    customer), the shop-wide parts computed once (neighbours, popularity, sensitive products), and each
+    block of the audience recommended from its own customers' baskets (:meth:`fill`), so that a
+    million-customer store is never recommended in one query (nor held in memory). Sensitive purchases
+    (under ``pack``'s settings) vote for nothing and sensitive products are never popular. Close it
+    (:meth:`close`) to release the file."""
+
+    def __init__(self, url: str | None, campaign: Campaign, pack: Pack, workdir: Path) -> None:
+        import ibis
+
+        from tactful import recommend as rec
+        from tactful.batch.store import CATALOG, attach_store, connect
+
+        self.campaign = campaign
+        self.settings = rec.Settings(k=max(campaign.recommendations, 1))
+        self.labels: dict[str, tuple[str, ...] | None] = {}  # product -> implies (None: never shown)
+        self.con = con = connect(database=workdir / "recommend.duckdb", memory_limit=RECOMMEND_MEMORY)
+        try:
+            store = attach_store(con, url)
+            self.basket = con.create_table("basket", rec.baskets(
+                store.table("orders"), store.table("order_lines")).order_by("customer_id"))
+            stored = store.table("products")
+            self.products = con.create_table("products", stored.select(
+                product_id=stored.id, name=stored.name, department=stored.department,
+                category=stored.category, subcategory=stored.subcategory,
+                implies=stored.implies.cast("string")))
+            con.raw_sql(f"DETACH {CATALOG}")  # everything below reads the copy
+            self.exclude = con.create_table("exclude", rec.sensitive_products(
+                self.products.rename(id="product_id"), pack.settings.is_sensitive))
+            self.nb = con.create_table("neighbours", rec.neighbours(self.basket, self.settings))
+            self.pop = con.create_table("popularity", rec.popularity(self.basket))
+            top = self.pop.anti_join(self.exclude, "product_id").join(self.products, "product_id")
+            self.popular: list[dict[str, Any]] = top.order_by([ibis.desc("customers"), "product_id"]).limit(
+                campaign.recommendations + campaign.spare).to_pyarrow().to_pylist()
+            #: the five most popular products' names (the segment template)
+            self.popular_names = [r["name"] for r in self.popular[:5] if r["name"]]
+        except BaseException:
+            con.disconnect()
+            raise
+
+    def close(self) -> None:
+        self.con.disconnect()
 
     def item(self, r: Mapping[str, Any], builder: StoreScenarioBuilder) -> Item | None:
         """A candidate row as an :class:`Item`, None for a product whose label cannot be read (never
@@ -328,88 +365,40 @@ class Recommended:
         return Item(pid, r["name"] or pid, r["category"], implies, orders)
 
     def fill(self, block: Mapping[str, Customer], builder: StoreScenarioBuilder) -> None:
-        """Each customer of ``block`` (sorted ids) gets its candidates and recent purchases; one with
-        no purchase history the shop's most popular products."""
+        """Each customer of ``block`` (ids sorted by code point, as DuckDB compares text) gets its
+        candidates, each with the data categories its product implies and the orders that voted for
+        it, and its recent purchases; one with no purchase history the shop's most popular products."""
+        from tactful import recommend as rec
+
         if not block:
             return
         ids = list(block)
-        lo, hi = ids[0], ids[-1]
-
-        def rows(path: Path, order: str) -> list[dict[str, Any]]:
-            from pyarrow import dataset
-
-            field_ = dataset.field("customer_id")
-            table = dataset.dataset(path).to_table(filter=(field_ >= lo) & (field_ <= hi))
-            found: list[dict[str, Any]] = table.sort_by(
-                [("customer_id", "ascending"), (order, "ascending")]).to_pylist()
-            return found
-
-        for r in rows(self.candidates, "rank"):
-            cust = block.get(r["customer_id"])
-            if cust is not None and (it := self.item(r, builder)) is not None:
-                cust.items.append(it)
-        for r in rows(self.recent, "h"):
-            cust = block.get(r["customer_id"])
-            if cust is not None and r["name"]:
-                cust.history.append(r["name"])
+        b = self.basket.filter((self.basket.customer_id >= ids[0]) & (self.basket.customer_id <= ids[-1]))
+        seed = self.con.create_table("seed", rec.seeds(b, self.settings, exclude=self.exclude),
+                                     temp=True, overwrite=True)
+        try:
+            cands = rec.recommend(b, self.settings, spare=self.campaign.spare, exclude=self.exclude,
+                                  nb=self.nb, seed=seed, pop=self.pop)
+            cands = cands.left_join(rec.voters(seed, self.nb), ["customer_id", "product_id"]).select(
+                "customer_id", "product_id", "rank", "orders")
+            cands = cands.join(self.products, "product_id").order_by(["customer_id", "rank"])
+            for r in cands.to_pyarrow().to_pylist():
+                cust = block.get(r["customer_id"])
+                if cust is not None and (it := self.item(r, builder)) is not None:
+                    cust.items.append(it)
+            # the recent purchases a "because you bought" message may name: the most recent seeds,
+            # never a sensitive purchase
+            recent = seed.filter(seed.h < 3).join(self.products, "product_id").order_by(["customer_id", "h"])
+            for r in recent.select("customer_id", "name").to_pyarrow().to_pylist():
+                cust = block.get(r["customer_id"])
+                if cust is not None and r["name"]:
+                    cust.history.append(r["name"])
+        finally:
+            self.con.drop_table("seed", force=True)
         shop_wide = [it for it in (self.item(r, builder) for r in self.popular) if it is not None]
         for cust in block.values():
             if not cust.items:
                 cust.items.extend(shop_wide)
-
-
-def _recommendations(url: str | None, campaign: Campaign, pack: Pack, workdir: Path) -> Recommended:
-    """Every customer's candidates (:class:`Item`: with the data categories each product implies and
-    the orders that voted for it) and recent purchases, in Ibis on DuckDB, written sorted by customer
-    to Parquet files in ``workdir`` (:class:`Recommended`); and the shop's popular products. Sensitive
-    purchases (under ``pack``'s settings) vote for nothing and sensitive products are never popular
-    (:mod:`tactful.recommend`). The store's orders, lines and products are read into DuckDB once;
-    every step after that runs on the copy. Nothing per customer passes through Python here."""
-    import ibis
-
-    from tactful import recommend as rec
-    from tactful.batch.store import attach_store, connect
-
-    con = connect()
-    con.raw_sql(f"SET temp_directory = '{str(workdir / 'duckdb-spill').replace(chr(39), chr(39) * 2)}'")
-    cached: list[Any] = []
-
-    def keep(expr: Any) -> Any:  # computed once into DuckDB's memory, released before disconnecting
-        table = expr.cache()
-        cached.append(table)
-        return table
-
-    try:
-        store = attach_store(con, url)
-        basket = keep(rec.baskets(store.table("orders"), store.table("order_lines")))
-        stored = store.table("products")
-        products = keep(stored.select(product_id=stored.id, name=stored.name,
-                                      department=stored.department, category=stored.category,
-                                      subcategory=stored.subcategory, implies=stored.implies.cast("string")))
-        exclude = keep(rec.sensitive_products(products.rename(id="product_id"), pack.settings.is_sensitive))
-        settings = rec.Settings(k=max(campaign.recommendations, 1))
-        seed = keep(rec.seeds(basket, settings, exclude=exclude))
-        nb = keep(rec.neighbours(basket, settings))
-        cands = rec.recommend(basket, settings, spare=campaign.spare, exclude=exclude, nb=nb, seed=seed)
-        cands = cands.left_join(rec.voters(seed, nb), ["customer_id", "product_id"]).select(
-            "customer_id", "product_id", "rank", "orders")
-        cands = cands.join(products, "product_id")
-        out = Recommended(candidates=workdir / "candidates.parquet", recent=workdir / "recent.parquet",
-                          popular=[], popular_names=[])
-        cands.order_by(["customer_id", "rank"]).to_parquet(out.candidates)
-        # the recent purchases a "because you bought" message may name: the most recent seeds, never
-        # a sensitive purchase
-        recent = seed.filter(seed.h < 3).join(products, "product_id")
-        recent.order_by(["customer_id", "h"]).select("customer_id", "h", "name").to_parquet(out.recent)
-        pop = rec.popularity(basket).anti_join(exclude, "product_id").join(products, "product_id")
-        out.popular = pop.order_by([ibis.desc("customers"), "product_id"]).limit(
-            campaign.recommendations + campaign.spare).to_pyarrow().to_pylist()
-        out.popular_names = [r["name"] for r in out.popular[:5] if r["name"]]
-        return out
-    finally:
-        for table in cached:
-            table.release()
-        con.disconnect()
 
 
 _PRODUCT_COLUMNS = ("product_id", "name", "department", "category", "subcategory", "implies")
@@ -785,13 +774,14 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
         delivery: dict[str, int] = {}
         base = out_dir or Path("campaign-runs")
         run_dir = base / run_id
-        with _private_tempdir() as work:
-            recs: Recommended | None = None
+        with _private_tempdir() as work, ExitStack() as closing:
+            recs: Recommender | None = None
             with clock("recommendations"):
                 if campaign.recommendations and ids:
                     tick = step("recommending", None)
                     engine.dispose()  # no connection of ours open while DuckDB reads the store (below)
-                    recs = _recommendations(db, campaign, pack, work)
+                    recs = Recommender(db, campaign, pack, work)
+                    closing.callback(recs.close)  # before the work directory goes
                     popular = recs.popular_names
                     tick(1)
                     # DuckDB read the SQLite store above with its own copy of SQLite; closing its file

@@ -48,14 +48,20 @@ def extension_directory() -> Path:
                      hint="pip install duckdb-ext-sqlite duckdb-ext-postgres (see pyproject.toml)")
 
 
-def connect(*, threads: int | None = None, memory_limit: str | None = None) -> Any:
-    """An in-memory DuckDB (through Ibis) that loads extensions only from the installed wheels."""
+def connect(*, threads: int | None = None, memory_limit: str | None = None,
+            database: Path | None = None) -> Any:
+    """An in-memory DuckDB (through Ibis) that loads extensions only from the installed wheels; with
+    ``database``, a DuckDB file there instead (a new one: tables larger than ``memory_limit`` live on
+    disk, and the spill files go beside it)."""
     config: dict[str, Any] = {"extension_directory": str(extension_directory()),
                               "autoinstall_known_extensions": False}
     if threads is not None:
         config["threads"] = threads
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
+    if database is not None:
+        config["temp_directory"] = str(database.with_name(database.name + ".tmp"))
+        return ibis.duckdb.connect(str(database), **config)
     return ibis.duckdb.connect(**config)
 
 
