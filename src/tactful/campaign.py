@@ -379,9 +379,10 @@ class Recommender:
         seed = self.con.create_table("seed", rec.seeds(b, self.settings, exclude=self.exclude),
                                      temp=True, overwrite=True)
         try:
-            cands = rec.recommend(b, self.settings, spare=self.campaign.spare, exclude=self.exclude,
-                                  nb=self.nb, seed=seed, pop=self.pop)
-            cands = cands.left_join(rec.voters(seed, self.nb), ["customer_id", "product_id"]).select(
+            cands = self.con.create_table("cands", rec.recommend(
+                b, self.settings, spare=self.campaign.spare, exclude=self.exclude, nb=self.nb, seed=seed,
+                pop=self.pop), temp=True, overwrite=True)
+            cands = cands.left_join(rec.voters(seed, self.nb, cands), ["customer_id", "product_id"]).select(
                 "customer_id", "product_id", "rank", "orders")
             cands = cands.join(self.products, "product_id").order_by(["customer_id", "rank"])
             for r in cands.to_pyarrow().to_pylist():
@@ -396,7 +397,8 @@ class Recommender:
                 if cust is not None and r["name"]:
                     cust.history.append(r["name"])
         finally:
-            self.con.drop_table("seed", force=True)
+            for name in ("seed", "cands"):
+                self.con.drop_table(name, force=True)
         shop_wide = [it for it in (self.item(r, builder) for r in self.popular) if it is not None]
         for cust in block.values():
             if not cust.items:
@@ -810,7 +812,11 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                     with clock("recommendations"):
                         if recs is not None:
                             recs.fill(customers, builder)
-                            with engine.connect() as conn:  # the orders the touches will name, at once
+                        if recs is not None and (reference or samples is None):
+                            # the orders the touches will name, for the whole block at once, for the
+                            # scenarios built in Python (not needed when only a sample of the
+                            # in-backend decisions has its scenario built for its reasons)
+                            with engine.connect() as conn:
                                 builder.prefetch_orders(conn, {o for c in customers.values()
                                                                for i in c.items for o in i.seeded_by})
                     engine.dispose()

@@ -110,10 +110,14 @@ def seeds(basket: Any, settings: Settings = Settings(), *, exclude: Any | None =
     return ranked.filter(ranked.h < settings.history).select("customer_id", "product_id", "order_id", "h")
 
 
-def voters(seed: Any, nb: Any) -> Any:
-    """(customer_id, product_id, orders): for every product a customer's seeds vote for, the orders
-    (ids, a list) of the seeds that voted: what a touch showing that product uses."""
-    votes = seed.join(nb, "product_id").select("customer_id", "order_id", product_id=_.neighbour).distinct()
+def voters(seed: Any, nb: Any, candidates: Any | None = None) -> Any:
+    """(customer_id, product_id, orders): for every product a customer's seeds vote for (only the
+    ``candidates``' (customer_id, product_id) when given), the orders (ids, a list) of the seeds that
+    voted: what a touch showing that product uses."""
+    votes = seed.join(nb, "product_id").select("customer_id", "order_id", product_id=_.neighbour)
+    if candidates is not None:
+        votes = votes.semi_join(candidates.select("customer_id", "product_id"), ["customer_id", "product_id"])
+    votes = votes.distinct()
     return votes.group_by(["customer_id", "product_id"]).aggregate(orders=_.order_id.collect())
 
 
