@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import ibis
@@ -139,11 +141,19 @@ def contact_features(candidates: Any, contact_points: Any, s: Settings) -> Any:
     ranked = cp.mutate(cp_rank=ibis.row_number().over(
         group_by=[cp.cp_customer, cp.cp_kind],
         order_by=[cp.cp_bounced.asc(), cp.cp_verified.isnull().asc(), cp.cp_verified.desc(), cp.cp_id.asc()]))
-    c = candidates.select("row", "customer_id", "channel", "now", "to", "to_kind", needed=needed)
-    # one join: the named contact point, or the best-ranked one of the asked kind (at most one matches)
-    j = c.left_join(ranked, [c.customer_id == ranked.cp_customer,
-                             ibis.ifelse(c.to.notnull(), ranked.cp_id == c.to,
-                                         (ranked.cp_kind == c.to_kind) & (ranked.cp_rank == 0))])
+    by_kind = ibis.ifelse(candidates.to.isnull(), candidates.to_kind, ibis.null("string"))
+    c = candidates.select("row", "customer_id", "channel", "now", "to", needed=needed, by_kind=by_kind)
+    # the named contact point, or the best-ranked one of the asked kind (at most one matches): two
+    # equi-joins (one join on "id or kind" would be a predicate of both sides, which an outer join
+    # can only test pair by pair: a nested loop over candidates x contact points)
+    fields = ("cp_id", "cp_kind", "cp_shared", "cp_verified", "cp_bounced")
+    named = ranked.select(n_customer="cp_customer", **{f"n_{f}": f for f in fields})
+    best = ranked.filter(ranked.cp_rank == 0)
+    best = best.select(b_customer="cp_customer", **{f"b_{f}": f for f in fields})
+    j = c.left_join(named, [c.customer_id == named.n_customer, c.to == named.n_cp_id])
+    j = j.left_join(best, [j.customer_id == best.b_customer, j.by_kind == best.b_cp_kind])
+    j = j.select("row", "channel", "now", "needed",
+                 **{f: ibis.ifelse(j.to.notnull(), j[f"n_{f}"], j[f"b_{f}"]) for f in fields})
     need = j.needed.notnull()
     missing = need & (j.cp_id.isnull() | (j.cp_kind != j.needed).fill_null(True))
     usable = need & ~missing
@@ -363,6 +373,55 @@ def candidates_table(rows: Iterable[dict[str, Any]]) -> Any:
     return ibis.memtable(list(rows), schema=CANDIDATE_SCHEMA)
 
 
+#: The store tables a feature frame reads: the column naming each row's customer, and the columns the
+#: producers read (:func:`scoped_store`).
+SCOPED_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "customers": ("id", ("id", "openness", "deceased")),
+    "contact_points": ("customer_id", ("id", "customer_id", "kind", "shared_with", "verified_at",
+                                       "bounced")),
+    "consents": ("customer_id", ("customer_id", "purpose", "channel", "status", "source", "at")),
+    "touches": ("customer_id", ("customer_id", "kind", "purpose", "channel", "at")),
+    "facts": ("customer_id", ("id", "customer_id", "kind", "category", "implies", "label", "value",
+                              "origin", "source", "context", "at")),
+    "orders": ("customer_id", ("id", "customer_id", "at", "source", "context")),
+}
+
+
+@dataclass(frozen=True)
+class ScopedStore:
+    """The store's tables cut down to the candidates' customers (``table(name)`` as
+    :class:`tactful.batch.store.AttachedStore` has it)."""
+
+    tables: Mapping[str, Any]
+
+    def table(self, name: str) -> Any:
+        return self.tables[name]
+
+
+def scoped_store(store: Any, candidates: Any, *, materialize: bool = True) -> ScopedStore:
+    """The rows of the store that the candidates' customers own: each customer table semi-joined to
+    the candidates' distinct customers (the columns :data:`SCOPED_TABLES` names), the order lines of
+    those customers' orders, and the products as they are. Every producer reads per customer, so the
+    frame is the same as over the whole store; a run for 10 k customers of a 1 M-customer store then
+    joins and aggregates 10 k customers' rows, not every customer's. ``materialize`` reads each
+    customer table once into a temporary table (eager; the order lines stay a lazy scan, read once by
+    :func:`tactful.batch.usage.fact_pool`)."""
+    scope = candidates.select(s_customer="customer_id").distinct()
+    if materialize:  # on the store's connection (the candidates may be an in-memory table)
+        scope = store.con.create_table(f"tactful_scope_{uuid.uuid4().hex}", scope, temp=True)
+    tables: dict[str, Any] = {}
+    for name, (key, columns) in SCOPED_TABLES.items():
+        t = store.table(name)
+        t = t.semi_join(scope, t[key] == scope.s_customer).select(*columns)
+        tables[name] = t.cache() if materialize else t
+    lines = store.table("order_lines")
+    orders = tables["orders"].select(l_order="id")
+    tables["order_lines"] = lines.semi_join(orders, lines.order_id == orders.l_order).select(
+        "order_id", "product_id")
+    tables["products"] = store.table("products")
+    return ScopedStore(tables)
+
+
 def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None,
                   materialize: bool = True) -> Any:
     """The whole feature frame: ``row``, ``customer_id`` and every feature of the catalogue (in
@@ -389,8 +448,10 @@ def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: A
 
 def family_frames(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None,
                   materialize: bool = True) -> dict[str, Any]:
-    """Each family that has an Ibis producer -> its frame (``row`` and the family's features)."""
+    """Each family that has an Ibis producer -> its frame (``row`` and the family's features), over
+    the store's rows of the candidates' customers (:func:`scoped_store`)."""
     s = settings
+    store = scoped_store(store, candidates, materialize=materialize)
     out: dict[str, Any] = {
         "openness and depth": openness_features(candidates, store.table("customers"), s),
         "sharing": sharing_features(candidates, s),

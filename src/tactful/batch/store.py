@@ -130,22 +130,52 @@ def attach_store(con: Any, url: str | None = None) -> AttachedStore:
         con.raw_sql(f"ATTACH {_sql_string(target)} AS {CATALOG} (TYPE {extension}, READ_ONLY)")
     except Exception as exc:
         raise StoreError(f"DuckDB could not attach the store {shown}: {exc}") from None
-    present = set(con.list_tables(database=(CATALOG, schema)))
+    present = _table_columns(parsed, shown)
     typed: dict[str, Any] = {}
     for name, table in store_tables.metadata.tables.items():
-        if name not in present:
-            continue
-        raw = con.table(name, database=(CATALOG, schema))
-        want = store_schema(table)
-        typed[name] = raw.select(**{c: _cast(raw[c], t) for c, t in want.items() if c in raw.columns})
+        if name in present:
+            typed[name] = _typed_table(con, name, table, schema, present[name])
     return AttachedStore(con=con, dialect=dialect, url=shown, tables=typed)
 
 
-def _cast(col: Any, want: dt.DataType) -> Any:
-    have = col.type()
-    if have == want:
-        return col
-    if want.is_timestamp() and have.is_timestamp():
-        # SQLite timestamps are stored without a zone; the store writes UTC
-        return col.cast(dt.Timestamp()).cast(want) if have.timezone is None else col.cast(want)
-    return col.cast(want)
+def _table_columns(parsed: sa.URL, shown: str) -> dict[str, set[str]]:
+    """The store's tables and their columns, asked of the database itself: DuckDB's catalog listing would bind
+    every table of the attached store, and its SQLite scanner spends time in proportion to a table's
+    size on each bind (seconds for a 1 M-customer store's order lines)."""
+    if parsed.get_backend_name() == "sqlite":
+        url = sa.URL.create("sqlite", database=f"file:{Path(parsed.database or '').resolve()}?mode=ro",
+                            query={"uri": "true"})
+    else:
+        url = parsed
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        inspector = sa.inspect(engine)
+        return {name: {c["name"] for c in inspector.get_columns(name)}
+                for name in inspector.get_table_names()}
+    except sa.exc.SQLAlchemyError as exc:
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise StoreError(f"cannot list the tables of the store {shown}: {detail}") from None
+    finally:
+        engine.dispose()
+
+
+_SQL_TYPES = {"boolean": "BOOLEAN", "int64": "BIGINT", "float64": "DOUBLE", "date": "DATE",
+              "string": "VARCHAR"}
+
+
+def _typed_table(con: Any, name: str, table: sa.Table, schema: str, columns: set[str]) -> Any:
+    """The attached table ``name`` (its ``columns`` the store holds: an older store may lack some) as
+    an Ibis table of the store's declared types, given as SQL with
+    its schema: Ibis then needs no DESCRIBE, so nothing binds the table until a query reads it. A
+    timestamp goes through a zone-less timestamp (SQLite stores UTC without a zone; a PostgreSQL
+    ``timestamptz`` becomes its UTC wall time, as the session's zone is UTC) to ``timestamptz``."""
+    want = ibis.schema({c: t for c, t in store_schema(table).items() if c in columns})
+    cols = []
+    for col, t in want.items():
+        quoted = '"' + col.replace('"', '""') + '"'
+        if t.is_timestamp():
+            cols.append(f"CAST(CAST({quoted} AS TIMESTAMP) AS TIMESTAMPTZ) AS {quoted}")
+        else:
+            cols.append(f"CAST({quoted} AS {_SQL_TYPES[str(t)]}) AS {quoted}")
+    sql = f'SELECT {", ".join(cols)} FROM {CATALOG}."{schema}"."{name}"'
+    return con.sql(sql, schema=want)

@@ -180,11 +180,12 @@ class Pool:
 
     facts: Any  # customer_id, fid, kind, category, label, origin, source, context (normalised), at,
     #             from_order, bad
-    keys: Any  # customer_id, fid, key, category (the fact's own), label
+    keys: Any  # customer_id, fid, key, implied, category (the fact's own), label: facts-table rows
     stands: Any  # customer_id, order_id, fid (the fact an exact order id selects)
     told: Any  # customer_id, d_cat, d_label: what the customer declared herself
     product_keys: Any  # product_id, key
     product_bad: Any  # product_id, bad
+    order_keys: Any  # customer_id, order_id, key: what an order's products imply
 
 
 def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = True) -> Pool:
@@ -198,7 +199,15 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     def m(t: Any) -> Any:  # each store table is read once; the families then share temp tables
         return t.cache() if materialize else t
 
-    lines = m(lines.select("order_id", "product_id"))  # the largest table: read once, two columns
+    pkeys, pbad = m(pkeys), m(pbad)  # one row per product (and key): small
+    keyed = pkeys.select(k_product="product_id").distinct()
+    pinfo = pbad.left_join(keyed, pbad.product_id == keyed.k_product).select(
+        i_product=pbad.product_id, i_bad=pbad.bad, i_keyed=keyed.k_product.notnull())
+    # the largest table, read once: only the lines that matter are kept, those whose product implies
+    # a category, or is bad, or is missing (``bad``)
+    marked = lines.left_join(pinfo, lines.product_id == pinfo.i_product)
+    lines = m(marked.filter(marked.i_product.isnull() | marked.i_bad | marked.i_keyed).select(
+        order_id=marked.order_id, product_id=marked.product_id, bad=marked.i_bad.fill_null(True)))
     raw = f.select(customer_id=f.customer_id, fid=f.id, kind=f.kind, category=f.category, label=f.label,
                    value=f.value, origin=f.origin, source=f.source, ctx_raw=f.context, at=f.at,
                    implies=_json_keys(f.implies))
@@ -217,8 +226,7 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     order_keys = m(own_orders.join(line_keys, "order_id").select(customer_id="o_customer",
                                                                  order_id="order_id", key="key"))
     # an order with a line whose product's implies cannot be read (or that is missing) is bad
-    known = lines.left_join(pbad, lines.product_id == pbad.product_id)
-    bad_lines = m(known.filter(known.bad.isnull() | known.bad).select(b_order=known.order_id).distinct())
+    bad_lines = m(lines.filter(lines.bad).select(b_order=lines.order_id).distinct())
     order_bad = own_orders.left_join(bad_lines, own_orders.order_id == bad_lines.b_order)
     order_bad = m(order_bad.select(customer_id="o_customer", order_id="order_id",
                                    bad=order_bad.b_order.notnull()))
@@ -233,10 +241,13 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
         from_order=ibis.literal(True))
     # a fact that stands for an order of its customer takes the order's categories and its badness
     stood = stands.join(order_bad, ["customer_id", "order_id"]).select("customer_id", "fid", "bad")
+    labelled = raw.origin.isin([Origin.DECLARED.value, Origin.INFERRED.value]) \
+        | (raw.kind == FactKind.INFERENCE.value)  # what the customer told or was guessed needs a label
+    unlabelled = normalise_label(raw.label).isnull() & labelled
     fact_rows = raw.left_join(stood, ["customer_id", "fid"]).select(
         raw.customer_id, raw.fid, raw.kind, raw.category, raw.label, raw.origin, raw.source, raw.ctx_raw,
         raw.at, from_order=ibis.literal(False),
-        extra_bad=stood.bad.fill_null(False) | _bad_keys(raw.implies))
+        extra_bad=stood.bad.fill_null(False) | _bad_keys(raw.implies) | unlabelled)
     # an order with a fact's id cannot be told apart from it (the Python path refuses the customer)
     clash = order_facts.semi_join(raw, [order_facts.customer_id == raw.customer_id,
                                         order_facts.fid == raw.fid]).select("customer_id").distinct()
@@ -244,15 +255,15 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
                                                    order_facts.fid == order_bad.order_id]).select(
         order_facts.customer_id, order_facts.fid, order_facts.kind, order_facts.category, order_facts.label,
         order_facts.origin, order_facts.source, order_facts.ctx_raw, order_facts.at, order_facts.from_order,
-        extra_bad=order_bad.bad.fill_null(False))
+        extra_bad=order_bad.bad.fill_null(False))  # an order has no label: never unlabelled
     rows = fact_rows.union(order_rows)
-    ctx = normalise_context(rows.ctx_raw)
-    facts = rows.select("customer_id", "fid", "kind", "category", "label", "origin", "source", "at",
-                        "from_order", context=ctx,
-                        bad=rows.extra_bad | ctx.isnull() | (ctx == "") | (
-                            normalise_label(rows.label).isnull() & (rows.origin.isin(
-                                [Origin.DECLARED.value, Origin.INFERRED.value])
-                                | (rows.kind == FactKind.INFERENCE.value))))
+    # each distinct context normalised once (a few per store), not once per row
+    contexts = rows.select(c_raw="ctx_raw").distinct()
+    contexts = m(contexts.select("c_raw", c_norm=normalise_context(contexts.c_raw)))
+    rc = rows.left_join(contexts, rows.ctx_raw == contexts.c_raw)
+    ctx = rc.c_norm
+    facts = rc.select("customer_id", "fid", "kind", "category", "label", "origin", "source", "at",
+                      "from_order", context=ctx, bad=rc.extra_bad | ctx.isnull() | (ctx == ""))
     cl = clash.select(c_customer="customer_id")
     facts = facts.left_join(cl, facts.customer_id == cl.c_customer)
     facts = m(facts.select(*(c for c in facts.columns if c not in ("bad", "c_customer")),
@@ -260,15 +271,15 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
 
     implied = raw.filter(raw.implies.notnull()).select("customer_id", "fid", key=raw.implies.unnest())
     stood_keys = stands.join(order_keys, ["customer_id", "order_id"]).select("customer_id", "fid", "key")
-    loose_keys = order_keys.semi_join(loose, [order_keys.customer_id == loose.o_customer,
-                                              order_keys.order_id == loose.order_id]).select(
-        "customer_id", fid="order_id", key="key")
-    # every key of a fact: its category, and what it implies (``implied``: listed in its implies)
-    listed = implied.filter(implied.key.notnull()).union(stood_keys).union(loose_keys)
+    # every key of a row of the facts table: its category, and what it implies (``implied``: listed in
+    # its implies, or implied by the order it stands for); an order's keys are only needed when a
+    # touch selects it (:func:`selected_order_keys`)
+    listed = implied.filter(implied.key.notnull()).union(stood_keys)
     every = listed.mutate(implied=ibis.literal(True)).union(
-        rows.select("customer_id", "fid", key="category", implied=ibis.literal(False)))
+        fact_rows.select("customer_id", "fid", key="category", implied=ibis.literal(False)))
     every = every.group_by(["customer_id", "fid", "key"]).aggregate(implied=every.implied.any())
-    own = facts.select(k_customer="customer_id", k_fid="fid", category="category", label="label")
+    own = facts.filter(~facts.from_order).select(k_customer="customer_id", k_fid="fid", category="category",
+                                                 label="label")
     keys = m(every.join(own, [every.customer_id == own.k_customer, every.fid == own.k_fid]).select(
         "customer_id", "fid", "key", "implied", "category", "label"))
 
@@ -276,7 +287,26 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
                       & ~raw.source.startswith("partner:"))
     told = told.select("customer_id", d_cat="category", d_label=normalise_label(told.label))
     told = m(told)
-    return Pool(facts=facts, keys=keys, stands=stands, told=told, product_keys=pkeys, product_bad=pbad)
+    return Pool(facts=facts, keys=keys, stands=stands, told=told, product_keys=pkeys, product_bad=pbad,
+                order_keys=order_keys)
+
+
+def selected_order_keys(pool: Pool, both: Any) -> Any:
+    """The keys (as :attr:`Pool.keys` has them) of the orders that ``both`` selects as facts: the
+    purchase category, and what the order's products imply."""
+    orders = pool.facts.filter(pool.facts.from_order).select(o_customer="customer_id", o_fid="fid")
+    chosen = both.select(c_customer="customer_id", c_fid="fid").distinct()
+    chosen = chosen.semi_join(orders, [chosen.c_customer == orders.o_customer,
+                                       chosen.c_fid == orders.o_fid])
+    ok = pool.order_keys
+    listed = ok.join(chosen, [ok.customer_id == chosen.c_customer, ok.order_id == chosen.c_fid]).select(
+        customer_id=ok.customer_id, fid=ok.order_id, key=ok.key, implied=ibis.literal(True))
+    own = chosen.select(customer_id="c_customer", fid="c_fid", key=ibis.literal(PURCHASE_CATEGORY),
+                        implied=ibis.literal(False))
+    every = listed.union(own)
+    every = every.group_by(["customer_id", "fid", "key"]).aggregate(implied=every.implied.any())
+    return every.select("customer_id", "fid", "key", "implied", category=ibis.literal(PURCHASE_CATEGORY),
+                        label=ibis.null("string"))
 
 
 # --------------------------------------------------------------------------- the selection
@@ -298,6 +328,7 @@ class Usage:
     selected: Any
     undetermined: Any
     shown_keys: Any
+    keys: Any  # the pool's keys of the facts-table rows and of the selected orders
 
 
 def _selectors(candidates: Any, role: str) -> Any:
@@ -305,7 +336,10 @@ def _selectors(candidates: Any, role: str) -> Any:
     sel = u.sel
     return u.select("row", "customer_id", "now", "pos", role=ibis.literal(role), sid=sel.id, skind=sel.kind,
                     scat=sel.category, sorigin=sel.origin, ssource=sel.source, sctx=sel.context,
-                    swithin=sel.within_days, snewest=sel.newest)
+                    snctx=normalise_context(sel.context),
+                    swithin=sel.within_days, snewest=sel.newest,
+                    # the window's start, once per selector (not once per selector x fact)
+                    ssince=u.now - sel.within_days.as_interval("D"))
 
 
 def fact_usage(candidates: Any, store: Any, settings: Settings,
@@ -325,21 +359,24 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     pp = pf.select(p_customer="customer_id", fid="fid", kind="kind", category="category", origin="origin",
                    source="source", context="context", at="at")
     pairs = sels.join(pp, sels.customer_id == pp.p_customer)
-    since = pairs.now - pairs.swithin.as_interval("D")
     match = ((pairs.sid2.isnull() | (pairs.fid == pairs.sid2))
              & (pairs.skind.isnull() | (pairs.kind == pairs.skind))
              & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))
              & (pairs.sorigin.isnull() | (pairs.origin == pairs.sorigin))
              & (pairs.ssource.isnull() | (pairs.source == pairs.ssource))
-             & (pairs.sctx.isnull() | (pairs.context == normalise_context(pairs.sctx)))
-             & (pairs.swithin.isnull() | pairs.at.isnull() | ((pairs.at > since) & (pairs.at <= pairs.now))))
+             & (pairs.sctx.isnull() | (pairs.context == pairs.snctx))
+             & (pairs.swithin.isnull() | pairs.at.isnull()
+                | ((pairs.at > pairs.ssince) & (pairs.at <= pairs.now))))
     pairs = pairs.mutate(match=match)
     unknown_match = pairs.filter(pairs.match.isnull()).select("row").distinct()
     hits = pairs.filter(pairs.match.fill_null(False))
-    hits = hits.mutate(rank=ibis.row_number().over(
-        group_by=[hits.row, hits.role, hits.pos],
-        order_by=[hits.at.notnull().desc(), hits.at.desc(), hits.fid.desc()]))
-    hits = hits.filter(hits.snewest.isnull() | (hits.rank < hits.snewest))
+    # ``newest``: only the hits of selectors that give it are ranked
+    newest = hits.filter(hits.snewest.notnull())
+    newest = newest.mutate(rank=ibis.row_number().over(
+        group_by=[newest.row, newest.role, newest.pos],
+        order_by=[newest.at.notnull().desc(), newest.at.desc(), newest.fid.desc()]))
+    newest = newest.filter(newest.rank < newest.snewest).drop("rank")
+    hits = hits.filter(hits.snewest.isnull()).union(newest)
     both = hits.group_by(["row", "customer_id", "now", "fid"]).aggregate(
         used=(hits.role == "uses").any(), shown=(hits.role == "shows").any())
     # an exact id that selected nothing and is not in the pool dangles
@@ -365,8 +402,9 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     unknown_customer = c.anti_join(customers, c.customer_id == customers.id).select("row")
     bad_rows = c.semi_join(bad_customers, "customer_id").select("row")
     undetermined = unknown_match.union(bad_items).union(unknown_customer).union(bad_rows, distinct=True)
+    keys = pool.keys.union(selected_order_keys(pool, both))
     return Usage(pool=pool, both=both, missing=missing, selected=selected, undetermined=undetermined,
-                 shown_keys=shown_keys)
+                 shown_keys=shown_keys, keys=keys)
 
 
 def _flagged(candidates: Any, usage: Usage, values: Any, names: tuple[str, ...]) -> Any:
@@ -398,7 +436,7 @@ def hygiene_features(candidates: Any, usage: Usage, store: Any, settings: Settin
     pool = usage.pool
     # facts of the facts table are all in the scenario; orders only when the touch selects them
     pfo = pool.facts.select(f_customer="customer_id", f_fid="fid", from_order="from_order")
-    fk = pool.keys.join(pfo, [pool.keys.customer_id == pfo.f_customer, pool.keys.fid == pfo.f_fid])
+    fk = usage.keys.join(pfo, [usage.keys.customer_id == pfo.f_customer, usage.keys.fid == pfo.f_fid])
     bad_fact_keys = fk.filter(~fk.key.isin(cats))
     cust_unknown = bad_fact_keys.filter(~bad_fact_keys.from_order).select("customer_id").distinct()
     order_unknown = usage.both.semi_join(
@@ -513,8 +551,10 @@ def _declared(q: Any, usage: Usage, s: Settings, profiling: Any) -> Any:
         dx = told.cross_join(p).filter(lambda r: _covers(r.p_k, r.d_cat)).select(
             x_customer="customer_id", x="p_x").distinct()
         cols2 = list(q.columns)
-        j2 = q.left_join(dx, [q.customer_id == dx.x_customer, _covers(dx.x, q.key)])
-        q = j2.group_by(cols2).aggregate(by_extra=j2.x.notnull().any())
+        # an equi-join, the covering tested on each pair (an outer join on a predicate of both sides
+        # is a nested loop over every pair)
+        j2 = q.left_join(dx, q.customer_id == dx.x_customer)
+        q = j2.group_by(cols2).aggregate(by_extra=_covers(j2.x, j2.key).fill_null(False).any())
     else:
         q = q.mutate(by_extra=ibis.literal(False))
     pr = profiling.select(p_row="row", profiling="profiling_opt_in")
@@ -525,8 +565,8 @@ def _declared(q: Any, usage: Usage, s: Settings, profiling: Any) -> Any:
 def _sender_reveals(q: Any, candidates: Any) -> Any:
     cols = list(q.columns)
     sk = candidates.select(s_row="row", skey=candidates.sender_implies).unnest("skey")
-    j = q.left_join(sk, [q.row == sk.s_row, _covers(sk.skey, q.key)])
-    return j.group_by(cols).aggregate(revealed=j.skey.notnull().any())
+    j = q.left_join(sk, q.row == sk.s_row)
+    return j.group_by(cols).aggregate(revealed=_covers(j.skey, j.key).fill_null(False).any())
 
 
 def sensitivity_features(candidates: Any, usage: Usage, settings: Settings, consent: Any) -> Any:
@@ -535,7 +575,7 @@ def sensitivity_features(candidates: Any, usage: Usage, settings: Settings, cons
     s = settings
     c = candidates
     f = _fact_flags(usage, s)
-    keys = usage.pool.keys.select(k_customer="customer_id", k_fid="fid", key="key", implied="implied")
+    keys = usage.keys.select(k_customer="customer_id", k_fid="fid", key="key", implied="implied")
     fk = f.join(keys, [f.customer_id == keys.k_customer, f.fid == keys.k_fid])
     sensitive = key_in(fk.key, s.sensitive_categories)
     inf_sensitive = sensitive | key_in(fk.key, s.inferred_sensitive_categories)
