@@ -770,7 +770,7 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
         titles = rpt.rule_titles(pack)
         run_id = resume or outbox.new_run_id(campaign.name, when)
         split: dict[str, float] = {}  # the batch evaluator's steps within "features and policy"
-        tally = rpt.Tally()
+        tally = rpt.Tally(titles)
         by_verdict: dict[str, int] = defaultdict(int)
         by_channel: dict[str, int] = defaultdict(int)
         swaps = logged_n = queued = decisions_n = 0

@@ -182,7 +182,10 @@ class Tally:
     and the seed personas. Its size does not grow with the run's: a million-customer run's page is
     built from it as a 300-customer one's is."""
 
-    def __init__(self) -> None:
+    def __init__(self, titles: Mapping[str, str] | None = None) -> None:
+        #: the rules' titles: a sample whose reason for a rule is only its title (a large run logs the
+        #: fact-naming reasons for a few decisions per rule) gives way to one whose reason names facts
+        self.titles = titles or {}
         self.total = 0
         self.verdicts: Counter[Verdict] = Counter()
         self.by_channel: dict[str, Counter[Verdict]] = defaultdict(Counter)
@@ -209,10 +212,21 @@ class Tally:
             verdict = next(r.verdict for r in row.decision.reasons if r.rule == rule)
             if rule not in self.rule_verdict or verdict.rank > self.rule_verdict[rule].rank:
                 self.rule_verdict[rule] = verdict
-            if len(self.samples[rule]) < SAMPLES_PER_RULE:
-                self.samples[rule].append(row)
+            kept = self.samples[rule]
+            if len(kept) < SAMPLES_PER_RULE:
+                kept.append(row)
+            elif not self._titled(row, rule):
+                plain = next((i for i, old in enumerate(kept) if self._titled(old, rule)), None)
+                if plain is not None:
+                    kept[plain] = row
         if row.persona:
             self.personas.append(row)
+
+
+    def _titled(self, row: ReportRow, rule: str) -> bool:
+        """Whether ``row``'s reason for ``rule`` is only the rule's title."""
+        title = self.titles.get(rule)
+        return title is not None and any(r.rule == rule and r.message == title for r in row.decision.reasons)
 
 
 def build(info: RunInfo, rows: Sequence[ReportRow] | Tally, titles: Mapping[str, str] | None = None) -> str:
@@ -221,7 +235,7 @@ def build(info: RunInfo, rows: Sequence[ReportRow] | Tally, titles: Mapping[str,
     if isinstance(rows, Tally):
         tally = rows
     else:
-        tally = Tally()
+        tally = Tally(titles)
         for row in rows:
             tally.add(row)
     verdicts, by_channel, rule_count = tally.verdicts, tally.by_channel, tally.rule_count
@@ -304,7 +318,7 @@ def from_store(engine: Any, run_id: str) -> tuple[RunInfo, Tally, dict[str, str]
 
     r, d = tables.campaign_runs, tables.decisions
     personas = {p.customer_id: p.title for p in PERSONAS}
-    tally = Tally()
+    tally = Tally()  # given the rules' titles once the run is read
 
     def add(customer_id: str, tried: list[Any]) -> None:
         last = tried[-1]
@@ -333,6 +347,8 @@ def from_store(engine: Any, run_id: str) -> tuple[RunInfo, Tally, dict[str, str]
         if run is None:
             raise NotFoundError(f"no campaign run {run_id!r} in the store",
                                 hint="tactful campaign list shows the runs")
+        if isinstance(run.rules, Mapping):
+            tally.titles = {str(k): str(v) for k, v in run.rules.items()}
         current: str | None = None
         tried: list[Any] = []
         for row in conn.execution_options(yield_per=5000).execute(
