@@ -146,6 +146,47 @@ def test_batch_decide_matches_the_python_evaluator_row_by_row(store: str, tmp_pa
     assert ("features in the backend" if path == "--in-backend" else "features built in Python") in stdout
 
 
+def test_threads_and_memory_limit_bound_duckdb(store: str, tmp_path: Path) -> None:
+    """--threads and --memory-limit reach DuckDB (the same decisions as without them); a limit that is
+    not a size is refused before any work, naming the option (exit 2)."""
+    cands = str(_candidates(tmp_path))
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert run_cli(["batch", "decide", cands, "--db", store, "--out", str(a), "-q"]).exit_code == 0
+    code, _, err = run_cli(["batch", "decide", cands, "--db", store, "--out", str(b), "-q",
+                            "--threads", "1", "--memory-limit", "512MB"])
+    assert code == 0, err
+    assert pq.read_table(a).to_pylist() == pq.read_table(b).to_pylist()
+    for bad in ("lots", "3 parsecs", "0x10GB", "9" * 40 + "GB"):
+        code, out, err = run_cli(["batch", "decide", cands, "--db", store, "--memory-limit", bad])
+        assert code == 2 and "--memory-limit" in out + err and "3GB" in out + err, (bad, out, err)
+    code, out, err = run_cli(["batch", "decide", cands, "--db", store, "--threads", "0"])
+    assert code == 2 and "--threads" in out + err
+
+
+def test_a_memory_limit_reaches_duckdb(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-backend path opens DuckDB with the threads and memory limit asked for, in a private
+    directory it removes afterwards."""
+    import tactful.batch.store as batch_store
+    from tactful.batch.run import decide_candidates
+
+    seen: list[tuple[Any, Any, Any]] = []
+    real = batch_store.connect
+
+    def spy(**kwargs: Any) -> Any:
+        con = real(**kwargs)
+        limit = con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+        threads = con.raw_sql("SELECT current_setting('threads')").fetchone()[0]
+        seen.append((threads, limit, kwargs.get("workdir")))
+        return con
+
+    monkeypatch.setattr(batch_store, "connect", spy)
+    decide_candidates(_candidates(tmp_path), load_pack(), db=store, reference=False, threads=1,
+                      memory_limit="700MB")
+    (threads, limit, work), = seen
+    assert threads == 1 and limit.replace(" ", "") in ("667.5MiB", "700.0MB", "667.5MB"), limit
+    assert work is not None and not work.exists()  # the private directory is gone
+
+
 @pytest.mark.postgres
 def test_the_postgres_backend_decides_inside_the_store(pg_url: str, tmp_path: Path) -> None:
     engine = db.init_store(pg_url)
@@ -292,16 +333,23 @@ def sample_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[st
     return url, customers, [*revealing, *plain]
 
 
+@pytest.mark.parametrize("block", [None, 16])
 def test_both_paths_agree_on_the_whole_sample_world(sample_world: tuple[str, list[str], list[str]],
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, block: int | None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Every customer of the sample world x six candidate touches (some showing products that reveal a
     sensitive category): the frame built inside DuckDB from the store and the Python-built reference
     frame give identical decisions and input hashes (so identical feature rows); a disagreement names
-    the features that differ."""
+    the features that differ. With ``block`` the frame is built 16 customers at a time (four blocks
+    of the store's rows read once), as a large run builds it."""
     import pyarrow as pa
     from pyarrow import parquet
 
+    import tactful.batch.run as run
     from tactful.batch.run import decide_candidates
+
+    if block is not None:
+        monkeypatch.setattr(run, "BLOCK_CUSTOMERS", block)
 
     url, customers, items = sample_world
     rows = []

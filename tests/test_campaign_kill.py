@@ -16,7 +16,6 @@ On SQLite and on a real PostgreSQL.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from conftest import SampleWorlds, copy_world
+from conftest import query_rows as _all
 from tactful.sample import build_sample
 from tactful.store import tables
 from tactful.store.db import open_store
@@ -35,24 +36,20 @@ from tactful.testing import postgres
 from tactful.testing.cli import run_cli
 
 NOW = "2026-11-01T09:00:00"  # the sample world's "as of" day (the run's period: 2026-11)
-SYNTHETIC = 40
+WORLD = {"seed": 7, "synthetic_n": 40}  # the world of test_campaign_ops.py too: built once for both
 Outcome = tuple[Counter[tuple[str, str, str]], dict[str, tuple[str, str]]]
 CLI = [sys.executable, "-c", "from tactful.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kill-world") / "sample.db"
-    build_sample(f"sqlite:///{path}", seed=11, synthetic_n=SYNTHETIC)
-    return path
+def world(sample_worlds: SampleWorlds) -> Path:
+    return sample_worlds.path(**WORLD)
 
 
 @pytest.fixture()
 def sqlite_store(world: Path, tmp_path: Path) -> str:
     """A fresh copy of the sample world in a SQLite file."""
-    copy = tmp_path / "store.db"
-    shutil.copy(world, copy)
-    return f"sqlite:///{copy}"
+    return copy_world(world, tmp_path)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -62,7 +59,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(request.getfixturevalue("sqlite_store"))
     url = postgres.create_database(request.getfixturevalue("pg_server_url"),
                                    f"t_kill_{os.getpid()}_{time.monotonic_ns() % 10**9}")
-    build_sample(url, seed=11, synthetic_n=SYNTHETIC)
+    build_sample(url, **WORLD)
     return url
 
 
@@ -71,15 +68,6 @@ def _scalar(url: str, query: Any) -> Any:
     try:
         with engine.connect() as conn:
             return conn.execute(query).scalar()
-    finally:
-        engine.dispose()
-
-
-def _all(url: str, query: Any) -> list[Any]:
-    engine = open_store(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(query))
     finally:
         engine.dispose()
 
@@ -132,9 +120,7 @@ def _outcome(url: str, run_id: str) -> Outcome:
 def reference(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     """The same campaign on a fresh copy of the world, never killed."""
     tmp = tmp_path_factory.mktemp("reference")
-    copy = tmp / "reference.db"
-    shutil.copy(world, copy)
-    url = f"sqlite:///{copy}"
+    url = copy_world(world, tmp, name="reference.db")
     code, _, err = run_cli(["campaign", "run", "demo", "--db", url, "--now", NOW,
                             "--out", str(tmp / "runs"), "--quiet"])
     assert code == 0, err

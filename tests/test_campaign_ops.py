@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import mailbox
 import re
-import shutil
 import socket
 import stat
 from datetime import UTC, datetime
@@ -20,11 +19,13 @@ import sqlalchemy as sa
 import yaml
 from pyarrow import parquet
 
+from conftest import SampleWorlds
+from conftest import query_rows as _all
 from tactful.batch.candidates import candidates, read_table
 from tactful.batch.run import decide_candidates
 from tactful.policy import evaluate, load_pack
 from tactful.realtime import StoreScenarioBuilder
-from tactful.sample import PERSONA_IDS, build_sample
+from tactful.sample import PERSONA_IDS
 from tactful.store import audit, tables
 from tactful.store.db import open_store
 from tactful.testing.cli import run_cli
@@ -36,17 +37,9 @@ DEMO = Path(__file__).parents[1] / "src" / "tactful" / "campaigns" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ops-world") / "sample.db"
-    build_sample(f"sqlite:///{path}", seed=7, synthetic_n=40)
-    return path
-
-
-@pytest.fixture()
-def store(world: Path, tmp_path: Path) -> str:
-    copy = tmp_path / "store.db"
-    shutil.copy(world, copy)
-    return f"sqlite:///{copy}"
+def world(sample_worlds: SampleWorlds) -> Path:
+    """The sample world of these tests (``store``, conftest, copies it); the kill test's too."""
+    return sample_worlds.path(seed=7, synthetic_n=40)
 
 
 @pytest.fixture()
@@ -56,15 +49,6 @@ def campaign_file(tmp_path: Path) -> Path:
     path = tmp_path / "ops.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     return path
-
-
-def _all(url: str, query: Any) -> list[Any]:
-    engine = open_store(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(query))
-    finally:
-        engine.dispose()
 
 
 def _run(store: str, campaign_file: Path, out: Path, *extra: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from conftest import SampleWorlds, copy_world, query_rows
 from tactful.campaign import campaign_from_mapping, demo_campaign, load_campaign, run_campaign
 from tactful.errors import CampaignError
 from tactful.sample import PERSONA_IDS, build_sample
@@ -28,17 +29,9 @@ DEMO = Path(__file__).parents[1] / "src" / "tactful" / "campaigns" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("world") / "sample.db"
-    build_sample(f"sqlite:///{path}", seed=7, synthetic_n=200)
-    return path
-
-
-@pytest.fixture()
-def store(world: Path, tmp_path: Path) -> str:
-    copy = tmp_path / "store.db"
-    shutil.copy(world, copy)
-    return f"sqlite:///{copy}"
+def world(sample_worlds: SampleWorlds) -> Path:
+    """The sample world of these tests (``store``, conftest, copies it)."""
+    return sample_worlds.path(seed=7, synthetic_n=200)
 
 
 def _campaign_doc(**changes: Any) -> dict[str, Any]:
@@ -56,12 +49,7 @@ def campaign_file(tmp_path: Path) -> Path:
 
 
 def _rows(url: str, table: sa.Table, *where: Any) -> list[Any]:
-    engine = open_store(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(sa.select(table).where(*where)))
-    finally:
-        engine.dispose()
+    return query_rows(url, sa.select(table).where(*where))
 
 
 def _revealing_product_names(url: str) -> set[str]:
@@ -447,9 +435,7 @@ def test_the_in_backend_path_decides_the_demo_campaign_exactly_as_the_reference(
     the feature-row input hash and the composed message."""
     logs = []
     for reference in (False, True):
-        copy = tmp_path / f"store-{reference}.db"
-        shutil.copy(world, copy)
-        url = f"sqlite:///{copy}"
+        url = copy_world(world, tmp_path, name=f"store-{reference}.db")
         summary = run_campaign(demo_campaign(), db=url, now=NOW, out_dir=tmp_path / f"runs-{reference}",
                                reference=reference)
         assert summary.customers > 200 and summary.decisions > summary.customers

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tactful.commands.common import data_text, safe_json, safe_text
+from tactful.commands.common import count_bar, data_text, safe_json, safe_text
 from tactful.testing.cli import run_cli
 
 SCENARIO = Path(__file__).parent / "scenarios" / "002-pregnancy-inference-targeting.yaml"
@@ -208,3 +208,15 @@ def test_batch_decide_prints_pack_names_and_customer_ids_inertly(store: str, tmp
     assert code in (0, 1), stdout + stderr
     assert_inert(stdout + stderr)
     assert "oops[/]" in stdout
+
+
+def test_count_bars_scale_to_the_top_and_never_hide_a_nonzero_count() -> None:
+    """The one bar helper of the summaries (batch decide, sample summary): ``width`` cells for the
+    top count, a sliver for a count too small for one cell, nothing for zero or an empty table."""
+    assert count_bar(30, 30).plain == "█" * 30
+    assert count_bar(15, 30).plain == "█" * 15
+    assert count_bar(1, 1000).plain == "▏"  # tiny but there
+    assert count_bar(0, 30).plain == "" and count_bar(0, 0).plain == ""
+    assert count_bar(5, 10, width=4).plain == "██"
+    assert str(count_bar(3, 3, style="magenta").style) == "magenta"
+    assert str(count_bar(3, 3).style) == "cyan"

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from realtime_cases import PERSONA_CASES
@@ -430,3 +431,19 @@ def test_another_sensitivity_mapping_adds_to_the_stored_labels(db_url: str, tmp_
                               "--sensitivity", str(mapping), "--format", "json"])
     assert code == 0, err
     assert json.loads(out)["verdict"] != "allow"
+
+
+def test_a_touch_file_has_the_scenarios_touch_fields_in_the_contracts_order() -> None:
+    """One set of fields (model.TouchFields) serves the scenario's touch and the touch file's: the
+    touch file adds only shows_items, and takes selectors where the scenario takes ids."""
+    from tactful.model import ScenarioTouch
+    from tactful.realtime import ContactSelector, FactSelector, TouchSpec
+
+    assert [*TouchSpec.model_fields] == [*ScenarioTouch.model_fields, "shows_items"]
+    spec = TouchSpec.model_validate({"kind": "offer", "purpose": "marketing", "channel": "email",
+                                     "to": {"kind": "email"}, "uses": ["o1", {"kind": "purchase"}]})
+    assert spec.to == ContactSelector(kind="email")
+    assert spec.uses == (FactSelector(id="o1"), FactSelector(kind="purchase"))
+    with pytest.raises(ValidationError):  # the scenario's touch takes ids only
+        ScenarioTouch.model_validate({"kind": "offer", "purpose": "marketing", "channel": "email",
+                                      "to": {"kind": "email"}})

@@ -564,3 +564,21 @@ def test_console_script_reports_a_bad_port_with_exit_code_3(tmp_path: Path) -> N
     assert proc.returncode == 3
     assert "cannot reach store" in proc.stderr and "hint:" in proc.stderr
     assert ":pw@" not in proc.stderr
+
+
+def test_db_value_is_one_conversion_for_the_record_writer_and_the_importers() -> None:
+    """store.repo.db_value: enums by value, tuples as lists, datetimes in UTC; the importers' batch
+    writer (and its column path) use the very same function."""
+    from tactful.ingest import columnar, writer
+    from tactful.vocab import Channel
+
+    assert writer.db_value is repo.db_value and columnar.db_value is repo.db_value
+    assert repo.db_value(Channel.EMAIL) == "email"
+    assert repo.db_value((Channel.EMAIL, ("a", Channel.SMS))) == ["email", ["a", "sms"]]
+    utc = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert repo.db_value(utc) is utc  # already UTC: kept as it is
+    naive = repo.db_value(datetime(2026, 3, 1, 12, 0))
+    assert naive == utc and naive.tzinfo is UTC
+    shifted = repo.db_value(datetime(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1))))
+    assert shifted == utc and shifted.tzinfo is UTC
+    assert repo.db_value(date(2026, 3, 1)) == date(2026, 3, 1) and repo.db_value("x") == "x"

@@ -322,7 +322,9 @@ class Recommender:
         self.campaign = campaign
         self.settings = rec.Settings(k=max(campaign.recommendations, 1))
         self.labels: dict[str, tuple[str, ...] | None] = {}  # product -> implies (None: never shown)
-        self.con = con = connect(database=workdir / "recommend.duckdb", memory_limit=RECOMMEND_MEMORY)
+        home = workdir / "recommend"
+        home.mkdir(mode=0o700)
+        self.con = con = connect(workdir=home, memory_limit=RECOMMEND_MEMORY)
         try:
             # only what is ordered needs its order (the window functions use less memory without)
             con.raw_sql("SET preserve_insertion_order = false")

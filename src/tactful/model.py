@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -200,15 +200,25 @@ class ScenarioRecentTouch(Frozen):
     kind: TouchKind | None = None  # optional Tactful addition
 
 
-class ScenarioTouch(Frozen):
+#: what a touch's ``to`` holds, and what its ``uses`` and ``shows`` hold (see :class:`TouchFields`)
+To = TypeVar("To")
+Ref = TypeVar("Ref")
+
+
+class TouchFields(Frozen, Generic[To, Ref]):
+    """The fields of a proposed touch, in the contract's order, shared by the scenario's touch
+    (:class:`ScenarioTouch`: ``to`` a contact-point id, ``uses``/``shows`` fact ids) and the touch
+    file's (``tactful.realtime.TouchSpec``: a contact-point selector, fact selectors), so the two
+    cannot drift apart."""
+
     kind: TouchKind
     purpose: Key
     channel: Channel
-    to: Id | None = None
+    to: To | None = None
     sender: Sender = "first_party"
     sender_implies: tuple[Key, ...] = ()
-    uses: tuple[Id, ...] = ()
-    shows: tuple[Id, ...] = ()
+    uses: tuple[Ref, ...] = ()
+    shows: tuple[Ref, ...] = ()
     shows_implies: tuple[Key, ...] = ()
     depth: Depth = Depth.NONE
     named: bool = False
@@ -217,6 +227,10 @@ class ScenarioTouch(Frozen):
     group_size: Annotated[int, Field(ge=0)] | None = None
     conversation: Id | None = None  # optional Tactful addition: the conversation an advisor prompt is in
     requested_channel: Channel | None = None  # optional Tactful addition: the channel the customer asked for
+
+
+class ScenarioTouch(TouchFields[Id, Id]):
+    """The scenario's ``touch``: the recipient and the facts by id."""
 
 
 class Expectation(Frozen):

@@ -34,16 +34,17 @@ from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from sqlalchemy.engine import Connection
 
 from tactful import vocab
 from tactful.errors import NotFoundError, ScenarioError, StoreError
 from tactful.model import (
+    Frozen,
     Id,
     Key,
     Scenario,
-    Sender,
+    TouchFields,
     UTCDateTime,
     validation_errors,
 )
@@ -54,12 +55,9 @@ from tactful.store import tables as t
 from tactful.vocab import (
     Channel,
     ContactKind,
-    Depth,
     FactKind,
-    Granularity,
     Origin,
     TouchKind,
-    Trigger,
 )
 
 PURCHASE_CATEGORY = "user.behavior.purchase_history"
@@ -79,11 +77,7 @@ LABEL_ITEMS = 5
 # --------------------------------------------------------------------------- the touch file
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class FactSelector(_Strict):
+class FactSelector(Frozen):
     """Which of the customer's facts and orders a touch uses or shows. Every field given must match;
     a selector with no field matches every fact and every order (within the ceilings)."""
 
@@ -102,7 +96,7 @@ class FactSelector(_Strict):
                 and (self.category is None or vocab.covers(self.category, PURCHASE_CATEGORY)))
 
 
-class ContactSelector(_Strict):
+class ContactSelector(Frozen):
     """The customer's contact point of this kind: not bounced first, then the most recently verified,
     then the smallest id (documented in docs/realtime.md)."""
 
@@ -116,26 +110,11 @@ def _selectors(value: Any) -> Any:
     return value
 
 
-class TouchSpec(_Strict):
-    """The ``touch`` section of a touch file: the scenario's touch, with selectors (docs/realtime.md)."""
+class TouchSpec(TouchFields[Id | ContactSelector, FactSelector]):
+    """The ``touch`` section of a touch file: the scenario's touch (the same fields), with selectors in
+    ``to``, ``uses`` and ``shows``, and the products it shows (docs/realtime.md)."""
 
-    kind: TouchKind
-    purpose: Key
-    channel: Channel
-    to: Id | ContactSelector | None = None
-    sender: Sender = "first_party"
-    sender_implies: tuple[Key, ...] = ()
-    uses: tuple[FactSelector, ...] = ()
-    shows: tuple[FactSelector, ...] = ()
     shows_items: tuple[Id, ...] = ()
-    shows_implies: tuple[Key, ...] = ()
-    depth: Depth = Depth.NONE
-    named: bool = False
-    trigger: Trigger = Trigger.SCHEDULED
-    granularity: Granularity | None = None
-    group_size: Annotated[int, Field(ge=0)] | None = None
-    conversation: Id | None = None
-    requested_channel: Channel | None = None
 
     @field_validator("uses", "shows", mode="before")
     @classmethod
@@ -150,7 +129,7 @@ class TouchSpec(_Strict):
         return value
 
 
-class TouchFile(_Strict):
+class TouchFile(Frozen):
     """A touch file: an optional evaluation time and the touch."""
 
     version: Annotated[int, Field(ge=1, le=1)] = 1

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -390,36 +389,42 @@ SCOPED_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
 @dataclass(frozen=True)
 class ScopedStore:
     """The store's tables cut down to the candidates' customers (``table(name)`` as
-    :class:`tactful.batch.store.AttachedStore` has it)."""
+    :class:`tactful.batch.store.AttachedStore` has it), on the DuckDB connection ``con``."""
 
     tables: Mapping[str, Any]
+    con: Any
 
     def table(self, name: str) -> Any:
         return self.tables[name]
 
 
-def scoped_store(store: Any, candidates: Any, *, materialize: bool = True) -> ScopedStore:
+def scoped_store(store: Any, candidates: Any, *, materialize: bool = True,
+                 with_lines: bool = False) -> ScopedStore:
     """The rows of the store that the candidates' customers own: each customer table semi-joined to
     the candidates' distinct customers (the columns :data:`SCOPED_TABLES` names), the order lines of
     those customers' orders, and the products as they are. Every producer reads per customer, so the
     frame is the same as over the whole store; a run for 10 k customers of a 1 M-customer store then
     joins and aggregates 10 k customers' rows, not every customer's. ``materialize`` reads each
-    customer table once into a temporary table (eager; the order lines stay a lazy scan, read once by
-    :func:`tactful.batch.usage.fact_pool`)."""
+    customer table once into a table of the connection (eager; the order lines stay a lazy scan, read
+    once by :func:`tactful.batch.usage.fact_pool`, unless ``with_lines``: a store scoped once and then
+    cut again per block of customers, :func:`tactful.batch.run.decide_typed`)."""
+    from tactful.batch.store import materialize as into_table
+
+    con = store.con
     scope = candidates.select(s_customer="customer_id").distinct()
     if materialize:  # on the store's connection (the candidates may be an in-memory table)
-        scope = store.con.create_table(f"tactful_scope_{uuid.uuid4().hex}", scope, temp=True)
+        scope = into_table(con, scope)
     tables: dict[str, Any] = {}
     for name, (key, columns) in SCOPED_TABLES.items():
         t = store.table(name)
         t = t.semi_join(scope, t[key] == scope.s_customer).select(*columns)
-        tables[name] = t.cache() if materialize else t
+        tables[name] = into_table(con, t) if materialize else t
     lines = store.table("order_lines")
     orders = tables["orders"].select(l_order="id")
-    tables["order_lines"] = lines.semi_join(orders, lines.order_id == orders.l_order).select(
-        "order_id", "product_id")
+    lines = lines.semi_join(orders, lines.order_id == orders.l_order).select("order_id", "product_id")
+    tables["order_lines"] = into_table(con, lines) if materialize and with_lines else lines
     tables["products"] = store.table("products")
-    return ScopedStore(tables)
+    return ScopedStore(tables, con)
 
 
 def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None,

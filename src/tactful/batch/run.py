@@ -48,6 +48,7 @@ from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row, feature_fra
 from tactful.batch.store import AttachedStore
 from tactful.errors import BatchError, TactfulError
 from tactful.features import FEATURES, Features, FType, derive
+from tactful.files import open_new_private_file
 from tactful.model import Reason, Scenario
 from tactful.policy import Pack
 from tactful.policy.compile import RULE_SEPARATOR, CompiledPack, compile_pack
@@ -208,7 +209,7 @@ def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = Non
                       progress: Callable[[int], None] | None = None,
                       builder: StoreScenarioBuilder | None = None,
                       reference: bool | None = None, explain: bool | int = False,
-                      source: str | None = None) -> RunResult:
+                      source: str | None = None, memory_limit: str | None = None) -> RunResult:
     """Decide every candidate of the file at ``path``, or of an Arrow table of the same columns (a
     caller that made the candidates itself hands them over without a file; ``source`` names them in
     errors), see the module doc.
@@ -222,7 +223,10 @@ def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = Non
     path keeps those it derived; the in-backend path derives them, with ``builder`` when given, for
     the rows where a rule fired, since the messages name facts the frame does not carry). An integer
     ``explain`` N derives them on the in-backend path for the first N rows of each fired rule only:
-    the other rows' reasons are None (the caller names those rules by their titles)."""
+    the other rows' reasons are None (the caller names those rules by their titles).
+
+    ``threads`` and ``memory_limit`` (e.g. ``"3GB"``) bound DuckDB; the in-backend path works in a
+    database file of a private temporary directory and spills there past the limit."""
     check_backend(backend, db=db)  # a backend that cannot serve the run fails before any work
     compiled = compile_pack(pack)  # and so does a pack the compiler cannot run
     if reference is None:
@@ -251,7 +255,7 @@ def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = Non
         if progress is not None:
             progress(len(rows))
         seconds["read"] = time.perf_counter() - started
-        result = _in_backend(typed, pack, compiled, db, threads, seconds) if good else None
+        result = _in_backend(typed, pack, compiled, db, threads, seconds, memory_limit) if good else None
         scenario_hashes = {}
     started = time.perf_counter()
     decisions = assemble(rows, failed, result, compiled, pack)
@@ -320,26 +324,27 @@ def typed_candidates(rows: Sequence[tuple[Candidate, datetime]]) -> pa.Table:
                                  for c, when in rows if c.touch is not None], schema=schema)
 
 
+#: Customers per block of the in-backend frame: the frame is built block by block (each block's
+#: customers' rows cut from the store read once), so that a run's memory does not grow with the
+#: number of customers (a 1 M-customer frame built whole spilled 19 GB and more to disk).
+BLOCK_CUSTOMERS = 200_000
+
+
 def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
                  compiled: CompiledPack | None = None,
-                 seconds: dict[str, float] | None = None) -> pa.Table:
+                 seconds: dict[str, float] | None = None, *,
+                 block_customers: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> pa.Table:
     """Decide the typed candidates ``typed`` (an Ibis table on the DuckDB connection ``con``) against
-    the attached ``store``, all inside DuckDB: the feature frame (Ibis producers) materialized as a
-    temporary table, then the compiled policy and the input hashes over it. Returns ``row``,
-    ``customer_id``, ``input_hash``, the decision columns with rule masks and ``customer_known``.
-    ``seconds`` receives the time of each step (``plan``: building the Ibis expression; ``features``:
-    compiling and running the frame's query; ``policy``: the decisions, transferred to Arrow)."""
+    the attached ``store``, all inside DuckDB: the feature frame (:func:`build_frame`), then the
+    compiled policy and the input hashes over it. Returns ``row``, ``customer_id``, ``input_hash``,
+    the decision columns with rule masks and ``customer_known``. ``seconds`` receives the time of each
+    step (``read`` and ``features``: see :func:`build_frame`; ``policy``: the decisions, transferred to
+    Arrow)."""
     compiled = compiled or compile_pack(pack)
     seconds = seconds if seconds is not None else {}
-    t0 = time.perf_counter()
-    features = feature_frame(typed, store, pack.settings)
-    seconds["plan"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # ibis compiles the query (a few seconds for the whole frame, whatever the row count) and
-    # registers the producers' in-memory tables
-    con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
-    frame = con.create_table("tactful_frame", features, temp=True)
-    seconds["features"] = time.perf_counter() - t0
+    frame = build_frame(con, store, typed, pack.settings, seconds, block_customers=block_customers,
+                        progress=progress)
     t0 = time.perf_counter()
     # a customer missing from the store has NULL features (so it blocks); say why, as the reference
     # path does
@@ -348,6 +353,44 @@ def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
     seconds["policy"] = time.perf_counter() - t0
     con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
     return out
+
+
+def build_frame(con: Any, store: AttachedStore, typed: Any, settings: Any,
+                seconds: dict[str, float] | None = None, *, block_customers: int | None = None,
+                progress: Callable[[int], None] | None = None) -> Any:
+    """The feature frame of the typed candidates as the table ``tactful_frame`` of ``con``: the
+    store's rows of the candidates' customers read once (:func:`tactful.batch.producers.scoped_store`),
+    then the Ibis producers block by block (at most ``block_customers``, default
+    :data:`BLOCK_CUSTOMERS`, customers each, numbered in id order; ``progress`` is told each block's
+    candidates). ``seconds`` receives ``read`` (the store's rows) and ``features`` (the blocks)."""
+    from tactful.batch.producers import scoped_store
+    from tactful.batch.store import materialize
+
+    seconds = seconds if seconds is not None else {}
+    t0 = time.perf_counter()
+    whole = scoped_store(store, typed, with_lines=True)
+    size = max(1, block_customers or BLOCK_CUSTOMERS)
+    # the candidates' customers numbered in id order: block b holds numbers [b * size, (b + 1) * size)
+    ids = typed.select("customer_id").distinct()
+    ids = materialize(con, ids.mutate(block=ibis.row_number().over(order_by=ids.customer_id) // size))
+    customers = int(ids.count().to_pyarrow().as_py())
+    blocks = max(1, -(-customers // size))
+    seconds["read"] = seconds.get("read", 0.0) + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    con.raw_sql("DROP TABLE IF EXISTS tactful_frame")
+    frame = None
+    for block in range(blocks):
+        part = typed if blocks == 1 else materialize(
+            con, typed.semi_join(ids.filter(ids.block == block), "customer_id"))
+        features = feature_frame(part, whole, settings)
+        if frame is None:  # in the run's database file when it has one
+            frame = con.create_table("tactful_frame", features)
+        else:
+            con.insert("tactful_frame", features)
+        if progress is not None:
+            progress(int(part.count().to_pyarrow().as_py()))
+    seconds["features"] = time.perf_counter() - t0
+    return frame
 
 
 def decide_frame(frame: Any, compiled: CompiledPack, *, hashed: bool = True) -> Any:
@@ -360,16 +403,21 @@ def decide_frame(frame: Any, compiled: CompiledPack, *, hashed: bool = True) -> 
 
 
 def _in_backend(typed: pa.Table, pack: Pack, compiled: CompiledPack, db: str | None,
-                threads: int | None, seconds: dict[str, float]) -> pa.Table:
+                threads: int | None, seconds: dict[str, float], memory_limit: str | None = None) -> pa.Table:
+    import tempfile
+
     from tactful.batch.store import attach_store, connect
 
-    con = connect(threads=threads)
-    try:
-        store = attach_store(con, db)
-        con.con.register("tactful_candidates", typed)
-        return decide_typed(con, store, con.table("tactful_candidates"), pack, compiled, seconds)
-    finally:
-        con.disconnect()
+    # DuckDB works in a database file of a private directory (owner-only: it holds the customers'
+    # rows), so that what the frame materializes can leave memory; removed with the directory
+    with tempfile.TemporaryDirectory(prefix="tactful-batch-") as work:
+        con = connect(threads=threads, memory_limit=memory_limit, workdir=Path(work))
+        try:
+            store = attach_store(con, db)
+            con.con.register("tactful_candidates", typed)
+            return decide_typed(con, store, con.table("tactful_candidates"), pack, compiled, seconds)
+        finally:
+            con.disconnect()
 
 
 def _derived(cands: Sequence[Candidate], pack: Pack, db: str | None, now: datetime | None, t0: datetime,
@@ -489,13 +537,9 @@ def write_decisions(decisions: pa.Table, out: Path) -> None:
     ``.csv``. An existing file is never replaced."""
     check_output(out)
     suffix = out.suffix.lower()
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
-        raise BatchError(f"{out} already exists; batch decide never replaces a file",
-                         hint="choose another --out path") from None
-    except OSError as exc:
-        raise BatchError(f"cannot create {out}: {exc.strerror or exc}") from None
+    fd = open_new_private_file(out, BatchError,
+                             exists=f"{out} already exists; batch decide never replaces a file",
+                             exists_hint="choose another --out path")
     with os.fdopen(fd, "wb") as sink:
         if suffix == ".parquet":
             from pyarrow import parquet

@@ -12,6 +12,7 @@ store's declared ones).
 from __future__ import annotations
 
 import importlib.metadata
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,20 +50,29 @@ def extension_directory() -> Path:
 
 
 def connect(*, threads: int | None = None, memory_limit: str | None = None,
-            database: Path | None = None) -> Any:
-    """An in-memory DuckDB (through Ibis) that loads extensions only from the installed wheels; with
-    ``database``, a DuckDB file there instead (a new one: tables larger than ``memory_limit`` live on
-    disk, and the spill files go beside it)."""
+            workdir: Path | None = None) -> Any:
+    """A DuckDB (through Ibis) that loads extensions only from the installed wheels: in memory, or,
+    with ``workdir`` (a private directory the caller made and removes), a database file there with
+    its spill directory beside it, so that the tables a run materializes (:func:`materialize`) can
+    leave memory when they outgrow ``memory_limit``."""
     config: dict[str, Any] = {"extension_directory": str(extension_directory()),
                               "autoinstall_known_extensions": False}
     if threads is not None:
         config["threads"] = threads
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
-    if database is not None:
-        config["temp_directory"] = str(database.with_name(database.name + ".tmp"))
-        return ibis.duckdb.connect(str(database), **config)
-    return ibis.duckdb.connect(**config)
+    if workdir is None:
+        return ibis.duckdb.connect(**config)
+    config["temp_directory"] = str(workdir / "spill")
+    return ibis.duckdb.connect(str(workdir / "run.duckdb"), **config)
+
+
+def materialize(con: Any, expr: Any) -> Any:
+    """Run ``expr`` once into a new table of the connection's database and return that table: in a
+    database file (:func:`connect` with ``workdir``) its blocks can be evicted to the file under
+    memory pressure, which DuckDB's temporary tables cannot. The table lives as long as the
+    connection's database (a run's file is removed with its directory)."""
+    return con.create_table(f"tactful_{uuid.uuid4().hex}", expr)
 
 
 def _sql_string(text: str) -> str:

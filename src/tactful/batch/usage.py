@@ -196,8 +196,10 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     lines = store.table("order_lines")
     pkeys, pbad = product_keys(store, mapping)
 
-    def m(t: Any) -> Any:  # each store table is read once; the families then share temp tables
-        return t.cache() if materialize else t
+    from tactful.batch.store import materialize as into_table
+
+    def m(t: Any) -> Any:  # each store table is read once; the families then share tables
+        return into_table(store.con, t) if materialize else t
 
     pkeys, pbad = m(pkeys), m(pbad)  # one row per product (and key): small
     keyed = pkeys.select(k_product="product_id").distinct()
@@ -219,8 +221,9 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
         order_by=[standing.at.notnull().asc(), standing.at.asc(), standing.fid.asc()]))
     stands = m(standing.filter(standing.rank == 0).select("customer_id", order_id=standing.value, fid="fid"))
 
-    own_orders = m(o.select(o_customer=o.customer_id, order_id=o.id, o_at=o.at, o_source=o.source,
-                            o_context=o.context))
+    # the orders (materialized once by scoped_store): a projection, not another copy
+    own_orders = o.select(o_customer=o.customer_id, order_id=o.id, o_at=o.at, o_source=o.source,
+                          o_context=o.context)
     line_keys = lines.join(pkeys, lines.product_id == pkeys.product_id).select(order_id=lines.order_id,
                                                                                key=pkeys.key).distinct()
     order_keys = m(own_orders.join(line_keys, "order_id").select(customer_id="o_customer",
@@ -228,8 +231,8 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     # an order with a line whose product's implies cannot be read (or that is missing) is bad
     bad_lines = m(lines.filter(lines.bad).select(b_order=lines.order_id).distinct())
     order_bad = own_orders.left_join(bad_lines, own_orders.order_id == bad_lines.b_order)
-    order_bad = m(order_bad.select(customer_id="o_customer", order_id="order_id",
-                                   bad=order_bad.b_order.notnull()))
+    order_bad = order_bad.select(customer_id="o_customer", order_id="order_id",
+                                 bad=order_bad.b_order.notnull())  # lazy: one row per order
 
     # orders no fact stands for become purchase facts
     loose = own_orders.anti_join(stands, [own_orders.o_customer == stands.customer_id,
@@ -251,11 +254,11 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     # an order with a fact's id cannot be told apart from it (the Python path refuses the customer)
     clash = order_facts.semi_join(raw, [order_facts.customer_id == raw.customer_id,
                                         order_facts.fid == raw.fid]).select("customer_id").distinct()
-    order_rows = order_facts.left_join(order_bad, [order_facts.customer_id == order_bad.customer_id,
-                                                   order_facts.fid == order_bad.order_id]).select(
+    # (order ids are the store's keys: the few bad orders join on the id alone)
+    order_rows = order_facts.left_join(bad_lines, order_facts.fid == bad_lines.b_order).select(
         order_facts.customer_id, order_facts.fid, order_facts.kind, order_facts.category, order_facts.label,
         order_facts.origin, order_facts.source, order_facts.ctx_raw, order_facts.at, order_facts.from_order,
-        extra_bad=order_bad.bad.fill_null(False))  # an order has no label: never unlabelled
+        extra_bad=bad_lines.b_order.notnull())  # an order has no label: never unlabelled
     rows = fact_rows.union(order_rows)
     # each distinct context normalised once (a few per store), not once per row
     contexts = rows.select(c_raw="ctx_raw").distinct()
@@ -355,30 +358,46 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     sels = sels.select(*(c for c in sels.columns if not c.startswith("st_")),
                        sid2=ibis.ifelse(sels.sid.notnull(), sels.st_fid.fill_null(sels.sid),
                                         ibis.null("string")))
+    from tactful.batch.store import materialize as into_table
+
+    def m(t: Any) -> Any:
+        return into_table(store.con, t) if materialize else t
+
+    sels = m(sels)  # read by every step below
     pf = pool.facts
     pp = pf.select(p_customer="customer_id", fid="fid", kind="kind", category="category", origin="origin",
                    source="source", context="context", at="at")
-    pairs = sels.join(pp, sels.customer_id == pp.p_customer)
-    match = ((pairs.sid2.isnull() | (pairs.fid == pairs.sid2))
-             & (pairs.skind.isnull() | (pairs.kind == pairs.skind))
-             & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))
-             & (pairs.sorigin.isnull() | (pairs.origin == pairs.sorigin))
-             & (pairs.ssource.isnull() | (pairs.source == pairs.ssource))
-             & (pairs.sctx.isnull() | (pairs.context == pairs.snctx))
-             & (pairs.swithin.isnull() | pairs.at.isnull()
-                | ((pairs.at > pairs.ssince) & (pairs.at <= pairs.now))))
-    pairs = pairs.mutate(match=match)
-    unknown_match = pairs.filter(pairs.match.isnull()).select("row").distinct()
-    hits = pairs.filter(pairs.match.fill_null(False))
+
+    def matched(selectors: Any) -> Any:
+        """Each (selector, pool fact) pair of a customer, narrowed to what the steps below read, and
+        whether the fact matches the selector (NULL: it cannot be told)."""
+        pairs = selectors.join(pp, selectors.customer_id == pp.p_customer)
+        match = ((pairs.sid2.isnull() | (pairs.fid == pairs.sid2))
+                 & (pairs.skind.isnull() | (pairs.kind == pairs.skind))
+                 & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))
+                 & (pairs.sorigin.isnull() | (pairs.origin == pairs.sorigin))
+                 & (pairs.ssource.isnull() | (pairs.source == pairs.ssource))
+                 & (pairs.sctx.isnull() | (pairs.context == pairs.snctx))
+                 & (pairs.swithin.isnull() | pairs.at.isnull()
+                    | ((pairs.at > pairs.ssince) & (pairs.at <= pairs.now))))
+        return pairs.select("row", "customer_id", "now", "role", "pos", "snewest", "fid", "at", match=match)
+
+    # every term of the match is known except the context's (a selector's or a fact's context that
+    # cannot be normalised exactly is NULL): only pairs of selectors that give a context can be unknown,
+    # so the (large) relation of every pair is streamed once, never kept
+    ctx_pairs = matched(sels.filter(sels.sctx.notnull()))
+    unknown_match = ctx_pairs.filter(ctx_pairs.match.isnull()).select("row").distinct()
+    hits = matched(sels)
+    hits = m(hits.filter(hits.match.fill_null(False)).drop("match"))
     # ``newest``: only the hits of selectors that give it are ranked
     newest = hits.filter(hits.snewest.notnull())
     newest = newest.mutate(rank=ibis.row_number().over(
         group_by=[newest.row, newest.role, newest.pos],
         order_by=[newest.at.notnull().desc(), newest.at.desc(), newest.fid.desc()]))
     newest = newest.filter(newest.rank < newest.snewest).drop("rank")
-    hits = hits.filter(hits.snewest.isnull()).union(newest)
-    both = hits.group_by(["row", "customer_id", "now", "fid"]).aggregate(
-        used=(hits.role == "uses").any(), shown=(hits.role == "shows").any())
+    hits = m(hits.filter(hits.snewest.isnull()).union(newest))
+    both = m(hits.group_by(["row", "customer_id", "now", "fid"]).aggregate(
+        used=(hits.role == "uses").any(), shown=(hits.role == "shows").any()))
     # an exact id that selected nothing and is not in the pool dangles
     hit_sels = hits.select("row", "role", "pos").distinct()
     id_sels = sels.filter(sels.sid2.notnull())

@@ -62,6 +62,16 @@ def data_text(value: object, *, style: str = "", multiline: bool = False) -> Tex
     return Text(safe_text(value, multiline=multiline), style=style)
 
 
+BAR_WIDTH = 30
+
+
+def count_bar(count: int, top: int, *, style: str = "cyan", width: int = BAR_WIDTH) -> Text:
+    """A count as a bar for a column of a Rich table: ``width`` cells for ``top`` (the total, or the
+    largest count shown), a thin sliver for a count too small for one cell, nothing for zero."""
+    cells = round(width * count / top) if top > 0 else 0
+    return Text("█" * cells or ("▏" if count > 0 else ""), style=style)
+
+
 def has_unsafe(text: str) -> bool:
     """Whether ``text`` holds a character :func:`safe_text` would escape, other than newlines and tabs."""
     return _UNSAFE_KEEP_NEWLINES.search(text.replace("\t", " ")) is not None

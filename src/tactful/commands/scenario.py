@@ -11,6 +11,7 @@ import yaml
 
 from tactful.commands.common import DbOption, has_unsafe, safe_json, safe_text
 from tactful.errors import ScenarioError
+from tactful.files import open_new_private_file
 
 NowOption = Annotated[
     str | None,
@@ -42,13 +43,9 @@ def render_document(document: dict[str, object], *, as_json: bool, header: list[
 
 def write_new_file(path: Path, text: str) -> None:
     """Create ``path`` owner-only (it holds personal data); an existing file is never replaced."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
-        raise ScenarioError(f"{path} already exists; scenario export never replaces a file",
-                            hint="choose another --out path, or remove the file yourself") from None
-    except OSError as exc:
-        raise ScenarioError(f"cannot create {path}: {exc.strerror or exc}") from None
+    fd = open_new_private_file(path, ScenarioError,
+                             exists=f"{path} already exists; scenario export never replaces a file",
+                             exists_hint="choose another --out path, or remove the file yourself")
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
 

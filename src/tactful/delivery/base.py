@@ -9,11 +9,11 @@ work by retrying. Misconfiguration (a directory it may not use) raises
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
 from tactful.errors import DeliveryError
+from tactful.files import open_new_private_file
 from tactful.store.outbox import Pending
 from tactful.vocab import Channel
 
@@ -61,13 +61,9 @@ def private_directory(path: Path) -> Path:
 def create_private_file(path: Path) -> int:
     """Create ``path`` owner-only (0600) and return its descriptor; never opens an existing file,
     so a file this adapter did not create is never overwritten."""
-    try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise DeliveryError(f"{path} already exists and will not be overwritten",
-                            hint="deliver into a new directory (each run gets its own)") from None
-    except OSError as exc:
-        raise DeliveryError(f"cannot create {path}: {exc.strerror or exc}") from None
+    return open_new_private_file(path, DeliveryError,
+                                     exists=f"{path} already exists and will not be overwritten",
+                                     exists_hint="deliver into a new directory (each run gets its own)")
 
 
 def create_new_private_file(path: Path, *, limit: int = 1000) -> tuple[Path, int]:

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Dialect
 from tactful import model
 from tactful.ingest.kinds import KindSpec, Target
 from tactful.ingest.values import INT32, ValueProblem, column_bounds
-from tactful.ingest.writer import db_value
+from tactful.store.repo import db_value
 
 BAD: Any = object()  # a value the fast path does not accept (its row goes through the model)
 DISTINCT_LIMIT = 50_000  # distinct values remembered per field (bounded memory)

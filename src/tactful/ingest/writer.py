@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
-from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,20 +31,12 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Dialect
 
 from tactful.ingest.kinds import Target
+from tactful.store.repo import db_value
 from tactful.store.retry import key_ordered
 
 MISSING: Any = object()  # a row field that is absent (or empty) in a row
 _UNSEEN: Any = object()
 CACHE_LIMIT = 50_000  # distinct values remembered per field (bounded memory)
-
-
-def db_value(value: Any) -> Any:
-    """A validated model value as the store holds it: enums by value, tuples as lists."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, tuple):
-        return [db_value(v) for v in value]
-    return value
 
 
 # PostgreSQL binary COPY (see :meth:`BatchWriter.write`): the Python classes a column of each type may

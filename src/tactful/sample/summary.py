@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from tactful.commands.common import data_text
+from tactful.commands.common import count_bar, data_text
 from tactful.store import tables
 
 COUNTED: tuple[str, ...] = (
@@ -25,7 +25,6 @@ COUNTED: tuple[str, ...] = (
     "consents",
     "facts",
 )
-BAR_WIDTH = 30
 
 
 @dataclass
@@ -76,13 +75,6 @@ def summarize(engine: Engine) -> Summary:
     return s
 
 
-def _bar(value: int, top: int) -> str:
-    if top <= 0:
-        return ""
-    cells = max(1, round(BAR_WIDTH * value / top)) if value else 0
-    return "█" * cells
-
-
 
 def _crosstab(title: str, row_label: str, counts: Mapping[tuple[str, str], int]) -> Table:
     """A table of counts: one row per first key, one column per second key."""
@@ -109,7 +101,7 @@ def render(summary: Summary, console: Console) -> None:
     sens.add_column("", no_wrap=True, overflow="crop")
     top = max(summary.sensitive_products.values(), default=0)
     for key, n in sorted(summary.sensitive_products.items(), key=lambda kv: (-kv[1], kv[0])):
-        sens.add_row(data_text(key), f"{n:,}", f"[magenta]{_bar(n, top)}[/]")
+        sens.add_row(data_text(key), f"{n:,}", count_bar(n, top, style="magenta"))
     console.print(sens)
 
     console.print(_crosstab("Consents by source and status", "source", summary.consents))

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from tactful import __version__
 from tactful.errors import StoreError
+from tactful.files import open_new_private_file
 from tactful.store import bookkeeping, tables
 from tactful.store.bookkeeping import ImportState
 from tactful.store.failures import remember_url, store_error
@@ -149,12 +150,9 @@ def _create_owner_only(engine: Engine) -> None:
     @sa.event.listens_for(engine, "do_connect")
     def _before_connect(*_args: Any) -> None:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        except FileExistsError:
-            return
-        except OSError:
-            return  # let SQLite report why it cannot open the file (a store error, exit 3)
-        os.close(fd)
+            os.close(open_new_private_file(path, StoreError, exists=f"{path} already exists"))
+        except StoreError:
+            return  # it exists (and keeps its mode), or SQLite will report why it cannot open it (exit 3)
 
 
 def _unreachable(engine: Engine, exc: sa.exc.DBAPIError) -> StoreError:

@@ -401,12 +401,14 @@ def record_kind(record: BaseModel) -> str:
     return kind
 
 
-def _db_value(value: Any) -> Any:
+def db_value(value: Any) -> Any:
+    """A validated model value as the store holds it: enums by value, tuples as lists, datetimes in
+    UTC (the record writer here and the importers' batch writer both use it)."""
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, tuple):
-        return [_db_value(v) for v in value]
-    if isinstance(value, datetime):
+        return [db_value(v) for v in value]
+    if isinstance(value, datetime) and value.tzinfo is not UTC:  # validated ones already are: kept as is
         # SQLite drops the offset of an aware datetime: store UTC everywhere.
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value
@@ -414,7 +416,7 @@ def _db_value(value: Any) -> Any:
 
 def to_row(record: BaseModel) -> dict[str, Any]:
     """A record as a row for its table (enum values as text, tuples as lists, times in UTC)."""
-    return {k: _db_value(v) for k, v in record.model_dump(mode="python").items()}
+    return {k: db_value(v) for k, v in record.model_dump(mode="python").items()}
 
 
 def _coerce(kind: str, model: type[BaseModel], records: Sequence[BaseModel | Mapping[str, Any]]

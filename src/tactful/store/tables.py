@@ -306,3 +306,62 @@ outbox = Table(
     Column("sent_at", DateTime(timezone=True)),
     Index("ix_outbox_status_run_id", "status", "run_id"),
 )
+
+# --------------------------------------------------------------------------- batch runs (migration 0005)
+
+# One row per `tactful batch decide --to-store` run. The run row is committed first (status running,
+# with this host and process, so a run whose process died is recognised as interrupted); its decisions
+# and the final status (finished, with the counts) are written in one transaction at the end, so no run
+# is ever marked finished with part of its decisions, and a failed or killed run leaves none.
+batch_runs = Table(
+    "batch_runs",
+    metadata,
+    Column("id", String(80), primary_key=True),  # e.g. batch-20261201T020000Z-3f2a1b
+    Column("status", String(20), nullable=False),  # running | finished | failed | interrupted
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("policy_name", String(200), nullable=False),
+    Column("policy_version", String(40), nullable=False),
+    Column("backend", String(20), nullable=False),  # duckdb | pyspark | postgres
+    Column("features", String(20)),  # where the feature frame was built: backend | reference
+    Column("evaluated_at", DateTime(timezone=True)),  # --now, when given
+    Column("source", Text, nullable=False),  # the candidates file (absolute path)
+    Column("source_sha256", String(64), nullable=False),  # of the candidates file's bytes
+    Column("rows", BigInteger),  # decisions written (= candidate rows)
+    Column("allow_count", BigInteger),
+    Column("soften_count", BigInteger),
+    Column("ask_count", BigInteger),
+    Column("block_count", BigInteger),
+    Column("error_count", BigInteger),  # rows that could not be judged (blocked, with their error)
+    Column("by_rule", JSON),  # {rule id: rows where it fired}
+    Column("error", Text),  # why a failed run failed
+    Column("tool_version", String(40)),
+    Column("host", String(255)),
+    Column("pid", Integer),
+)
+
+# The decisions of a batch run, the columns of the Parquet output (tactful.batch.run.DECISIONS_SCHEMA)
+# plus the run and the row number (1-based, the candidate's row in its file). Free text columns are
+# Text: a candidates file may hold ids longer than the store's, and the row is still decided (blocked).
+# customer_id is not a foreign key: a candidate may name a customer the store does not hold.
+batch_decisions = Table(
+    "batch_decisions",
+    metadata,
+    Column("run_id", String(80), ForeignKey("batch_runs.id"), primary_key=True),
+    Column("row", BigInteger, primary_key=True, autoincrement=False),
+    Column("customer_id", Text, nullable=False),
+    Column("touch_id", Text, nullable=False),
+    Column("verdict", String(10), nullable=False),
+    Column("max_depth", String(20), nullable=False),
+    Column("named", Boolean, nullable=False),
+    Column("fired_rules", Text, nullable=False),  # rule ids joined by "," as in the Parquet output
+    Column("failed_rules", Text, nullable=False),
+    Column("policy_name", String(200), nullable=False),
+    Column("policy_version", String(40), nullable=False),
+    Column("input_hash", String(64)),  # None for a row that could not be judged
+    Column("error", Text),
+    Index("ix_batch_decisions_customer_id_run_id", "customer_id", "run_id"),
+    # SQLite: the rows are the primary key's b-tree (no rowid table beside it); a run's rows are
+    # appended in key order
+    sqlite_with_rowid=False,
+)

@@ -1,0 +1,112 @@
+"""tactful.files: the one helper that creates owner-only files (decisions, scenarios, messages, stores)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tactful.errors import BatchError, DeliveryError, ScenarioError, StoreError, TactfulError
+from tactful.files import open_new_private_file
+
+NOBODY = 65534
+
+
+def _create(path: Path, error: type[TactfulError] = BatchError) -> None:
+    fd = open_new_private_file(path, error, exists=f"{path} is taken", exists_hint="pick another path")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("new")
+
+
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@contextmanager
+def _unprivileged() -> Iterator[None]:
+    """Act as an ordinary user: root (as in CI) may write into any directory whatever its mode."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_a_new_file_is_created_owner_only_and_writable(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.csv"
+    with _umask(0):  # even with no umask to narrow it, the file is 0600
+        _create(path)
+    assert path.read_text(encoding="utf-8") == "new"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("error", [BatchError, ScenarioError, DeliveryError, StoreError])
+def test_an_existing_file_is_refused_with_the_callers_error_and_wording(tmp_path: Path,
+                                                                        error: type[TactfulError]) -> None:
+    path = tmp_path / "kept.txt"
+    path.write_text("someone else's", encoding="utf-8")
+    path.chmod(0o644)
+    with pytest.raises(error) as info:
+        _create(path, error)
+    assert type(info.value) is error
+    assert info.value.message == f"{path} is taken" and info.value.hint == "pick another path"
+    assert path.read_text(encoding="utf-8") == "someone else's"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # neither written nor narrowed
+
+
+def test_a_directory_at_the_path_is_refused_as_existing(tmp_path: Path) -> None:
+    with pytest.raises(BatchError, match="is taken"):
+        _create(tmp_path)
+
+
+def test_a_link_to_a_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("precious", encoding="utf-8")
+    link = tmp_path / "out.csv"
+    link.symlink_to(target)
+    with pytest.raises(BatchError, match="is taken"):
+        _create(link)
+    assert target.read_text(encoding="utf-8") == "precious" and link.is_symlink()
+
+
+def test_a_dangling_link_is_refused_and_nothing_is_created_where_it_points(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.txt"
+    link = tmp_path / "out.csv"
+    link.symlink_to(target)
+    with pytest.raises(BatchError, match="is taken"):
+        _create(link)
+    assert not target.exists() and link.is_symlink()
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-dir" / "out.csv"
+    with pytest.raises(ScenarioError) as info:
+        _create(path, ScenarioError)
+    assert info.value.message == f"cannot create {path}: No such file or directory"
+    assert not path.parent.exists()
+
+
+def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o755)
+    locked.chmod(0o555)
+    path = locked / "out.csv"
+    try:
+        with _unprivileged(), pytest.raises(DeliveryError) as info:
+            _create(path, DeliveryError)
+    finally:
+        locked.chmod(0o755)
+    assert info.value.message == f"cannot create {path}: Permission denied"
+    assert not path.exists()
