@@ -160,8 +160,8 @@ def test_the_cli_decides_with_the_python_frame_unless_asked_for_the_in_backend_o
                                       "--now", "2026-11-01T09:00:00", *flag])
         assert code == 0, err
         lines[bool(flag)] = " ".join(printed.split())
-    assert "features (Python)" in lines[False] and "features and policy: plan" not in lines[False]
-    assert "features and policy: plan" in lines[True] and "features (Python)" not in lines[True]
+    assert "features (Python)" in lines[False] and "features and policy: features" not in lines[False]
+    assert "features and policy: features" in lines[True] and "features (Python)" not in lines[True]
 
 
 @pytest.mark.parametrize(("change", "says"), [
