@@ -11,7 +11,7 @@ load average before and after.
     .venv/bin/tactful sample --synthetic 10000 --db sqlite:////tmp/cm1m/s10k.db      # once per size
     .venv/bin/python benchmarks/bench_campaign.py \\
         --store 10000 sqlite:////tmp/cm1m/s10k.db --store 100000 sqlite:////tmp/cm1m/s100k.db \\
-        [--dry-run] [--reference] [--limit N] [--out /tmp/cm1m/runs]
+        [--dry-run] [--path auto|reference|in-backend] [--block N] [--limit N] [--out /tmp/cm1m/runs]
 
 A logged run writes into the store (decision log, outbox, run row) and delivers files under ``--out``:
 point it at a store made for the benchmark, never at one you keep. ``--dry-run`` decides, composes and
@@ -46,7 +46,7 @@ STEPS = ("audience", "recommendations", "candidates", "features and policy", "co
 
 
 def run_one(db: str, out_dir: Path, dry_run: bool, limit: int | None, backend: str,
-            reference: bool) -> dict[str, Any]:
+            reference: bool | None, block: int) -> dict[str, Any]:
     """One campaign run on ``db``; its figures as a dict (printed as JSON by the child process)."""
     campaign = demo_campaign()
     if limit is not None:
@@ -61,7 +61,7 @@ def run_one(db: str, out_dir: Path, dry_run: bool, limit: int | None, backend: s
             return lambda n: bar.advance(task, n)
 
         summary = run_campaign(campaign, db=db, backend=backend, dry_run=dry_run, now=NOW,
-                               out_dir=out_dir, step=step, reference=reference)
+                               out_dir=out_dir, step=step, reference=reference, block=block)
     wall = time.perf_counter() - wall0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -70,7 +70,8 @@ def run_one(db: str, out_dir: Path, dry_run: bool, limit: int | None, backend: s
         "seconds": summary.seconds, "cpu_steps": summary.cpu, "wall": wall,
         "cpu": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "peak_rss_mib": cpu1.ru_maxrss / 1024, "load_before": load0, "load_after": os.getloadavg(),
-        "dry_run": dry_run, "path": "reference" if reference else "in-backend",
+        "dry_run": dry_run, "block": block,
+        "path": {None: "auto", True: "reference", False: "in-backend"}[reference],
     }
 
 
@@ -83,29 +84,31 @@ def main() -> None:
     ap.add_argument("--dry-run", action="store_true", help="decide, compose and report only")
     ap.add_argument("--limit", type=int, default=None, help="cap the audience at the first N customers")
     ap.add_argument("--backend", default="duckdb")
-    ap.add_argument("--reference", action="store_true",
-                    help="decide with the feature frame built in Python (batch decide's reference path)")
+    ap.add_argument("--path", choices=("auto", "reference", "in-backend"), default="auto",
+                    help="the feature frame built in Python (reference), in DuckDB (in-backend), or "
+                         "as `tactful campaign run` picks it (auto: in-backend from 50,000 customers)")
+    ap.add_argument("--block", type=int, default=50_000, help="customers per block")
     ap.add_argument("--one", nargs=2, metavar=("N", "URL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.one:
         args.out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        reference = {"auto": None, "reference": True, "in-backend": False}[args.path]
         print(json.dumps(run_one(args.one[1], args.out, args.dry_run, args.limit, args.backend,
-                                 args.reference)))
+                                 reference, args.block)))
         return
     if not args.store:
         ap.error("give at least one --store N URL")
     console = Console()
     console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
                   f"{platform.python_version()}; {'dry run' if args.dry_run else 'logged run'}; "
-                  f"backend {args.backend}, {'reference path' if args.reference else 'in-backend path'}")
+                  f"backend {args.backend}, path {args.path}, blocks of {args.block:,} customers")
     results: list[tuple[str, dict[str, Any]]] = []
     for n, url in args.store:
-        cmd = [sys.executable, __file__, "--one", n, url, "--out", str(args.out), "--backend", args.backend]
+        cmd = [sys.executable, __file__, "--one", n, url, "--out", str(args.out), "--backend", args.backend,
+               "--path", args.path, "--block", str(args.block)]
         if args.dry_run:
             cmd.append("--dry-run")
-        if args.reference:
-            cmd.append("--reference")
         if args.limit is not None:
             cmd += ["--limit", str(args.limit)]
         done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)

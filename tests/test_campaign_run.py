@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -314,14 +315,19 @@ def _twin_campaign() -> Any:
 
 
 def test_a_sensitive_purchase_seeds_nothing_and_the_rest_still_recommends(twins: Path) -> None:
-    from tactful.campaign import Customer, _recommendations
+    from tactful.campaign import Customer, Recommender
     from tactful.policy import load_pack
     from tactful.realtime import StoreScenarioBuilder
 
     url = f"sqlite:///{twins}"
     campaign, pack = _twin_campaign(), load_pack(None)
-    audience = {c: Customer(c, None, None) for c in ("mixed", "careful", "swapper")}
-    _recommendations(url, audience, campaign, pack, StoreScenarioBuilder(pack))
+    audience = {c: Customer(c, None, None) for c in sorted(("mixed", "careful", "swapper"))}
+    with tempfile.TemporaryDirectory() as work:  # the run's recommendations, block by block
+        recommender = Recommender(url, campaign, pack, Path(work))
+        try:
+            recommender.fill(audience, StoreScenarioBuilder(pack))
+        finally:
+            recommender.close()
     # benign: mixed's bread order seeds butter, and only that order is declared as used
     first = audience["mixed"].items[0]
     assert (first.product_id, first.seeded_by, first.implies) == ("butter", ("mixed-o1",), ())
@@ -441,3 +447,62 @@ def test_the_in_backend_path_decides_the_demo_campaign_exactly_as_the_reference(
     assert {r[3] for r in in_backend} >= {"allow", "block"}
     assert not any("evaluation-error" in r[6] for r in in_backend)
     assert all(r[7] for r in in_backend)  # every judged row carries its feature-row hash
+
+
+def _run_logged(world: Path, tmp_path: Path, name: str, **options: Any) -> list[tuple[Any, ...]]:
+    copy = tmp_path / f"{name}.db"
+    shutil.copy(world, copy)
+    url = f"sqlite:///{copy}"
+    summary = run_campaign(demo_campaign(), db=url, now=NOW, out_dir=tmp_path / f"runs-{name}", **options)
+    assert summary.customers > 200 and summary.decisions > summary.customers
+    return _logged(url)
+
+
+def test_an_audience_decided_in_blocks_logs_exactly_what_one_block_logs(world: Path, tmp_path: Path) -> None:
+    """Blocks of 37 customers (recommended, decided, composed and logged one after the other) log the
+    same decisions, reasons, hashes and messages as the whole audience in one block."""
+    whole = _run_logged(world, tmp_path, "whole")
+    blocks = _run_logged(world, tmp_path, "blocks", block=37)
+    assert blocks == whole
+    assert {r[3] for r in whole} >= {"allow", "block"}
+
+
+def test_sampled_reasons_name_the_facts_for_a_few_and_the_rule_for_the_rest(world: Path,
+                                                                            tmp_path: Path) -> None:
+    """At scale (the in-backend path with sampled reasons, here forced on the test world, in blocks):
+    every decision is the same as the reference path's (verdict, depth, hash, message) and every fired
+    rule keeps a plain-language reason: the reference's fact-naming one for the first few decisions of
+    each rule, the rule's title for the others."""
+    from tactful.campaign import REASON_SAMPLES
+    from tactful.policy import load_pack
+    from tactful.report import rule_titles
+
+    titles = rule_titles(load_pack(None))
+    full = _run_logged(world, tmp_path, "full", reference=True)
+    sampled = _run_logged(world, tmp_path, "sampled", reference=False, sampled_reasons=True, block=150)
+    assert len(sampled) == len(full)
+    detailed = titled = 0
+    per_rule: dict[str, int] = {}
+    for got, want in zip(sampled, full, strict=True):
+        assert got[:6] == want[:6] and got[7] == want[7] and got[10] == want[10]  # verdict ... hash
+        # the message sent is the same; a withheld one says why in the reasons' words
+        message, wanted = json.loads(got[9]), json.loads(want[9])
+        if wanted["type"] == "message":
+            assert message == wanted
+        else:
+            assert (message["code"], message["rules"]) == (wanted["code"], wanted["rules"])
+        got_reasons, want_reasons = json.loads(got[6]), json.loads(want[6])
+        assert [r["rule"] for r in got_reasons] == [r["rule"] for r in want_reasons]
+        for g, w in zip(got_reasons, want_reasons, strict=True):
+            assert g["verdict"] == w["verdict"] and g["message"]
+            if g["message"] == w["message"] and g["message"] != titles.get(g["rule"]):
+                detailed += 1
+                per_rule[g["rule"]] = per_rule.get(g["rule"], 0) + 1
+            else:
+                assert g["message"] == titles[g["rule"]], g  # the rule's title, never nothing
+                titled += 1
+    assert detailed and titled  # both kinds happen on this world
+    # every rule whose reason names facts does so for some of its decisions (the report's samples)
+    naming = {r["rule"] for row in full for r in json.loads(row[6]) if r["message"] != titles.get(r["rule"])}
+    assert naming and naming <= set(per_rule), naming - set(per_rule)
+    assert REASON_SAMPLES >= 1

@@ -157,6 +157,25 @@ def test_html_email_bodies_go_out_as_html(store: Engine, tmp_path: Path) -> None
     assert parsed.get_content_type() == "text/html"
 
 
+def test_a_long_outbox_is_delivered_page_by_page_each_message_once(store: Engine, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pending messages are read a page at a time (PAGE, here 2): all five go out, each once, in
+    order, and one whose channel has no adapter stays pending without stopping the pages after it."""
+    import tactful.delivery as delivery
+
+    monkeypatch.setattr(delivery, "PAGE", 2)
+    rows = [("c1", "e1", Channel.EMAIL), ("c1", "p1", Channel.POSTAL_MAIL), ("c1", "e1", Channel.EMAIL),
+            ("c1", "e1", Channel.EMAIL), ("c1", "e1", Channel.EMAIL)]
+    run = _queue(store, rows)
+    report = deliver(store, [EmlDirectory(tmp_path / "eml")], run_id=run, retry=FAST)
+    assert report.counts == {"sent": 4, "no-adapter": 1}
+    assert len(list((tmp_path / "eml").glob("*.eml"))) == 4
+    o = tables.outbox
+    with store.connect() as conn:
+        status = dict(conn.execute(sa.select(o.c.touch_id, o.c.status)).all())
+    assert status == {"t0": "sent", "t1": "pending", "t2": "sent", "t3": "sent", "t4": "sent"}
+
+
 def test_a_channel_without_an_adapter_stays_pending(store: Engine, tmp_path: Path) -> None:
     run = _queue(store, [("c1", "p1", Channel.POSTAL_MAIL)])
     report = deliver(store, [EmlDirectory(tmp_path / "eml")], run_id=run, retry=FAST)

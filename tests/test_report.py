@@ -202,3 +202,33 @@ def test_the_report_in_a_real_browser_offline(tmp_path: Path) -> None:
             browser.close()
     assert problems == []
     assert requests == [path.as_uri()]
+
+
+def test_a_rules_samples_prefer_reasons_that_name_facts_over_the_bare_title() -> None:
+    """A large run logs the fact-naming reason for a few decisions per rule and the rule's title for
+    the others: the report's samples of a rule take the fact-naming ones even when titled ones come
+    first, and keep titled ones only while nothing better came; the counts are the same either way."""
+    import dataclasses
+
+    from tactful.model import Reason
+    from tactful.report import SAMPLES_PER_RULE, Tally
+
+    titles = rule_titles(load_pack())
+    fired = next(r for r in _rows() if r.decision.reasons and r.decision.reasons[0].message != titles.get(
+        r.decision.reasons[0].rule))
+    rule = fired.decision.reasons[0].rule
+
+    def titled(n: int) -> ReportRow:
+        bare = tuple(Reason(rule=x.rule, verdict=x.verdict, message=titles.get(x.rule, x.message))
+                     for x in fired.decision.reasons)
+        return dataclasses.replace(fired, customer_id=f"titled-{n}",
+                                   decision=fired.decision.model_copy(update={"reasons": bare}))
+
+    tally = Tally(titles)
+    for n in range(SAMPLES_PER_RULE + 2):
+        tally.add(titled(n))
+    assert [r.customer_id for r in tally.samples[rule]] == [f"titled-{n}" for n in range(SAMPLES_PER_RULE)]
+    tally.add(dataclasses.replace(fired, customer_id="named"))
+    kept = [r.customer_id for r in tally.samples[rule]]
+    assert "named" in kept and len(kept) == SAMPLES_PER_RULE
+    assert tally.rule_count[rule] == SAMPLES_PER_RULE + 3

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -45,7 +44,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 import sqlalchemy as sa
-from pyarrow import parquet
 
 from tactful.compose import Message, MessageData, Messages, Withheld, compose, preview
 from tactful.errors import CampaignError, TactfulError
@@ -54,7 +52,7 @@ from tactful.policy import Pack
 from tactful.policy.compile import RULE_SEPARATOR
 from tactful.policy.evaluate import EVALUATION_ERROR
 from tactful.safeload import CAMPAIGN_LIMITS, DocumentError, load_document, load_yaml
-from tactful.store import tables
+from tactful.store import audit, outbox, tables
 from tactful.vocab import Channel, Depth, TouchKind, Verdict
 
 if TYPE_CHECKING:
@@ -249,9 +247,11 @@ class Customer:
     contacts: dict[str, str] = field(default_factory=dict)  # contact kind -> best contact point id
 
 
-def _audience(conn: sa.Connection, campaign: Campaign) -> dict[str, Customer]:
+def _audience(conn: sa.Connection, campaign: Campaign) -> list[str]:
+    """The ids of the customers the campaign's audience filter selects, sorted by code point (the
+    order the run's blocks follow; ``limit`` keeps the first customers by the store's id order)."""
     c, o = tables.customers, tables.orders
-    query = sa.select(c.c.id, c.c.first_name, c.c.last_name)
+    query = sa.select(c.c.id)
     if campaign.min_orders:
         counts = (sa.select(o.c.customer_id, sa.func.count().label("n")).group_by(o.c.customer_id)
                   .subquery())
@@ -263,101 +263,148 @@ def _audience(conn: sa.Connection, campaign: Campaign) -> dict[str, Customer]:
     query = query.order_by(c.c.id)
     if campaign.limit is not None:
         query = query.limit(campaign.limit)
-    return {r.id: Customer(r.id, r.first_name, r.last_name) for r in conn.execute(query)}
+    return sorted(str(r[0]) for r in conn.execute(query))
 
 
-def _contacts(conn: sa.Connection, audience: dict[str, Customer]) -> None:
-    """Each customer's best contact point per kind, ranked as real time ranks it (docs/realtime.md):
-    not bounced first, then the most recently verified, then the smallest id."""
-    cp = tables.contact_points
-    rows = conn.execute(sa.select(cp.c.id, cp.c.customer_id, cp.c.kind, cp.c.verified_at, cp.c.bounced))
+#: ids per ``IN (...)`` list of the per-block store reads (below every backend's parameter limit)
+_IN_CHUNK = 900
+
+
+def _chunks(ids: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _customers(conn: sa.Connection, ids: Sequence[str]) -> dict[str, Customer]:
+    """One block of the audience: each customer's names and best contact point per kind, ranked as
+    real time ranks them (docs/realtime.md): not bounced first, then the most recently verified, then
+    the smallest id."""
+    c, cp = tables.customers, tables.contact_points
+    block: dict[str, Customer] = {}
     best: dict[tuple[str, str], tuple[Any, ...]] = {}
-    for r in rows:
-        if r.customer_id not in audience:
-            continue
-        verified = r.verified_at
-        stamp = verified.replace(tzinfo=verified.tzinfo or UTC).timestamp() if verified else 0.0
-        rank = (bool(r.bounced), verified is None, -stamp, r.id)
-        key = (r.customer_id, r.kind)
-        if key not in best or rank < best[key]:
-            best[key] = rank
+    for part in _chunks(ids):
+        for who in conn.execute(sa.select(c.c.id, c.c.first_name, c.c.last_name).where(c.c.id.in_(part))):
+            block[who.id] = Customer(who.id, who.first_name, who.last_name)
+        for r in conn.execute(sa.select(cp.c.id, cp.c.customer_id, cp.c.kind, cp.c.verified_at,
+                                        cp.c.bounced).where(cp.c.customer_id.in_(part))):
+            verified = r.verified_at
+            stamp = verified.replace(tzinfo=verified.tzinfo or UTC).timestamp() if verified else 0.0
+            rank = (bool(r.bounced), verified is None, -stamp, r.id)
+            key = (r.customer_id, r.kind)
+            if key not in best or rank < best[key]:
+                best[key] = rank
     for (cid, kind), rank in best.items():
-        audience[cid].contacts[kind] = rank[3]
+        if cid in block:
+            block[cid].contacts[kind] = rank[3]
+    return {i: block[i] for i in ids if i in block}  # in the block's order
 
 
-def _recommendations(url: str | None, audience: dict[str, Customer], campaign: Campaign, pack: Pack,
-                     builder: StoreScenarioBuilder) -> list[str]:
-    """Fill each customer's candidates (:class:`Item`: with the data categories each product implies and
-    the orders that voted for it) and recent purchases, in Ibis on DuckDB; returns the shop's popular
-    products. Sensitive purchases (under ``pack``'s settings) vote for nothing and sensitive products
-    are never popular (:mod:`tactful.recommend`). The store's orders, lines and products are read into
-    DuckDB once; every step after that runs on the copy."""
-    import ibis
+#: DuckDB's memory for the recommendations (their tables live in a DuckDB file in the run's private
+#: work directory; what does not fit spills there)
+RECOMMEND_MEMORY = "4GB"
 
-    from tactful import recommend as rec
-    from tactful.batch.store import attach_store, connect
 
-    con = connect()
-    cached: list[Any] = []
+class Recommender:
+    """The recommendations of a run (:mod:`tactful.recommend`, Ibis on DuckDB): the store's baskets
+    and products copied once into a DuckDB file in the run's private work directory (sorted by
+    customer), the shop-wide parts computed once (neighbours, popularity, sensitive products), and each
+    block of the audience recommended from its own customers' baskets (:meth:`fill`), so that a
+    million-customer store is never recommended in one query (nor held in memory). Sensitive purchases
+    (under ``pack``'s settings) vote for nothing and sensitive products are never popular. Close it
+    (:meth:`close`) to release the file."""
 
-    def keep(expr: Any) -> Any:  # computed once into DuckDB's memory, released before disconnecting
-        table = expr.cache()
-        cached.append(table)
-        return table
+    def __init__(self, url: str | None, campaign: Campaign, pack: Pack, workdir: Path) -> None:
+        import ibis
 
-    try:
-        store = attach_store(con, url)
-        basket = keep(rec.baskets(store.table("orders"), store.table("order_lines")))
-        stored = store.table("products")
-        products = keep(stored.select(product_id=stored.id, name=stored.name,
-                                      department=stored.department, category=stored.category,
-                                      subcategory=stored.subcategory, implies=stored.implies.cast("string")))
-        exclude = keep(rec.sensitive_products(products.rename(id="product_id"), pack.settings.is_sensitive))
-        settings = rec.Settings(k=max(campaign.recommendations, 1))
-        seed = keep(rec.seeds(basket, settings, exclude=exclude))
-        nb = keep(rec.neighbours(basket, settings))
-        cands = rec.recommend(basket, settings, spare=campaign.spare, exclude=exclude, nb=nb, seed=seed)
-        cands = cands.left_join(rec.voters(seed, nb), ["customer_id", "product_id"]).select(
-            "customer_id", "product_id", "rank", "orders")
-        cands = cands.join(products, "product_id")
-        labels: dict[str, tuple[str, ...] | None] = {}
+        from tactful import recommend as rec
+        from tactful.batch.store import CATALOG, attach_store, connect
 
-        def item(r: Mapping[str, Any]) -> Item | None:
-            pid = str(r["product_id"])
-            if pid not in labels:
-                try:  # what the engine will see for a shown product: the stored label and the mapping's
-                    labels[pid] = builder.product_implies(_ProductRow(**{k: r[k] for k in _PRODUCT_COLUMNS}))
-                except TactfulError:
-                    labels[pid] = None  # a product whose label cannot be read is never shown (fail closed)
-            implies = labels[pid]
-            if implies is None:
-                return None
-            orders = tuple(sorted(set(r.get("orders") or ())))
-            return Item(pid, r["name"] or pid, r["category"], implies, orders)
+        self.campaign = campaign
+        self.settings = rec.Settings(k=max(campaign.recommendations, 1))
+        self.labels: dict[str, tuple[str, ...] | None] = {}  # product -> implies (None: never shown)
+        home = workdir / "recommend"
+        home.mkdir(mode=0o700)
+        self.con = con = connect(workdir=home, memory_limit=RECOMMEND_MEMORY)
+        try:
+            # only what is ordered needs its order (the window functions use less memory without)
+            con.raw_sql("SET preserve_insertion_order = false")
+            store = attach_store(con, url)
+            self.basket = con.create_table("basket", rec.baskets(
+                store.table("orders"), store.table("order_lines")).order_by("customer_id"))
+            stored = store.table("products")
+            self.products = con.create_table("products", stored.select(
+                product_id=stored.id, name=stored.name, department=stored.department,
+                category=stored.category, subcategory=stored.subcategory,
+                implies=stored.implies.cast("string")))
+            con.raw_sql(f"DETACH {CATALOG}")  # everything below reads the copy
+            self.exclude = con.create_table("exclude", rec.sensitive_products(
+                self.products.rename(id="product_id"), pack.settings.is_sensitive))
+            self.nb = con.create_table("neighbours", rec.neighbours(self.basket, self.settings))
+            self.pop = con.create_table("popularity", rec.popularity(self.basket))
+            top = self.pop.anti_join(self.exclude, "product_id").join(self.products, "product_id")
+            self.popular: list[dict[str, Any]] = top.order_by([ibis.desc("customers"), "product_id"]).limit(
+                campaign.recommendations + campaign.spare).to_pyarrow().to_pylist()
+            #: the five most popular products' names (the segment template)
+            self.popular_names = [r["name"] for r in self.popular[:5] if r["name"]]
+        except BaseException:
+            con.disconnect()
+            raise
 
-        for r in cands.order_by(["customer_id", "rank"]).to_pyarrow().to_pylist():
-            cust = audience.get(r["customer_id"])
-            if cust is not None and (it := item(r)) is not None:
-                cust.items.append(it)
-        # the recent purchases a "because you bought" message may name: the most recent seeds, never
-        # a sensitive purchase
-        recent = seed.filter(seed.h < 3).join(products, "product_id")
-        for r in recent.order_by(["customer_id", "h"]).select("customer_id", "name").to_pyarrow().to_pylist():
-            cust = audience.get(r["customer_id"])
-            if cust is not None and r["name"]:
-                cust.history.append(r["name"])
-        pop = rec.popularity(basket).anti_join(exclude, "product_id").join(products, "product_id")
-        top = pop.order_by([ibis.desc("customers"), "product_id"]).limit(
-            campaign.recommendations + campaign.spare).to_pyarrow().to_pylist()
-        shop_wide = [it for it in (item(r) for r in top) if it is not None]
-        for cust in audience.values():  # no purchase history: the shop's most popular products
+    def close(self) -> None:
+        self.con.disconnect()
+
+    def item(self, r: Mapping[str, Any], builder: StoreScenarioBuilder) -> Item | None:
+        """A candidate row as an :class:`Item`, None for a product whose label cannot be read (never
+        shown: fail closed)."""
+        pid = str(r["product_id"])
+        if pid not in self.labels:
+            try:  # what the engine will see for a shown product: the stored label and the mapping's
+                self.labels[pid] = builder.product_implies(_ProductRow(**{k: r[k] for k in _PRODUCT_COLUMNS}))
+            except TactfulError:
+                self.labels[pid] = None
+        implies = self.labels[pid]
+        if implies is None:
+            return None
+        orders = tuple(sorted(set(r.get("orders") or ())))
+        return Item(pid, r["name"] or pid, r["category"], implies, orders)
+
+    def fill(self, block: Mapping[str, Customer], builder: StoreScenarioBuilder) -> None:
+        """Each customer of ``block`` (ids sorted by code point, as DuckDB compares text) gets its
+        candidates, each with the data categories its product implies and the orders that voted for
+        it, and its recent purchases; one with no purchase history the shop's most popular products."""
+        from tactful import recommend as rec
+
+        if not block:
+            return
+        ids = list(block)
+        b = self.basket.filter((self.basket.customer_id >= ids[0]) & (self.basket.customer_id <= ids[-1]))
+        seed = self.con.create_table("seed", rec.seeds(b, self.settings, exclude=self.exclude),
+                                     temp=True, overwrite=True)
+        try:
+            cands = self.con.create_table("cands", rec.recommend(
+                b, self.settings, spare=self.campaign.spare, exclude=self.exclude, nb=self.nb, seed=seed,
+                pop=self.pop), temp=True, overwrite=True)
+            cands = cands.left_join(rec.voters(seed, self.nb, cands), ["customer_id", "product_id"]).select(
+                "customer_id", "product_id", "rank", "orders")
+            cands = cands.join(self.products, "product_id").order_by(["customer_id", "rank"])
+            for r in cands.to_pyarrow().to_pylist():
+                cust = block.get(r["customer_id"])
+                if cust is not None and (it := self.item(r, builder)) is not None:
+                    cust.items.append(it)
+            # the recent purchases a "because you bought" message may name: the most recent seeds,
+            # never a sensitive purchase
+            recent = seed.filter(seed.h < 3).join(self.products, "product_id").order_by(["customer_id", "h"])
+            for r in recent.select("customer_id", "name").to_pyarrow().to_pylist():
+                cust = block.get(r["customer_id"])
+                if cust is not None and r["name"]:
+                    cust.history.append(r["name"])
+        finally:
+            for name in ("seed", "cands"):
+                self.con.drop_table(name, force=True)
+        shop_wide = [it for it in (self.item(r, builder) for r in self.popular) if it is not None]
+        for cust in block.values():
             if not cust.items:
                 cust.items.extend(shop_wide)
-        return [r["name"] for r in top[:5] if r["name"]]
-    finally:
-        for table in cached:
-            table.release()
-        con.disconnect()
 
 
 _PRODUCT_COLUMNS = ("product_id", "name", "department", "category", "subcategory", "implies")
@@ -436,10 +483,11 @@ def _decision(row: Mapping[str, Any], pack: Pack, explained: Sequence[Reason] | 
 
 
 def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db: str | None,
-            backend: str, now: datetime, workdir: Path,
+            backend: str, now: datetime,
             progress: Callable[[int], None] | None, builder: RunScenarioBuilder,
-            reference: bool = False, split: dict[str, float] | None = None) -> list[Judged]:
-    """Decide the proposals with the batch evaluator (a candidates table in ``workdir``): on a backend
+            reference: bool = False, split: dict[str, float] | None = None,
+            samples: int | None = None) -> list[Judged]:
+    """Decide the proposals with the batch evaluator (an Arrow candidates table): on a backend
     that builds the feature frame (DuckDB), inside it from the store read in place, the touches'
     reasons then filled in Python only for the rows where a rule fired; otherwise, or with
     ``reference``, the Python-built frame (``tactful batch decide --reference``). ``split`` receives
@@ -462,16 +510,10 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
             "shows_items": ";".join(i[0] for i in p.items) or None,
             "depth": campaign.proposed_depth.value, "named": "true",
         })
-    fd, name = tempfile.mkstemp(suffix=".parquet", dir=workdir)
-    os.close(fd)
-    path = Path(name)
-    try:
-        parquet.write_table(pa.Table.from_pylist(rows), path)
-        result = decide_candidates(path, pack, db=db, backend=backend, now=now, progress=progress,
-                                   builder=builder, explain=True,
-                                   reference=reference or not BACKENDS[backend].builds_features)
-    finally:
-        path.unlink(missing_ok=True)
+    result = decide_candidates(pa.Table.from_pylist(rows), pack, db=db, backend=backend, now=now,
+                               progress=progress, builder=builder, explain=samples or True,
+                               reference=reference or not BACKENDS[backend].builds_features,
+                               source=f"{campaign.source}: {proposals[0].channel.value} proposals")
     if split is not None:
         for name, sec in result.seconds.items():
             split[name] = split.get(name, 0.0) + sec
@@ -553,239 +595,306 @@ def _private_tempdir() -> Iterator[Path]:
         yield Path(name)
 
 
+#: customers decided, composed and logged together: the run's memory depends on this, not on the
+#: audience's size (docs/campaign-format.md, "Large audiences")
+BLOCK = 50_000
+#: from this audience size on, a run decides with the feature frame built inside the backend and keeps
+#: the fact-naming reasons for a sample of each rule's decisions (the others: the rule's title)
+LARGE_AUDIENCE = 50_000
+#: with sampled reasons: the decisions per rule and batch call whose reasons name the facts
+REASON_SAMPLES = 5
+
+
+class _Clock:
+    """Wall and CPU seconds per step, summed over the blocks of a run."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
+
+
+@dataclass
+class _Block:
+    """What deciding one block of the audience gave."""
+
+    outcomes: dict[str, Outcome]
+    swaps: int
+
+
+def _decide_block(block: dict[str, Customer], campaign: Campaign, pack: Pack, popular: Sequence[str], *,
+                  db: str | None, backend: str, now: datetime, builder: RunScenarioBuilder,
+                  reference: bool, samples: int | None, clock: _Clock, split: dict[str, float]) -> _Block:
+    """Decide and compose one block of customers, channel by channel in the campaign's order of
+    preference (a customer whose touch on one channel sends nothing is proposed on the next), with
+    the swap of revealing products (module doc)."""
+    outcomes = {cid: Outcome(c) for cid, c in block.items()}
+    pending_ids = list(block)
+    swaps = 0
+    k = campaign.recommendations
+    for channel in campaign.channels:
+        if not pending_ids:
+            break
+        with clock("candidates"):
+            props = [Proposal(cid, channel, tuple(block[cid].items[:k]),
+                              block[cid].contacts.get(CONTACT_KIND[channel])) for cid in pending_ids]
+        with clock("features and policy"):
+            judged = _decide(props, campaign, pack, db=db, backend=backend, now=now,
+                             progress=None, builder=builder, reference=reference, split=split,
+                             samples=samples)
+            # a touch not allowed as proposed that shows revealing products: swap them and try again
+            retry: list[Proposal] = []
+            for j in judged:
+                if j.decision.verdict is Verdict.ALLOW or not any(i[3] for i in j.proposal.items):
+                    continue
+                items = block[j.proposal.customer_id].items
+                clean = [i for i in items if not i[3]][:k]
+                if clean and len(clean) == min(k, len(items)):
+                    swapped = sum(1 for i in j.proposal.items if i[3])
+                    retry.append(Proposal(j.proposal.customer_id, channel, tuple(clean),
+                                          j.proposal.contact_point_id, swapped))
+            if retry:
+                again = {j.proposal.customer_id: j for j in _decide(
+                    retry, campaign, pack, db=db, backend=backend, now=now,
+                    progress=None, builder=builder, reference=reference, split=split, samples=samples)}
+                judged = [again[j.proposal.customer_id]
+                          if j.proposal.customer_id in again
+                          and _better(j.decision, again[j.proposal.customer_id].decision) else j
+                          for j in judged]
+        with clock("compose"):
+            still: list[str] = []
+            for j in judged:
+                cust = block[j.proposal.customer_id]
+                data = _message_data(campaign, cust, j.proposal.items, popular)
+                sender = campaign.messages.shop
+                composed = compose(campaign.messages.templates, j.decision, data, channel=channel,
+                                   proposed_depth=campaign.proposed_depth, sender=sender,
+                                   neutral_sender=campaign.messages.neutral_sender,
+                                   sender_reveals=bool(campaign.sender_implies))
+                out = outcomes[cust.id]
+                if out.proposed is None:
+                    out.proposed = preview(campaign.messages.templates,
+                                           _message_data(campaign, cust, cust.items, popular),
+                                           channel=channel, depth=campaign.proposed_depth, named=True,
+                                           sender=sender)
+                out.tried.append((j, composed))
+                if isinstance(composed, Message):
+                    swaps += j.proposal.swapped
+                else:
+                    still.append(cust.id)
+            pending_ids = still
+    return _Block(outcomes, swaps)
+
+
+def _log_batches(outcomes: Mapping[str, Outcome], campaign: Campaign, run_id: str, period: str,
+                 log_batch: int) -> list[list[outbox.Decided]]:
+    """A block's decisions (and messages to queue) in batches that never split a customer's."""
+    batches: list[list[outbox.Decided]] = [[]]
+    for out in outcomes.values():
+        if len(batches[-1]) >= log_batch:
+            batches.append([])
+        for n, (j, composed) in enumerate(out.tried):
+            logged = audit.LoggedDecision(
+                customer_id=out.customer.id, touch_id=j.proposal.touch_id,
+                channel=j.proposal.channel.value,
+                decision=j.decision, input_hash=j.input_hash or "",
+                proposed_depth=campaign.proposed_depth.value,
+                withheld=composed.reason if isinstance(composed, Withheld) else None,
+                proposed=out.proposed if n == 0 else None, message=composed)
+            entry = None
+            if isinstance(composed, Message):
+                entry = outbox.OutboxEntry(
+                    campaign=campaign.name, customer_id=out.customer.id, touch_id=MESSAGE_TOUCH,
+                    touch_kind=campaign.kind.value, purpose=campaign.purpose, period=period,
+                    run_id=run_id, contact_point_id=j.proposal.contact_point_id, message=composed)
+            batches[-1].append(outbox.Decided(logged, entry))
+    return [b for b in batches if b]
+
+
 def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "duckdb",
                  dry_run: bool = False, now: datetime | None = None, out_dir: Path | None = None,
                  resume: str | None = None, deliver: bool = True,
                  step: StepCallback = _no_progress, log_batch: int = BATCH,
-                 reference: bool = True) -> RunSummary:
-    """Run ``campaign`` on the store at ``db`` (see the module docstring). ``reference`` (the default)
-    decides with the batch evaluator's reference path (the feature frame built in Python, per
-    customer, the policy compiled in the backend); ``reference=False`` builds the feature frame inside
-    the backend (DuckDB) instead. Both give the same decisions (tests/test_campaign_run.py); at the
-    demo's size the reference path is about twice as fast (its query needs no planning: 31 s against
-    66 s for the whole demo run on a quiet machine, docs/performance.md)."""
+                 reference: bool | None = True, block: int = BLOCK,
+                 sampled_reasons: bool | None = None) -> RunSummary:
+    """Run ``campaign`` on the store at ``db`` (see the module docstring), the audience in blocks of
+    ``block`` customers: each block is decided, composed, logged and queued before the next is read,
+    so memory does not grow with the audience.
+
+    ``reference=True`` (the default) decides with the batch evaluator's reference path (the feature
+    frame built in Python, per customer, the policy compiled in the backend); ``reference=False``
+    builds the feature frame inside the backend (DuckDB) instead; ``None`` picks the in-backend path
+    from :data:`LARGE_AUDIENCE` customers on. Both give the same decisions (tests/test_campaign_run.py);
+    at the demo's size the reference path is about twice as fast (docs/performance.md).
+
+    ``sampled_reasons``: on the in-backend path, the reasons that name the customer's facts are
+    derived (in Python, from the store) for the first :data:`REASON_SAMPLES` decisions of each rule
+    in each batch call only, the others logging each fired rule's title; ``None`` samples from
+    :data:`LARGE_AUDIENCE` customers on. The reference path always logs the fact-naming reasons."""
     from tactful import report as rpt
-    from tactful.batch.backends import check_backend
+    from tactful.batch.backends import BACKENDS, check_backend
     from tactful.batch.run import RunScenarioBuilder
     from tactful.delivery import Adapter, EmlDirectory, PrintShopCsv, SmsCsv
     from tactful.delivery import deliver as deliver_outbox
     from tactful.policy import load_pack
     from tactful.sample.personas import PERSONAS
-    from tactful.store import audit, outbox
     from tactful.store.db import open_store
 
+    if block < 1:
+        raise CampaignError(f"block: expected a positive number of customers, got {block}")
     when = (now or datetime.now(UTC)).astimezone(UTC)
     personas = {p.customer_id: p.title for p in PERSONAS}
     pack = load_pack(campaign.policy)
     check_backend(backend, db=db)
     period = campaign.period_key(when)
-    seconds: dict[str, float] = {}
-    cpu: dict[str, float] = {}  # the process's CPU time per step (every DuckDB thread included)
-    t0, c0 = time.perf_counter(), time.process_time()
+    clock = _Clock()
+    for name in ("audience", "recommendations", "candidates", "features and policy", "compose",
+                 "decision log and outbox", "delivery", "report"):
+        clock.seconds[name] = clock.cpu[name] = 0.0
     engine = open_store(db)
     try:
-        with engine.connect() as conn:
-            audience = _audience(conn, campaign)
-            _contacts(conn, audience)
-        seconds["audience"] = time.perf_counter() - t0
-        cpu["audience"] = time.process_time() - c0
-        t0, c0 = time.perf_counter(), time.process_time()
-        popular: list[str] = []
-        builder = RunScenarioBuilder(pack)  # each customer's orders are read once, not once per channel
-        if campaign.recommendations:
-            tick = step("recommending", None)
-            popular = _recommendations(db, audience, campaign, pack, builder)
-            tick(1)
-            with engine.connect() as conn:  # the orders the touches will name, for everyone at once
-                builder.prefetch_orders(conn, {o for c in audience.values() for i in c.items
-                                               for o in i.seeded_by})
-        seconds["recommendations"] = time.perf_counter() - t0
-        cpu["recommendations"] = time.process_time() - c0
-
-        # decisions, channel by channel in the campaign's order of preference; each step's time is
-        # summed over the channels (benchmarks/bench_campaign.py prints them)
-        for key in ("candidates", "features and policy", "compose"):
-            seconds[key] = cpu[key] = 0.0
-        split: dict[str, float] = {}  # the batch evaluator's steps within "features and policy"
-        outcomes = {cid: Outcome(c) for cid, c in audience.items()}
-        pending_ids = list(audience)
-        swaps = 0
-        k = campaign.recommendations
-        with _private_tempdir() as work:
-            for channel in campaign.channels:
-                if not pending_ids:
-                    break
-                t0, c0 = time.perf_counter(), time.process_time()
-                props = [Proposal(cid, channel, tuple(audience[cid].items[:k]),
-                                  audience[cid].contacts.get(CONTACT_KIND[channel])) for cid in pending_ids]
-                seconds["candidates"] += time.perf_counter() - t0
-                cpu["candidates"] += time.process_time() - c0
-                t0, c0 = time.perf_counter(), time.process_time()
-                judged = _decide(props, campaign, pack, db=db, backend=backend, now=when, workdir=work,
-                                 progress=step(f"deciding {channel.value}", len(props)), builder=builder,
-                                 reference=reference, split=split)
-                # a touch not allowed as proposed that shows revealing products: swap them and try again
-                retry: list[Proposal] = []
-                for j in judged:
-                    if j.decision.verdict is Verdict.ALLOW or not any(i[3] for i in j.proposal.items):
-                        continue
-                    items = audience[j.proposal.customer_id].items
-                    clean = [i for i in items if not i[3]][:k]
-                    if clean and len(clean) == min(k, len(items)):
-                        swapped = sum(1 for i in j.proposal.items if i[3])
-                        retry.append(Proposal(j.proposal.customer_id, channel, tuple(clean),
-                                              j.proposal.contact_point_id, swapped))
-                if retry:
-                    again = {j.proposal.customer_id: j for j in _decide(
-                        retry, campaign, pack, db=db, backend=backend, now=when, workdir=work,
-                        progress=step(f"deciding {channel.value} (swapped products)", len(retry)),
-                        builder=builder, reference=reference, split=split)}
-                    judged = [again[j.proposal.customer_id]
-                              if j.proposal.customer_id in again
-                              and _better(j.decision, again[j.proposal.customer_id].decision) else j
-                              for j in judged]
-                seconds["features and policy"] += time.perf_counter() - t0
-                cpu["features and policy"] += time.process_time() - c0
-                t0, c0 = time.perf_counter(), time.process_time()
-                still: list[str] = []
-                for j in judged:
-                    cust = audience[j.proposal.customer_id]
-                    data = _message_data(campaign, cust, j.proposal.items, popular)
-                    sender = campaign.messages.shop
-                    composed = compose(campaign.messages.templates, j.decision, data, channel=channel,
-                                       proposed_depth=campaign.proposed_depth, sender=sender,
-                                       neutral_sender=campaign.messages.neutral_sender,
-                                       sender_reveals=bool(campaign.sender_implies))
-                    out = outcomes[cust.id]
-                    if out.proposed is None:
-                        out.proposed = preview(campaign.messages.templates,
-                                               _message_data(campaign, cust, cust.items, popular),
-                                               channel=channel, depth=campaign.proposed_depth, named=True,
-                                               sender=sender)
-                    out.tried.append((j, composed))
-                    if isinstance(composed, Message):
-                        swaps += j.proposal.swapped
-                    else:
-                        still.append(cust.id)
-                pending_ids = still
-                seconds["compose"] += time.perf_counter() - t0
-                cpu["compose"] += time.process_time() - c0
-
-        seconds.update({f"features and policy: {name}": sec for name, sec in split.items()})
-
-        # the decision log and the outbox, in batches that never split a customer's decisions
-        t0, c0 = time.perf_counter(), time.process_time()
-        # DuckDB read the SQLite store above with its own copy of SQLite; closing its file handles
-        # dropped this process's POSIX locks on the store, including the lock that tells other
-        # processes a connection is open (SQLite's "multiple copies of SQLite" hazard). A process opening
-        # the store now would rebuild the WAL index under our writes ("database disk image is
-        # malformed", found by the kill test). Fresh connections take their locks again.
-        engine.dispose()
-        run_id = resume or outbox.new_run_id(campaign.name, when)
-        batches: list[list[outbox.Decided]] = [[]]
-        for out in outcomes.values():
-            if len(batches[-1]) >= log_batch:
-                batches.append([])
-            for n, (j, composed) in enumerate(out.tried):
-                logged = audit.LoggedDecision(
-                    customer_id=out.customer.id, touch_id=j.proposal.touch_id,
-                    channel=j.proposal.channel.value,
-                    decision=j.decision, input_hash=j.input_hash or "",
-                    proposed_depth=campaign.proposed_depth.value,
-                    withheld=composed.reason if isinstance(composed, Withheld) else None,
-                    proposed=out.proposed if n == 0 else None, message=composed)
-                entry = None
-                if isinstance(composed, Message):
-                    entry = outbox.OutboxEntry(
-                        campaign=campaign.name, customer_id=out.customer.id, touch_id=MESSAGE_TOUCH,
-                        touch_kind=campaign.kind.value, purpose=campaign.purpose, period=period,
-                        run_id=run_id,
-                        contact_point_id=j.proposal.contact_point_id, message=composed)
-                batches[-1].append(outbox.Decided(logged, entry))
-        logged_n = queued = 0
+        with clock("audience"), engine.connect() as conn:
+            ids = _audience(conn, campaign)
+        large = len(ids) >= LARGE_AUDIENCE
+        if reference is None:
+            reference = not large
+        reference = reference or not BACKENDS[backend].builds_features
+        samples = REASON_SAMPLES if not reference and (large if sampled_reasons is None
+                                                        else sampled_reasons) else None
         titles = rpt.rule_titles(pack)
-        if not dry_run:
-            with engine.begin() as conn:
-                run_id = outbox.start_run(conn, campaign=campaign.name, period=period,
-                                          policy_name=pack.name, policy_version=pack.version,
-                                          campaign_hash=campaign.digest or None, run_id=run_id, at=when,
-                                          rules=titles)
-        try:
+        run_id = resume or outbox.new_run_id(campaign.name, when)
+        split: dict[str, float] = {}  # the batch evaluator's steps within "features and policy"
+        tally = rpt.Tally(titles)
+        by_verdict: dict[str, int] = defaultdict(int)
+        by_channel: dict[str, int] = defaultdict(int)
+        swaps = logged_n = queued = decisions_n = 0
+        popular: list[str] = []
+        delivery: dict[str, int] = {}
+        base = out_dir or Path("campaign-runs")
+        run_dir = base / run_id
+        with _private_tempdir() as work, ExitStack() as closing:
+            recs: Recommender | None = None
+            with clock("recommendations"):
+                if campaign.recommendations and ids:
+                    tick = step("recommending", None)
+                    engine.dispose()  # no connection of ours open while DuckDB reads the store (below)
+                    recs = Recommender(db, campaign, pack, work)
+                    closing.callback(recs.close)  # before the work directory goes
+                    popular = recs.popular_names
+                    tick(1)
+                    # DuckDB read the SQLite store above with its own copy of SQLite; closing its file
+                    # handles dropped this process's POSIX locks on the store, including the lock that
+                    # tells other processes a connection is open (SQLite's "multiple copies of SQLite"
+                    # hazard). A process opening the store now would rebuild the WAL index under our
+                    # writes ("database disk image is malformed", found by the kill test). Fresh
+                    # connections take their locks again: the pool is emptied after every DuckDB read.
+                    engine.dispose()
             if not dry_run:
-                tick = step("logging decisions", sum(len(b) for b in batches))
-                for chunk in batches:
-                    with engine.begin() as conn:
-                        n, q = outbox.record(conn, run_id, chunk)
-                    logged_n += n
-                    queued += q
-                    tick(len(chunk))
-            seconds["decision log and outbox"] = time.perf_counter() - t0
-            cpu["decision log and outbox"] = time.process_time() - c0
+                with engine.begin() as conn:
+                    run_id = outbox.start_run(conn, campaign=campaign.name, period=period,
+                                              policy_name=pack.name, policy_version=pack.version,
+                                              campaign_hash=campaign.digest or None, run_id=run_id,
+                                              at=when, rules=titles)
+            try:
+                decided = step("deciding", len(ids))
+                logging = None if dry_run else step("logging decisions", len(ids))
+                for start in range(0, len(ids), block):
+                    part = ids[start:start + block]
+                    builder = RunScenarioBuilder(pack)  # a block's reads; dropped with the block
+                    with clock("audience"), engine.connect() as conn:
+                        customers = _customers(conn, part)
+                    with clock("recommendations"):
+                        if recs is not None:
+                            recs.fill(customers, builder)
+                        if recs is not None and (reference or samples is None):
+                            # the orders the touches will name, for the whole block at once, for the
+                            # scenarios built in Python (not needed when only a sample of the
+                            # in-backend decisions has its scenario built for its reasons)
+                            with engine.connect() as conn:
+                                builder.prefetch_orders(conn, {o for c in customers.values()
+                                                               for i in c.items for o in i.seeded_by})
+                    engine.dispose()
+                    done = _decide_block(customers, campaign, pack, popular, db=db, backend=backend,
+                                         now=when, builder=builder, reference=reference,
+                                         samples=samples, clock=clock, split=split)
+                    engine.dispose()  # DuckDB read the store: fresh connections (see above)
+                    decided(len(part))
+                    swaps += done.swaps
+                    with clock("decision log and outbox"):
+                        for chunk in ([] if dry_run else
+                                      _log_batches(done.outcomes, campaign, run_id, period, log_batch)):
+                            with engine.begin() as conn:
+                                n, q = outbox.record(conn, run_id, chunk)
+                            logged_n += n
+                            queued += q
+                        if logging is not None:
+                            logging(len(part))
+                    with clock("report"):
+                        for out in done.outcomes.values():
+                            decisions_n += len(out.tried)
+                            final = out.final
+                            if final is None:
+                                continue
+                            j, composed = final
+                            by_verdict[j.decision.verdict.value] += 1
+                            if isinstance(composed, Message):
+                                by_channel[composed.channel.value] += 1
+                            if dry_run:
+                                tally.add(rpt.ReportRow(
+                                    customer_id=out.customer.id, channel=j.proposal.channel.value,
+                                    proposed_depth=campaign.proposed_depth, decision=j.decision,
+                                    proposed=out.proposed or composed, final=composed,
+                                    persona=personas.get(out.customer.id)))
+                clock.seconds.update({f"features and policy: {name}": sec for name, sec in split.items()})
 
-            # delivery: the pending messages of this campaign and period, whichever run queued them (a
-            # killed run's queued messages go out with the rerun)
-            t0, c0 = time.perf_counter(), time.process_time()
-            base = out_dir or Path("campaign-runs")
-            run_dir = base / run_id
-            delivery: dict[str, int] = {}
-            if not dry_run and deliver:
-                adapters: list[Adapter] = [PrintShopCsv(run_dir), SmsCsv(run_dir), EmlDirectory(
-                    run_dir / "email", from_address=campaign.from_address)]
-                deliver_outbox(engine, adapters, campaign=campaign.name, period=period)
-                delivery = {**outbox.counts(engine, run_id)}
-            seconds["delivery"] = time.perf_counter() - t0
-            cpu["delivery"] = time.process_time() - c0
-            t0, c0 = time.perf_counter(), time.process_time()
-            by_verdict: dict[str, int] = defaultdict(int)
-            by_channel: dict[str, int] = defaultdict(int)
-            rows = []
-            for out in outcomes.values():
-                final = out.final
-                if final is None:
-                    continue
-                j, composed = final
-                by_verdict[j.decision.verdict.value] += 1
-                if isinstance(composed, Message):
-                    by_channel[composed.channel.value] += 1
-                if dry_run:
-                    rows.append(rpt.ReportRow(
-                        customer_id=out.customer.id, channel=j.proposal.channel.value,
-                        proposed_depth=campaign.proposed_depth, decision=j.decision,
-                        proposed=out.proposed or composed, final=composed,
-                        persona=personas.get(out.customer.id)))
-            decisions_n = sum(len(o.tried) for o in outcomes.values())
-            totals = {"customers": len(audience), "decisions": decisions_n, "queued": queued,
-                      "logged": logged_n, "swaps": swaps, "by_verdict": dict(by_verdict),
-                      "by_channel": dict(by_channel), "delivery": delivery}
-            run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if dry_run:
-                info = rpt.RunInfo(run_id=run_id, campaign=campaign.name, period=period,
-                                   policy_name=pack.name, policy_version=pack.version, started_at=when,
-                                   dry_run=True, swaps=swaps, delivery=delivery)
-                html = rpt.build(info, rows, titles)
-            else:
-                # the report is built from the store alone, as `tactful campaign report RUN --html`
-                # rebuilds it later: the page shows what was logged (a resumed run: both parts)
-                with engine.begin() as conn:
-                    outbox.set_summary(conn, run_id, totals)
-                html = rpt.build(*rpt.from_store(engine, run_id))
-            report_path = rpt.write(run_dir / "report.html", html, numbered=True)
-            seconds["report"] = time.perf_counter() - t0
-            cpu["report"] = time.process_time() - c0
-            if not dry_run:
-                with engine.begin() as conn:
-                    outbox.finish_run(conn, run_id, summary={
-                        **totals, "report": str(report_path),
-                        "seconds": {k2: round(v, 2) for k2, v in seconds.items()}})
-        except BaseException:
-            if not dry_run:  # the run says it stopped; what it logged stays and can be resumed
-                with engine.begin() as conn:
-                    outbox.finish_run(conn, run_id, status=outbox.RUN_FAILED)
-            raise
-        return RunSummary(run_id=run_id, period=period, dry_run=dry_run, customers=len(audience),
+                # delivery: the pending messages of this campaign and period, whichever run queued them
+                # (a killed run's queued messages go out with the rerun)
+                with clock("delivery"):
+                    if not dry_run and deliver:
+                        adapters: list[Adapter] = [PrintShopCsv(run_dir), SmsCsv(run_dir), EmlDirectory(
+                            run_dir / "email", from_address=campaign.from_address)]
+                        deliver_outbox(engine, adapters, campaign=campaign.name, period=period)
+                        delivery = {**outbox.counts(engine, run_id)}
+                with clock("report"):
+                    totals = {"customers": len(ids), "decisions": decisions_n, "queued": queued,
+                              "logged": logged_n, "swaps": swaps, "by_verdict": dict(by_verdict),
+                              "by_channel": dict(by_channel), "delivery": delivery}
+                    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    if dry_run:
+                        info = rpt.RunInfo(run_id=run_id, campaign=campaign.name, period=period,
+                                           policy_name=pack.name, policy_version=pack.version,
+                                           started_at=when, dry_run=True, swaps=swaps, delivery=delivery)
+                        html = rpt.build(info, tally, titles)
+                    else:
+                        # the report is built from the store alone, as `tactful campaign report RUN
+                        # --html` rebuilds it later: the page shows what was logged (a resumed run:
+                        # both parts)
+                        with engine.begin() as conn:
+                            outbox.set_summary(conn, run_id, totals)
+                        html = rpt.build(*rpt.from_store(engine, run_id))
+                    report_path = rpt.write(run_dir / "report.html", html, numbered=True)
+                if not dry_run:
+                    with engine.begin() as conn:
+                        outbox.finish_run(conn, run_id, summary={
+                            **totals, "report": str(report_path),
+                            "seconds": {k2: round(v, 2) for k2, v in clock.seconds.items()}})
+            except BaseException:
+                if not dry_run:  # the run says it stopped; what it logged stays and can be resumed
+                    with engine.begin() as conn:
+                        outbox.finish_run(conn, run_id, status=outbox.RUN_FAILED)
+                raise
+        return RunSummary(run_id=run_id, period=period, dry_run=dry_run, customers=len(ids),
                           decisions=decisions_n, queued=queued, swaps=swaps, by_verdict=dict(by_verdict),
                           by_channel=dict(by_channel), delivery=delivery, report=report_path,
-                          out_dir=run_dir, seconds=seconds, cpu=cpu)
+                          out_dir=run_dir, seconds=clock.seconds, cpu=clock.cpu)
     finally:
         engine.dispose()
 

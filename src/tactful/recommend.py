@@ -110,10 +110,14 @@ def seeds(basket: Any, settings: Settings = Settings(), *, exclude: Any | None =
     return ranked.filter(ranked.h < settings.history).select("customer_id", "product_id", "order_id", "h")
 
 
-def voters(seed: Any, nb: Any) -> Any:
-    """(customer_id, product_id, orders): for every product a customer's seeds vote for, the orders
-    (ids, a list) of the seeds that voted: what a touch showing that product uses."""
-    votes = seed.join(nb, "product_id").select("customer_id", "order_id", product_id=_.neighbour).distinct()
+def voters(seed: Any, nb: Any, candidates: Any | None = None) -> Any:
+    """(customer_id, product_id, orders): for every product a customer's seeds vote for (only the
+    ``candidates``' (customer_id, product_id) when given), the orders (ids, a list) of the seeds that
+    voted: what a touch showing that product uses."""
+    votes = seed.join(nb, "product_id").select("customer_id", "order_id", product_id=_.neighbour)
+    if candidates is not None:
+        votes = votes.semi_join(candidates.select("customer_id", "product_id"), ["customer_id", "product_id"])
+    votes = votes.distinct()
     return votes.group_by(["customer_id", "product_id"]).aggregate(orders=_.order_id.collect())
 
 
@@ -146,22 +150,33 @@ def neighbours(basket: Any, settings: Settings = Settings()) -> Any:
 
 def recommend(basket: Any, settings: Settings = Settings(), *, spare: int = 0,
               use_co_occurrence: bool = True, exclude: Any | None = None, nb: Any | None = None,
-              seed: Any | None = None) -> Any:
+              seed: Any | None = None, pop: Any | None = None) -> Any:
     """(customer_id, product_id, rank, score, source): ``settings.k + spare`` candidates per customer who
     has a basket, best first (rank 0 first). ``spare`` extra candidates let a campaign replace one the
     policy refuses by the next acceptable one. ``use_co_occurrence=False`` gives popularity alone.
     ``exclude`` (product_id): sensitive products; orders holding one seed nothing, and they are left
     out of the popularity fallback. ``nb`` and ``seed``: :func:`neighbours` and :func:`seeds` already
-    computed (and cached) by the caller for the same basket, settings and ``exclude``."""
+    computed (and cached) by the caller for the same basket, settings and ``exclude``. ``pop``:
+    :func:`popularity` of the whole shop when ``basket`` holds only some customers' baskets (a campaign
+    recommends block by block of its audience: the customers' parts read their own baskets, the
+    shop-wide parts the whole shop's)."""
     want = settings.k + spare
     bought = basket.select("customer_id", "product_id").distinct()
-    pop = popularity(basket)
+    pop = pop if pop is not None else popularity(basket)
     if exclude is not None:
         pop = pop.anti_join(exclude, "product_id")
     pool = pop.order_by([ibis.desc("customers"), "product_id"]).limit(settings.popular_pool + want)
     pool = pool.mutate(pop_rank=ibis.row_number().over(order_by=[ibis.desc("customers"), "product_id"]))
-    customers = bought.select("customer_id").distinct()
-    fallback = customers.cross_join(pool.select("product_id", "pop_rank")).anti_join(
+    # a customer needs at most the first ``want`` popular products not bought: those lie within the
+    # first want + (pool products the customer bought); the pool is not crossed with everyone whole
+    # (a million customers by 200 products), the same candidates come out
+    owned = bought.join(pool.select("product_id"), "product_id").group_by("customer_id").aggregate(
+        owned=_.count())
+    customers = bought.select("customer_id").distinct().left_join(owned, "customer_id").select(
+        "customer_id", reach=want + _.owned.fill_null(0))
+    # (a filter on a cross join: DuckDB plans it as an inequality join)
+    reach = customers.cross_join(pool.select("product_id", "pop_rank")).filter(_.pop_rank <= _.reach)
+    fallback = reach.select("customer_id", "product_id", "pop_rank").anti_join(
         bought, ["customer_id", "product_id"])
     fallback = fallback.select("customer_id", "product_id", priority=ibis.literal(1),
                                score=(-fallback.pop_rank).cast("float64"), source=ibis.literal(POPULAR))

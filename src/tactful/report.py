@@ -176,37 +176,77 @@ def _text(item: Message | Withheld) -> dict[str, Any]:
     return {"sent": False, "what": "nothing sent", "subject": "", "body": body, "depth": "", "named": False}
 
 
-def build(info: RunInfo, rows: Sequence[ReportRow], titles: Mapping[str, str] | None = None) -> str:
-    """The report page for one run, as HTML text."""
-    titles = titles or {}
-    verdicts: Counter[Verdict] = Counter(r.decision.verdict for r in rows)
-    by_channel: dict[str, Counter[Verdict]] = defaultdict(Counter)
-    proposed_depth: Counter[Depth] = Counter()
-    sent_depth: Counter[Depth] = Counter()
-    not_sent = 0
-    rule_count: Counter[str] = Counter()
-    rule_verdict: dict[str, Verdict] = {}
-    samples: dict[str, list[ReportRow]] = defaultdict(list)
-    for row in rows:
-        by_channel[row.channel][row.decision.verdict] += 1
-        proposed_depth[row.proposed_depth] += 1
+class Tally:
+    """What the report page shows of a run, gathered one customer at a time (:meth:`add`): the counts
+    by verdict, channel, depth and rule, the first :data:`SAMPLES_PER_RULE` customers of each rule
+    and the seed personas. Its size does not grow with the run's: a million-customer run's page is
+    built from it as a 300-customer one's is."""
+
+    def __init__(self, titles: Mapping[str, str] | None = None) -> None:
+        #: the rules' titles: a sample whose reason for a rule is only its title (a large run logs the
+        #: fact-naming reasons for a few decisions per rule) gives way to one whose reason names facts
+        self.titles = titles or {}
+        self.total = 0
+        self.verdicts: Counter[Verdict] = Counter()
+        self.by_channel: dict[str, Counter[Verdict]] = defaultdict(Counter)
+        self.proposed_depth: Counter[Depth] = Counter()
+        self.sent_depth: Counter[Depth] = Counter()
+        self.not_sent = 0
+        self.rule_count: Counter[str] = Counter()
+        self.rule_verdict: dict[str, Verdict] = {}
+        self.samples: dict[str, list[ReportRow]] = defaultdict(list)
+        self.personas: list[ReportRow] = []
+
+    def add(self, row: ReportRow) -> None:
+        """Count one customer's final decision (and keep it as a sample while its rules need one)."""
+        self.total += 1
+        self.verdicts[row.decision.verdict] += 1
+        self.by_channel[row.channel][row.decision.verdict] += 1
+        self.proposed_depth[row.proposed_depth] += 1
         if isinstance(row.final, Message):
-            sent_depth[row.final.depth] += 1
+            self.sent_depth[row.final.depth] += 1
         else:
-            not_sent += 1
+            self.not_sent += 1
         for rule in dict.fromkeys(r.rule for r in row.decision.reasons):
-            rule_count[rule] += 1
+            self.rule_count[rule] += 1
             verdict = next(r.verdict for r in row.decision.reasons if r.rule == rule)
-            if rule not in rule_verdict or verdict.rank > rule_verdict[rule].rank:
-                rule_verdict[rule] = verdict
-            if len(samples[rule]) < SAMPLES_PER_RULE:
-                samples[rule].append(row)
+            if rule not in self.rule_verdict or verdict.rank > self.rule_verdict[rule].rank:
+                self.rule_verdict[rule] = verdict
+            kept = self.samples[rule]
+            if len(kept) < SAMPLES_PER_RULE:
+                kept.append(row)
+            elif not self._titled(row, rule):
+                plain = next((i for i, old in enumerate(kept) if self._titled(old, rule)), None)
+                if plain is not None:
+                    kept[plain] = row
+        if row.persona:
+            self.personas.append(row)
+
+
+    def _titled(self, row: ReportRow, rule: str) -> bool:
+        """Whether ``row``'s reason for ``rule`` is only the rule's title."""
+        title = self.titles.get(rule)
+        return title is not None and any(r.rule == rule and r.message == title for r in row.decision.reasons)
+
+
+def build(info: RunInfo, rows: Sequence[ReportRow] | Tally, titles: Mapping[str, str] | None = None) -> str:
+    """The report page for one run, as HTML text, from its rows or their :class:`Tally`."""
+    titles = titles or {}
+    if isinstance(rows, Tally):
+        tally = rows
+    else:
+        tally = Tally(titles)
+        for row in rows:
+            tally.add(row)
+    verdicts, by_channel, rule_count = tally.verdicts, tally.by_channel, tally.rule_count
+    proposed_depth, sent_depth, not_sent = tally.proposed_depth, tally.sent_depth, tally.not_sent
+    rule_verdict, samples = tally.rule_verdict, tally.samples
     ordered_rules = sorted(rule_count, key=lambda r: (-rule_count[r], r))
     rule_rows = [(titles.get(r, r), rule_count[r], rule_verdict[r]) for r in ordered_rules]
     charts = {
         "verdicts": chart_verdicts(verdicts),
         "channels": chart_channels(by_channel) if by_channel else "",
-        "depths": chart_depths(proposed_depth, sent_depth, not_sent) if rows else "",
+        "depths": chart_depths(proposed_depth, sent_depth, not_sent) if tally.total else "",
         "rules": chart_rules(rule_rows) if rule_rows else "",
     }
     rules_view = []
@@ -224,8 +264,8 @@ def build(info: RunInfo, rows: Sequence[ReportRow], titles: Mapping[str, str] | 
     personas = [{"title": r.persona, "customer": r.customer_id, "channel": r.channel.replace("_", " "),
                  "verdict": r.decision.verdict, "verdict_words": VERDICT_WORDS[r.decision.verdict],
                  "final": _text(r.final), "reasons": [x.message for x in r.decision.reasons]}
-                for r in rows if r.persona]
-    total = len(rows)
+                for r in tally.personas]
+    total = tally.total
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     template = env.from_string(
@@ -260,10 +300,12 @@ def write(path: str | Path, html: str, *, numbered: bool = False) -> Path:
 # --------------------------------------------------------------------------- the report from the store
 
 
-def from_store(engine: Any, run_id: str) -> tuple[RunInfo, list[ReportRow], dict[str, str]]:
+def from_store(engine: Any, run_id: str) -> tuple[RunInfo, Tally, dict[str, str]]:
     """What :func:`build` needs for a logged run, read from the store alone (schema 0004): the run, its
     decisions in log order (per customer the last channel tried is the final one, the message proposed
-    on the first), the outbox by status, the pack's rule titles kept with the run.
+    on the first; a customer's decisions are logged together, in one transaction), counted into a
+    :class:`Tally` as they stream (a million-customer run is never held in memory), the outbox by
+    status, the pack's rule titles kept with the run.
 
     Raises NotFoundError for an unknown run, CampaignError for a run logged before schema 0004 (its
     messages were not kept) and StoreError for a logged row that cannot be read back."""
@@ -275,18 +317,10 @@ def from_store(engine: Any, run_id: str) -> tuple[RunInfo, list[ReportRow], dict
     from tactful.store import audit, outbox, tables
 
     r, d = tables.campaign_runs, tables.decisions
-    with engine.connect() as conn:
-        run = conn.execute(sa.select(r).where(r.c.id == run_id)).first()
-        if run is None:
-            raise NotFoundError(f"no campaign run {run_id!r} in the store",
-                                hint="tactful campaign list shows the runs")
-        logged = conn.execute(sa.select(d).where(d.c.run_id == run_id).order_by(d.c.seq)).all()
     personas = {p.customer_id: p.title for p in PERSONAS}
-    per_customer: dict[str, list[Any]] = {}
-    for row in logged:
-        per_customer.setdefault(row.customer_id, []).append(row)
-    rows: list[ReportRow] = []
-    for customer_id, tried in per_customer.items():
+    tally = Tally()  # given the rules' titles once the run is read
+
+    def add(customer_id: str, tried: list[Any]) -> None:
         last = tried[-1]
         try:
             final = audit.composed_from_record(last.message)
@@ -303,13 +337,32 @@ def from_store(engine: Any, run_id: str) -> tuple[RunInfo, list[ReportRow], dict
             raise CampaignError(f"run {run_id} was logged before the store kept messages (schema 0004): "
                               "its report cannot be rebuilt from the store",
                               hint="the report written when it ran is in its run directory")
-        rows.append(ReportRow(customer_id=customer_id, channel=last.channel,
-                              proposed_depth=Depth(last.proposed_depth or Depth.NONE.value),
-                              decision=decision, proposed=proposed or final, final=final,
-                              persona=personas.get(customer_id)))
+        tally.add(ReportRow(customer_id=customer_id, channel=last.channel,
+                            proposed_depth=Depth(last.proposed_depth or Depth.NONE.value),
+                            decision=decision, proposed=proposed or final, final=final,
+                            persona=personas.get(customer_id)))
+
+    with engine.connect() as conn:
+        run = conn.execute(sa.select(r).where(r.c.id == run_id)).first()
+        if run is None:
+            raise NotFoundError(f"no campaign run {run_id!r} in the store",
+                                hint="tactful campaign list shows the runs")
+        if isinstance(run.rules, Mapping):
+            tally.titles = {str(k): str(v) for k, v in run.rules.items()}
+        current: str | None = None
+        tried: list[Any] = []
+        for row in conn.execution_options(yield_per=5000).execute(
+                sa.select(d).where(d.c.run_id == run_id).order_by(d.c.seq)):
+            if row.customer_id != current and tried:
+                add(str(current), tried)
+                tried = []
+            current = row.customer_id
+            tried.append(row)
+        if tried:
+            add(str(current), tried)
     summary = run.summary if isinstance(run.summary, Mapping) else {}
     info = RunInfo(run_id=run.id, campaign=run.campaign, period=run.period, policy_name=run.policy_name,
                    policy_version=run.policy_version, started_at=run.started_at, dry_run=bool(run.dry_run),
                    swaps=int(summary.get("swaps") or 0), delivery=outbox.counts(engine, run_id))
     titles = run.rules if isinstance(run.rules, Mapping) else {}
-    return info, rows, {str(k): str(v) for k, v in titles.items()}
+    return info, tally, {str(k): str(v) for k, v in titles.items()}

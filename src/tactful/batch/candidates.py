@@ -70,13 +70,19 @@ def read_table(path: Path) -> pa.Table:
             table = parquet.read_table(path)
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise BatchError(f"{path}: cannot read the candidates ({exc})") from None
+    return check_columns(table, str(path))
+
+
+def check_columns(table: pa.Table, source: str) -> pa.Table:
+    """``table`` if its columns are candidates columns with the required ones present, else a
+    :class:`BatchError` naming ``source`` (a file, or the caller that made the table)."""
     unknown = [c for c in table.column_names if c not in COLUMNS]
     if unknown:
-        raise BatchError(f"{path}: unknown column(s) {', '.join(map(repr, unknown))}",
+        raise BatchError(f"{source}: unknown column(s) {', '.join(map(repr, unknown))}",
                          hint=f"expected columns among {', '.join(COLUMNS)} (docs/batch.md)")
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
-        raise BatchError(f"{path}: missing column(s) {', '.join(missing)}",
+        raise BatchError(f"{source}: missing column(s) {', '.join(missing)}",
                          hint=f"every candidate needs {', '.join(REQUIRED)}")
     return table
 

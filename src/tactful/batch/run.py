@@ -42,7 +42,7 @@ import pyarrow as pa
 from sqlalchemy import Connection
 
 from tactful.batch.backends import BACKENDS, check_backend, open_backend
-from tactful.batch.candidates import Candidate, candidates, read_table
+from tactful.batch.candidates import Candidate, candidates, check_columns, read_table
 from tactful.batch.frame import frame_from_values
 from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row, feature_frame
 from tactful.batch.store import AttachedStore
@@ -220,13 +220,15 @@ def resolve_now(cand: Candidate, now: datetime | None, started: datetime) -> dat
     return now or (cand.touch.now if cand.touch is not None else None) or started
 
 
-def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend: str = "duckdb",
+def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = None, backend: str = "duckdb",
                       now: datetime | None = None, threads: int | None = None,
                       progress: Callable[[int], None] | None = None,
                       builder: StoreScenarioBuilder | None = None,
-                      reference: bool | None = None, explain: bool = False,
-                      memory_limit: str | None = None) -> RunResult:
-    """Decide every candidate of the file at ``path`` (see the module doc).
+                      reference: bool | None = None, explain: bool | int = False,
+                      source: str | None = None, memory_limit: str | None = None) -> RunResult:
+    """Decide every candidate of the file at ``path``, or of an Arrow table of the same columns (a
+    caller that made the candidates itself hands them over without a file; ``source`` names them in
+    errors), see the module doc.
 
     ``reference`` builds the feature frame in Python (the reference path); by default it is used when
     the backend cannot build the frame itself (:data:`tactful.batch.backends.BACKENDS`) or a
@@ -235,7 +237,9 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
     With ``explain``, the result also carries each decision's reasons in plain words
     (:func:`tactful.policy.evaluate.explain_fired` on the Python features of the row: the reference
     path keeps those it derived; the in-backend path derives them, with ``builder`` when given, for
-    the rows where a rule fired, since the messages name facts the frame does not carry).
+    the rows where a rule fired, since the messages name facts the frame does not carry). An integer
+    ``explain`` N derives them on the in-backend path for the first N rows of each fired rule only:
+    the other rows' reasons are None (the caller names those rules by their titles).
 
     ``threads`` and ``memory_limit`` (e.g. ``"3GB"``) bound DuckDB; the in-backend path works in a
     database file of a private temporary directory and spills there past the limit."""
@@ -248,14 +252,17 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
                          hint="use --reference (the frame is then built in Python), or --backend duckdb")
     started = time.perf_counter()
     t0 = datetime.now(UTC)
-    table = read_table(path)
-    rows = list(candidates(table, str(path)))
+    if isinstance(path, pa.Table):
+        table, name = check_columns(path, source or "<candidates>"), source or "<candidates>"
+    else:
+        table, name = read_table(path), str(path)
+    rows = list(candidates(table, name))
     failed: dict[int, str] = {c.row: c.error or "invalid candidate" for c in rows if c.touch is None}
     good = [c for c in rows if c.touch is not None]
     seconds: dict[str, float] = {}
-    kept: dict[int, Features] | None = {} if explain else None  # row -> its Python features
+    kept: dict[int, Features] | None = {} if explain is not False else None  # row -> its features
     if reference:
-        result, failed_more, scenario_hashes = _reference(path, good, pack, compiled, db, backend, now,
+        result, failed_more, scenario_hashes = _reference(name, good, pack, compiled, db, backend, now,
                                                           t0, threads, progress, builder, kept)
         failed.update(failed_more)
         seconds["read, features (Python) and policy"] = time.perf_counter() - started
@@ -273,23 +280,36 @@ def decide_candidates(path: Path, pack: Pack, *, db: str | None = None, backend:
     reasons = None
     if kept is not None:
         started = time.perf_counter()
-        reasons = _explain(path, rows, decisions, pack, kept, db, now, t0, builder)
+        samples = None if explain is True else int(explain)
+        reasons = _explain(rows, decisions, pack, kept, db, now, t0, builder, samples)
         seconds["reasons"] = time.perf_counter() - started
     return RunResult(decisions, backend, seconds, hashes, "reference" if reference else "backend",
                      reasons)
 
 
-def _explain(path: Path, rows: Sequence[Candidate], decisions: pa.Table, pack: Pack,
+def _explain(rows: Sequence[Candidate], decisions: pa.Table, pack: Pack,
              kept: dict[int, Features], db: str | None, now: datetime | None, t0: datetime,
-             builder: StoreScenarioBuilder | None) -> list[tuple[Reason, ...] | None]:
+             builder: StoreScenarioBuilder | None, samples: int | None = None,
+             ) -> list[tuple[Reason, ...] | None]:
     """Each decision's reasons in plain words (None for a row that could not be judged). A row whose
-    features ``kept`` lacks (the in-backend path) and where a rule fired has them derived here."""
+    features ``kept`` lacks (the in-backend path) and where a rule fired has them derived here; with
+    ``samples``, only the first ``samples`` such rows of each fired rule (the others: None)."""
 
     fired_col = decisions.column("fired_rules").to_pylist()
     failed_col = decisions.column("failed_rules").to_pylist()
     errors = decisions.column("error").to_pylist()
     need = [c for c, f, e in zip(rows, fired_col, errors, strict=True)
             if e is None and f and c.row not in kept and c.touch is not None]
+    if samples is not None and need:
+        fired_of = {c.row: f for c, f in zip(rows, fired_col, strict=True)}
+        seen: Counter[str] = Counter()
+        chosen = []
+        for cand in need:
+            rules = [r for r in fired_of[cand.row].split(RULE_SEPARATOR) if r]
+            if any(seen[r] < samples for r in rules):
+                chosen.append(cand)
+                seen.update(rules)
+        need = chosen
     if need:
         for cand, _, derived in _derived(need, pack, db, now, t0, builder):
             if not isinstance(derived, Exception):  # else the decision stands; its reasons fall
@@ -441,8 +461,8 @@ def _derived(cands: Sequence[Candidate], pack: Pack, db: str | None, now: dateti
         engine.dispose()
 
 
-def _reference(path: Path, good: Sequence[Candidate], pack: Pack, compiled: CompiledPack, db: str | None,
-               backend: str, now: datetime | None, t0: datetime, threads: int | None,
+def _reference(path: str | Path, good: Sequence[Candidate], pack: Pack, compiled: CompiledPack,
+               db: str | None, backend: str, now: datetime | None, t0: datetime, threads: int | None,
                progress: Callable[[int], None] | None, builder: StoreScenarioBuilder | None,
                kept: dict[int, Features] | None = None,
                ) -> tuple[pa.Table | None, dict[int, str], dict[int, str]]:

@@ -55,11 +55,18 @@ def register(app: typer.Typer) -> None:
             "--log-batch", min=1, max=100_000,
             help="Decisions logged (with their messages) per transaction; a customer's decisions are "
                  "never split. A killed run keeps every batch it committed.")] = 500,
-        in_backend: Annotated[bool, typer.Option(
-            "--in-backend",
-            help="Build the feature frame inside the backend (DuckDB) from the store read in place, "
-                 "instead of in Python per customer. Same decisions; slower at the demo's size (the "
-                 "query takes ~20 s to plan), meant for very large audiences.")] = False,
+        in_backend: Annotated[bool | None, typer.Option(
+            "--in-backend/--reference",
+            help="--in-backend builds the feature frame inside the backend (DuckDB) from the store "
+                 "read in place; --reference builds it in Python per customer. Same decisions. "
+                 "Default: the Python frame below 50,000 customers (faster at the demo's size), the "
+                 "in-backend frame from 50,000 on (then only a sample of each rule's decisions gets "
+                 "reasons naming the customer's facts; the others the rule's title).",
+            show_default=False)] = None,
+        block: Annotated[int, typer.Option(
+            "--block-size", min=1, max=10_000_000,
+            help="Customers decided, composed and logged together; the run's memory grows with "
+                 "this, not with the audience.")] = 50_000,
     ) -> None:
         """Run the campaign FILE over its audience: recommended candidates with their implied
         categories, one decision per customer and channel (the batch evaluator), messages at the
@@ -84,7 +91,9 @@ def register(app: typer.Typer) -> None:
 
             summary = run_campaign(campaign, db=db, backend=backend, dry_run=dry_run, now=when,
                                    out_dir=out, resume=resume, step=step, log_batch=log_batch,
-                                   deliver=deliver, reference=not in_backend)
+                                   deliver=deliver,
+                                   reference=None if in_backend is None else not in_backend,
+                                   block=block)
         out_console = console()
         if not quiet:
             title = f"campaign {campaign.name}, run {summary.run_id}, period {summary.period}"

@@ -57,6 +57,10 @@ class DeliveryReport:
         return sum(self.counts.values())
 
 
+#: pending messages read from the outbox at a time
+PAGE = 5_000
+
+
 def _adapter_for(adapters: Sequence[Adapter], channel: str) -> Adapter | None:
     for adapter in adapters:
         if any(c.value == channel for c in adapter.channels):
@@ -77,15 +81,22 @@ def deliver(engine: Engine, adapters: Sequence[Adapter], *, run_id: str | None =
         raise DeliveryError("no delivery adapter was given", hint="give files (--out DIR) or SMTP")
     policy = retry or RetryPolicy()
     report = DeliveryReport()
-    messages = outbox.pending(engine, run_id=run_id, campaign=campaign, period=period)
+    total = outbox.count_pending(engine, run_id=run_id, campaign=campaign, period=period)
     progress = Progress(TextColumn("delivering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         disable=not show_progress, transient=True)
     try:
         with progress:
-            task = progress.add_task("deliver", total=len(messages))
-            for message in messages:
-                _deliver_one(engine, adapters, message, policy, report)
-                progress.advance(task)
+            task = progress.add_task("deliver", total=total)
+            last: int | None = None
+            while True:  # page by page, oldest first: a million queued messages are never all in memory
+                messages = outbox.pending(engine, run_id=run_id, campaign=campaign, period=period,
+                                          after=last, limit=PAGE)
+                for message in messages:
+                    _deliver_one(engine, adapters, message, policy, report)
+                    progress.advance(task)
+                if len(messages) < PAGE:
+                    break
+                last = messages[-1].id
     finally:
         for adapter in adapters:
             adapter.close()

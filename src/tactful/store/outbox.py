@@ -182,8 +182,10 @@ class Pending:
 
 
 def pending(engine: Engine, *, run_id: str | None = None, limit: int | None = None,
-            campaign: str | None = None, period: str | None = None) -> list[Pending]:
-    """Pending messages (of one run, of one campaign and period, or all), oldest first."""
+            campaign: str | None = None, period: str | None = None,
+            after: int | None = None) -> list[Pending]:
+    """Pending messages (of one run, of one campaign and period, or all), oldest first; with ``after``,
+    only those queued after the outbox row of that id (a page of a long outbox)."""
     o, cp, c = tables.outbox, tables.contact_points, tables.customers
     query = (sa.select(o.c.id, o.c.idempotency_key, o.c.campaign, o.c.run_id, o.c.customer_id, o.c.channel,
                        o.c.message_kind, o.c.contact_point_id, cp.c.value, cp.c.bounced, c.c.first_name,
@@ -196,6 +198,8 @@ def pending(engine: Engine, *, run_id: str | None = None, limit: int | None = No
         query = query.where(o.c.campaign == campaign)
     if period is not None:
         query = query.where(o.c.period == period)
+    if after is not None:
+        query = query.where(o.c.id > after)
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -245,6 +249,18 @@ def mark_failed(conn: Connection, outbox_id: int, *, adapter: str, attempts: int
     """Delivery gave up after its retries; the message stays in the outbox as ``failed``."""
     conn.execute(tables.outbox.update().where(tables.outbox.c.id == outbox_id).values(
         status=FAILED, adapter=adapter, attempts=attempts, last_error=error))
+
+
+def count_pending(engine: Engine, *, run_id: str | None = None, campaign: str | None = None,
+                  period: str | None = None) -> int:
+    """How many messages :func:`pending` would give with the same filters (no ``limit``)."""
+    o = tables.outbox
+    query = sa.select(sa.func.count()).select_from(o).where(o.c.status == PENDING)
+    for column, value in (("run_id", run_id), ("campaign", campaign), ("period", period)):
+        if value is not None:
+            query = query.where(o.c[column] == value)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def counts(engine: Engine, run_id: str) -> dict[str, int]:
