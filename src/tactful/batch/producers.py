@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ibis
@@ -393,6 +393,9 @@ class ScopedStore:
 
     tables: Mapping[str, Any]
     con: Any
+    #: what is computed once per run from tables every block shares (the products' implied
+    #: categories), shared by the stores scoped from this one
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def table(self, name: str) -> Any:
         return self.tables[name]
@@ -424,7 +427,8 @@ def scoped_store(store: Any, candidates: Any, *, materialize: bool = True,
     lines = lines.semi_join(orders, lines.order_id == orders.l_order).select("order_id", "product_id")
     tables["order_lines"] = into_table(con, lines) if materialize and with_lines else lines
     tables["products"] = store.table("products")
-    return ScopedStore(tables, con)
+    memo = store.memo if isinstance(store, ScopedStore) else {}
+    return ScopedStore(tables, con, memo)
 
 
 def feature_frame(candidates: Any, store: Any, settings: Settings, *, mapping: Any = None,

@@ -194,14 +194,22 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     f = store.table("facts")
     o = store.table("orders")
     lines = store.table("order_lines")
-    pkeys, pbad = product_keys(store, mapping)
-
     from tactful.batch.store import materialize as into_table
 
     def m(t: Any) -> Any:  # each store table is read once; the families then share tables
         return into_table(store.con, t) if materialize else t
 
-    pkeys, pbad = m(pkeys), m(pbad)  # one row per product (and key): small
+    # the products' implied categories: computed once per run (the blocks of a run share the memo of
+    # the store they are scoped from), for this very mapping
+    memo: dict[str, Any] | None = getattr(store, "memo", None)
+    known = memo.get("product_keys") if memo is not None else None
+    if known is not None and known[0] is mapping and known[1] == materialize:
+        pkeys, pbad = known[2], known[3]
+    else:
+        pkeys, pbad = product_keys(store, mapping)
+        pkeys, pbad = m(pkeys), m(pbad)  # one row per product (and key): small
+        if memo is not None:
+            memo["product_keys"] = (mapping, materialize, pkeys, pbad)
     keyed = pkeys.select(k_product="product_id").distinct()
     pinfo = pbad.left_join(keyed, pbad.product_id == keyed.k_product).select(
         i_product=pbad.product_id, i_bad=pbad.bad, i_keyed=keyed.k_product.notnull())
