@@ -110,3 +110,56 @@ def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
         locked.chmod(0o755)
     assert info.value.message == f"cannot create {path}: Permission denied"
     assert not path.exists()
+
+
+# --------------------------------------------------------------------------- private work directories
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_runs_work_directory_is_swept_by_the_next_run(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's work directory names its host and pid; the next run removes those of runs that no
+    longer live on this host, and leaves alone the living, other hosts', unmarked ones and links."""
+    import socket
+    import tempfile
+
+    from tactful.files import OWNER_FILE, private_workdir, sweep_stale_workdirs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    host = socket.gethostname()
+
+    def workdir(name: str, owner: str | None) -> Path:
+        d = tmp_path / name
+        d.mkdir(mode=0o700)
+        (d / "customers.parquet").write_text("personal data")
+        if owner is not None:
+            (d / OWNER_FILE).write_text(owner)
+        return d
+
+    killed = workdir("tactful-x-killed", f"{host}\n{_dead_pid()}\n")
+    living = workdir("tactful-x-living", f"{host}\n{os.getpid()}\n")
+    elsewhere = workdir("tactful-x-elsewhere", f"not-{host}\n{_dead_pid()}\n")
+    unmarked = workdir("tactful-x-unmarked", None)
+    garbled = workdir("tactful-x-garbled", "nonsense")
+    other_prefix = workdir("tactful-y-killed", f"{host}\n{_dead_pid()}\n")
+    target = workdir("elsewhere-dir", f"{host}\n{_dead_pid()}\n")
+    (tmp_path / "tactful-x-link").symlink_to(target)
+
+    assert sweep_stale_workdirs("tactful-x-") == [killed]
+    assert not killed.exists()
+    for kept in (living, elsewhere, unmarked, garbled, other_prefix, target):
+        assert (kept / "customers.parquet").exists(), kept
+
+    with private_workdir("tactful-x-") as work:
+        assert work.parent == tmp_path and stat.S_IMODE(work.stat().st_mode) == 0o700
+        assert (work / OWNER_FILE).read_text().split() == [host, str(os.getpid())]
+        assert sweep_stale_workdirs("tactful-x-") == []  # the running one is kept
+    assert not work.exists()

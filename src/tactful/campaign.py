@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -591,8 +590,10 @@ def _message_data(campaign: Campaign, cust: Customer, items: Sequence[Item],
 
 @contextmanager
 def _private_tempdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="tactful-campaign-") as name:  # created 0700
-        yield Path(name)
+    from tactful.files import private_workdir
+
+    with private_workdir("tactful-campaign-") as path:  # created 0700; a killed run's is swept
+        yield path
 
 
 #: customers decided, composed and logged together: the run's memory depends on this, not on the

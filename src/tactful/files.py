@@ -10,6 +10,11 @@ never touched.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tactful.errors import TactfulError
@@ -33,3 +38,53 @@ def open_new_private_file(path: str | Path, error: type[TactfulError], *, exists
         raise error(exists, hint=exists_hint) from None
     except OSError as exc:
         raise error(f"cannot create {path}: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------- private work directories
+
+#: The file in a run's work directory that names the run (host and pid).
+OWNER_FILE = "tactful-run"
+
+
+@contextmanager
+def private_workdir(prefix: str) -> Iterator[Path]:
+    """A private temporary directory (0700) for one run's working files (they describe customers),
+    removed when the run ends. It records the run's host and pid, so that a later run removes the
+    directories of runs that were killed (``kill -9`` skips the removal): :func:`sweep_stale_workdirs`
+    runs first."""
+    sweep_stale_workdirs(prefix)
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        path = Path(name)
+        (path / OWNER_FILE).write_text(f"{socket.gethostname()}\n{os.getpid()}\n", encoding="utf-8")
+        yield path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_stale_workdirs(prefix: str) -> list[Path]:
+    """Remove the work directories ``prefix*`` of the temporary directory that a run of this host left
+    behind when it was killed: owned by this user, holding the owner file of :func:`private_workdir`,
+    and naming a pid that no longer runs. Anything else (another user's, another host's, a directory
+    without the file, a link) is left alone. Returns what was removed."""
+    removed: list[Path] = []
+    host = socket.gethostname()
+    for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
+                continue
+            owner_host, pid = (path / OWNER_FILE).read_text(encoding="utf-8").split()[:2]
+            if owner_host != host or _alive(int(pid)):
+                continue
+        except (OSError, ValueError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed

@@ -420,14 +420,14 @@ def decide_frame(frame: Any, compiled: CompiledPack, *, hashed: bool = True) -> 
 
 def _in_backend(typed: pa.Table, pack: Pack, compiled: CompiledPack, db: str | None,
                 threads: int | None, seconds: dict[str, float], memory_limit: str | None = None) -> pa.Table:
-    import tempfile
-
     from tactful.batch.store import attach_store, connect
+    from tactful.files import private_workdir
 
     # DuckDB works in a database file of a private directory (owner-only: it holds the customers'
-    # rows), so that what the frame materializes can leave memory; removed with the directory
-    with tempfile.TemporaryDirectory(prefix="tactful-batch-") as work:
-        con = connect(threads=threads, memory_limit=memory_limit, workdir=Path(work))
+    # rows), so that what the frame materializes can leave memory; removed with the directory (and,
+    # when a run was killed, by the next run)
+    with private_workdir("tactful-batch-") as work:
+        con = connect(threads=threads, memory_limit=memory_limit, workdir=work)
         try:
             store = attach_store(con, db)
             con.con.register("tactful_candidates", typed)
