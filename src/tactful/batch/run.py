@@ -349,8 +349,7 @@ BLOCK_CUSTOMERS = 200_000
 def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
                  compiled: CompiledPack | None = None,
                  seconds: dict[str, float] | None = None, *,
-                 block_customers: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> pa.Table:
+                 block_customers: int | None = None) -> pa.Table:
     """Decide the typed candidates ``typed`` (an Ibis table on the DuckDB connection ``con``) against
     the attached ``store``, all inside DuckDB: the feature frame (:func:`build_frame`), then the
     compiled policy and the input hashes over it. Returns ``row``, ``customer_id``, ``input_hash``,
@@ -359,8 +358,7 @@ def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
     Arrow)."""
     compiled = compiled or compile_pack(pack)
     seconds = seconds if seconds is not None else {}
-    frame = build_frame(con, store, typed, pack.settings, seconds, block_customers=block_customers,
-                        progress=progress)
+    frame = build_frame(con, store, typed, pack.settings, seconds, block_customers=block_customers)
     t0 = time.perf_counter()
     # a customer missing from the store has NULL features (so it blocks); say why, as the reference
     # path does
@@ -372,13 +370,12 @@ def decide_typed(con: Any, store: AttachedStore, typed: Any, pack: Pack,
 
 
 def build_frame(con: Any, store: AttachedStore, typed: Any, settings: Any,
-                seconds: dict[str, float] | None = None, *, block_customers: int | None = None,
-                progress: Callable[[int], None] | None = None) -> Any:
+                seconds: dict[str, float] | None = None, *, block_customers: int | None = None) -> Any:
     """The feature frame of the typed candidates as the table ``tactful_frame`` of ``con``: the
     store's rows of the candidates' customers read once (:func:`tactful.batch.producers.scoped_store`),
     then the Ibis producers block by block (at most ``block_customers``, default
-    :data:`BLOCK_CUSTOMERS`, customers each, numbered in id order; ``progress`` is told each block's
-    candidates). ``seconds`` receives ``read`` (the store's rows) and ``features`` (the blocks)."""
+    :data:`BLOCK_CUSTOMERS`, customers each, numbered in id order). ``seconds`` receives ``read`` (the
+    store's rows) and ``features`` (the blocks)."""
     from tactful.batch.producers import scoped_store
     from tactful.batch.store import materialize
 
@@ -403,8 +400,6 @@ def build_frame(con: Any, store: AttachedStore, typed: Any, settings: Any,
             frame = con.create_table("tactful_frame", features)
         else:
             con.insert("tactful_frame", features)
-        if progress is not None:
-            progress(int(part.count().to_pyarrow().as_py()))
     seconds["features"] = time.perf_counter() - t0
     return frame
 

@@ -173,6 +173,14 @@ def product_keys(store: Any, mapping: SensitivityMapping) -> tuple[Any, Any]:
     return keys, bad
 
 
+def _kept(store: Any, t: Any, *, materialize: bool) -> Any:
+    """``t`` run once into a table of the store's connection (the steps that follow share it), or,
+    without ``materialize``, left a lazy expression."""
+    from tactful.batch.store import materialize as into_table
+
+    return into_table(store.con, t) if materialize else t
+
+
 @dataclass(frozen=True)
 class Pool:
     """The customers' pools of facts (``facts``: one row per fact, ``keys``: its category and implied
@@ -194,10 +202,7 @@ def fact_pool(store: Any, mapping: SensitivityMapping, *, materialize: bool = Tr
     f = store.table("facts")
     o = store.table("orders")
     lines = store.table("order_lines")
-    from tactful.batch.store import materialize as into_table
-
-    def m(t: Any) -> Any:  # each store table is read once; the families then share tables
-        return into_table(store.con, t) if materialize else t
+    m = functools.partial(_kept, store, materialize=materialize)  # read once, shared by the families
 
     # the products' implied categories: computed once per run (the blocks of a run share the memo of
     # the store they are scoped from), for this very mapping
@@ -366,10 +371,7 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     sels = sels.select(*(c for c in sels.columns if not c.startswith("st_")),
                        sid2=ibis.ifelse(sels.sid.notnull(), sels.st_fid.fill_null(sels.sid),
                                         ibis.null("string")))
-    from tactful.batch.store import materialize as into_table
-
-    def m(t: Any) -> Any:
-        return into_table(store.con, t) if materialize else t
+    m = functools.partial(_kept, store, materialize=materialize)
 
     sels = m(sels)  # read by every step below
     pf = pool.facts
