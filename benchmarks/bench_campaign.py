@@ -41,7 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tactful.campaign import demo_campaign, run_campaign
 
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-STEPS = ("audience", "recommendations", "candidates", "features and policy", "compose",
+STEPS = ("audience", "copy of the store", "recommendations", "candidates", "features and policy", "compose",
          "decision log and outbox", "delivery", "report")
 
 

@@ -7,9 +7,13 @@ benchmarks), measures on a fresh store:
 * compose: choosing and rendering the template for each decision (messages/s),
 * decision log: appending the hash-chained rows in batches of 10,000 (rows/s), and verifying the chain,
 * outbox: queueing the messages in batches (rows/s), and queueing them all again (the idempotent no-op),
-* delivery to .eml files and to the print-shop CSV for the first --deliver messages (messages/s, each
-  recorded as sent with its past touch),
-* the run report for all N rows (seconds, page size).
+* delivery to .eml files and to the print-shop CSV for the first --deliver messages (messages/s and
+  CPU seconds of this process, user and system, each recorded as sent with its past touch),
+* the run report for all N rows (seconds, page size),
+* as a campaign run writes and reads them (``tactful campaign run``): compose with each customer's own
+  message data (and the proposed message's preview), the decision log and outbox together
+  (``outbox.record``, batches of 500 decisions, each decision its own object, the proposed and composed
+  messages logged with it), and the report rebuilt from the store (``report.from_store`` + ``build``).
 
     .venv/bin/python benchmarks/bench_campaign_blocks.py [--n 100000] [--deliver 5000] [--db URL]
 
@@ -30,13 +34,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tactful.compose import Message, compose, demo_messages, preview
+from tactful.compose import Message, Messages, Withheld, compose, demo_messages, preview
 from tactful.delivery import EmlDirectory, PrintShopCsv, RetryPolicy, deliver
-from tactful.policy import evaluate, load_pack
+from tactful.model import Decision, Scenario
+from tactful.policy import Pack, evaluate, load_pack
 from tactful.policy.testing import fact, scenario
-from tactful.report import ReportRow, RunInfo, build, rule_titles
+from tactful.report import ReportRow, RunInfo, build, from_store, rule_titles
 from tactful.store import audit, db, outbox, tables
-from tactful.vocab import Channel
+from tactful.vocab import Channel, Depth
 
 VARIANTS: list[dict[str, object]] = [
     {},  # allowed: items by private email
@@ -152,12 +157,14 @@ def main() -> None:
         with engine.begin() as conn:  # deliver only the first --deliver messages: park the rest
             conn.execute(tables.outbox.update().where(tables.outbox.c.id > args.deliver)
                          .values(status="parked"))
-        t0 = time.perf_counter()
+        t0, c0, r0 = time.perf_counter(), time.process_time(), os.times()
         result = deliver(engine, [EmlDirectory(tmp / "eml"), PrintShopCsv(tmp / "print")], run_id=run,
                          retry=RetryPolicy(attempts=1))
-        t_del = time.perf_counter() - t0
+        t_del, c_del, r1 = time.perf_counter() - t0, time.process_time() - c0, os.times()
+        per = f"{c_del / result.total * 1000:.2f} ms CPU per message" if result.total else ""
         print(f"delivery to files: {result.total:,} messages in {t_del:.2f} s "
-              f"({_rate(result.total, t_del)}); {dict(result.counts)}")
+              f"({_rate(result.total, t_del)}); CPU {c_del:.2f} s (user {r1.user - r0.user:.2f} s, "
+              f"system {r1.system - r0.system:.2f} s), {per}; {dict(result.counts)}")
 
         t0 = time.perf_counter()
         rows = []
@@ -180,10 +187,72 @@ def main() -> None:
         with engine.connect() as conn:
             touches = conn.execute(sa.select(sa.func.count()).select_from(tables.touches)).scalar_one()
         print(f"past touches recorded: {touches:,}")
+        _campaign_shaped(engine, n, pack, msgs, scenarios, decisions, hashes)
         engine.dispose()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+
+PRODUCTS = [f"Product {k} ({'organic' if k % 3 else 'local'})" for k in range(500)]
+
+
+def _campaign_shaped(engine: sa.Engine, n: int, pack: Pack, msgs: Messages, scenarios: list[Scenario],
+                     decisions: list[Decision], hashes: list[str]) -> None:
+    """The same blocks as a campaign run uses them (module doc): CPU seconds per step as well."""
+    print("as a campaign run (each customer its own data and decision objects):")
+    # each row its own Decision (the campaign builds one per decided touch): no sharing to exploit
+    own = [Decision.model_validate(decisions[i % len(VARIANTS)].model_dump()) for i in range(n)]
+    c0, t0 = time.process_time(), time.perf_counter()
+    composed: list[tuple[Message | Withheld, Message | Withheld]] = []
+    for i in range(n):
+        sc = scenarios[i % len(VARIANTS)]
+        shown = [PRODUCTS[(i * 7 + k) % len(PRODUCTS)] for k in range(3)]
+        data = msgs.data(first_name=f"Alex{i % 997}", last_name="Doe", segment=f"shoppers at {msgs.shop}",
+                         popular=("Bananas",), categories=("Bakery", "Dairy"), items=tuple(shown),
+                         history=("Rye bread",))
+        final = compose(msgs.templates, own[i], data, channel=sc.touch.channel,
+                        proposed_depth=sc.touch.depth, sender=msgs.shop,
+                        neutral_sender=msgs.neutral_sender, sender_reveals=bool(sc.touch.sender_implies))
+        proposed = preview(msgs.templates, data, channel=sc.touch.channel, depth=Depth.ITEM, named=True,
+                           sender=msgs.shop)
+        composed.append((proposed, final))
+    t_c, c_c = time.perf_counter() - t0, time.process_time() - c0
+    print(f"  compose and preview: {n:,} customers in {t_c:.2f} s wall / {c_c:.2f} s CPU "
+          f"({_rate(n, t_c)})")
+    with engine.begin() as conn:
+        run = outbox.start_run(conn, campaign="bench-run", period="2026-11", policy_name=pack.name,
+                               policy_version=pack.version, rules=rule_titles(pack))
+    c0, t0 = time.process_time(), time.perf_counter()
+    logged = queued = 0
+    batch: list[outbox.Decided] = []
+    for i in range(n):
+        sc = scenarios[i % len(VARIANTS)]
+        proposed, final = composed[i]
+        item = audit.LoggedDecision(
+            customer_id=f"c{i}", touch_id=f"{sc.touch.channel.value}:offer", channel=sc.touch.channel.value,
+            decision=own[i], input_hash=hashes[i % len(VARIANTS)], proposed_depth="item",
+            withheld=final.reason if isinstance(final, Withheld) else None, proposed=proposed, message=final)
+        entry = None if not isinstance(final, Message) else outbox.OutboxEntry(
+            campaign="bench-run", customer_id=f"c{i}", touch_id="message", touch_kind="recommendation",
+            purpose=sc.touch.purpose, period="2026-11", run_id=run,
+            contact_point_id=f"p{i}" if final.channel is Channel.POSTAL_MAIL else f"m{i}", message=final)
+        batch.append(outbox.Decided(item, entry))
+        if len(batch) == 500 or i == n - 1:
+            with engine.begin() as conn:
+                a, b = outbox.record(conn, run, batch)
+            logged, queued, batch = logged + a, queued + b, []
+    t_r, c_r = time.perf_counter() - t0, time.process_time() - c0
+    print(f"  decision log and outbox (outbox.record, batches of 500): {logged:,} decisions, {queued:,} "
+          f"messages in {t_r:.2f} s wall / {c_r:.2f} s CPU ({_rate(logged, t_r)})")
+    c0, t0 = time.process_time(), time.perf_counter()
+    page = build(*from_store(engine, run))
+    t_p, c_p = time.perf_counter() - t0, time.process_time() - c0
+    print(f"  report rebuilt from the store: {n:,} decisions in {t_p:.2f} s wall / {c_p:.2f} s CPU; "
+          f"page {len(page) / 1024:,.0f} KiB")
+    t0 = time.perf_counter()
+    report = audit.verify_chain(engine)
+    assert report.ok, report.broken
+    print(f"  audit verify of the whole log: {report.rows:,} rows in {time.perf_counter() - t0:.2f} s")
 
 
 if __name__ == "__main__":

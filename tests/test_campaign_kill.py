@@ -8,13 +8,19 @@ its decisions it is killed with SIGKILL: no handler runs, whatever it had not co
 * resuming it (``--resume RUN``) or running the campaign again (a new run) logs every audience customer's
   decisions once per run, queues no second message for anyone (the outbox key), delivers the messages
   the killed run had queued, and finishes; ``tactful audit verify`` passes;
-* the outcome equals that of a run that was never killed (same decisions, same messages).
+* the outcome equals that of a run that was never killed (same decisions, same messages);
+* every message that went out is in the run's files (an .eml file, a print-shop or SMS CSV row) once.
+
+And a delivery killed with SIGKILL between writing a batch of messages into the files and recording
+them as sent, then delivered again into the same directory (`tactful campaign deliver`): no message is
+written twice, none is lost.
 
 On SQLite and on a real PostgreSQL.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -145,6 +151,36 @@ def _consistent_after_kill(url: str, run_id: str, logged: int) -> None:
     assert status == "interrupted"
 
 
+def _delivered_once(url: str, *directories: Path) -> Counter[str]:
+    """The outbox keys in the run directories' files (an .eml file each, a row of the print-shop and SMS
+    CSVs, however many files a resumed delivery made): each message that went out is there exactly
+    once, and nothing else is. Returns the keys by channel's file kind."""
+    found: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    emls = [e for d in directories for e in (d / "email").glob("*.eml")]
+    sheets = [s for d in directories for s in [*d.glob("print-shop*.csv"), *d.glob("sms*.csv")]]
+    for eml in emls:
+        header = eml.read_text(encoding="utf-8").split("\n\n", 1)[0]
+        assert f"Message-ID: <{eml.stem}@tactful.invalid>" in header
+        found[eml.stem] += 1
+        kinds["eml"] += 1
+    for sheet in sheets:
+        with sheet.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                found[row["outbox_key"]] += 1
+                kinds[sheet.name.split("-")[0].split(".")[0]] += 1
+    twice = sorted(k for k, n in found.items() if n > 1)
+    assert not twice, f"{len(twice)} message(s) written twice, e.g. {twice[0]}"
+    o = tables.outbox
+    sent = {r.idempotency_key for r in _all(url, sa.select(o.c.idempotency_key).where(o.c.status == "sent"))}
+    assert set(found) == sent, (f"in the files, not sent: {sorted(set(found) - sent)[:3]}; "
+                                f"sent, not in the files: {sorted(sent - set(found))[:3]}")
+    touches = _scalar(url, sa.select(sa.func.count()).select_from(tables.touches).where(
+        tables.touches.c.id.like("outbox-%")))
+    assert touches == len(sent)  # each sent message is one past touch
+    return kinds
+
+
 def _verify(url: str) -> None:
     code, out, err = run_cli(["audit", "verify", "--db", url])
     assert code == 0, err
@@ -173,6 +209,7 @@ def test_killed_campaign_resumed_loses_nothing_and_duplicates_nothing(
     # every queued message went out, those of the killed part included
     statuses = Counter(r.status for r in _all(store, sa.select(tables.outbox.c.status)))
     assert set(statuses) <= {"sent", "failed", "bounced"} and statuses["sent"] > 0
+    _delivered_once(store, tmp_path / "runs" / run_id)
     # the report of the resumed run shows every customer, and is rebuilt from the store alike
     report = Path(row.summary["report"])
     rebuilt = tmp_path / "rebuilt.html"
@@ -205,4 +242,78 @@ def test_killed_campaign_run_again_as_a_new_run_sends_nobody_a_second_message(
     # the killed run's queued messages were delivered by the rerun, not stranded
     assert {r.status for r in _all(store, sa.select(o.c.status).where(o.c.run_id == killed))} <= {
         "sent", "failed", "bounced"}
+    _delivered_once(store, tmp_path / "runs" / rerun)
     _verify(store)
+
+
+#: A delivery in its own process, as `tactful campaign deliver` builds it (the run directory's CSVs and
+#: .eml files), recording outcomes every 7 messages. The last adapter carries no channel: the loop
+#: flushes every adapter before it records a batch, and this one then kills its own process with
+#: SIGKILL at the third batch: the files hold the batch, the store does not know it went out.
+KILLED_DELIVERY = """
+import os, signal, sys
+from pathlib import Path
+from tactful.delivery import EmlDirectory, PrintShopCsv, SmsCsv, deliver
+from tactful.store.db import open_store
+
+class KillBeforeRecording:
+    name, channels, idempotent, flushes = "kill", frozenset(), True, 0
+    def send(self, message): raise AssertionError("no channel: never sends")
+    def flush(self):
+        self.flushes += 1
+        if self.flushes == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+    def close(self): pass
+
+url, run_id, directory, campaign, period = sys.argv[1:6]
+out = Path(directory)
+deliver(open_store(url), [PrintShopCsv(out), SmsCsv(out), EmlDirectory(out / "email"), KillBeforeRecording()],
+        campaign=campaign, period=period, batch=7)
+"""
+
+
+@pytest.mark.parametrize("finish", ["deliver", "new run"])
+def test_delivery_killed_between_sending_and_recording_writes_no_message_twice(
+        store: str, tmp_path: Path, finish: str) -> None:
+    """The killed delivery is finished by `tactful campaign deliver RUN` into its own directory, or by
+    a plain new run of the campaign (its own new directory, the killed run's read as ``earlier``)."""
+    code, _, err = run_cli(["campaign", "run", "demo", "--db", store, "--now", NOW, "--out",
+                            str(tmp_path / "runs"), "--quiet", "--no-deliver"])
+    assert code == 0, err
+    (run,) = _all(store, sa.select(tables.campaign_runs.c.id, tables.campaign_runs.c.campaign,
+                                   tables.campaign_runs.c.period))
+    o = tables.outbox
+    queued = _scalar(store, sa.select(sa.func.count()).select_from(o).where(o.c.status == "pending"))
+    assert queued > 3 * 7, "too few messages for the kill to come mid-delivery"
+    directory = tmp_path / "runs" / run.id
+    killed = subprocess.run([sys.executable, "-c", KILLED_DELIVERY, store, run.id, str(directory),
+                             run.campaign, run.period], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # two batches recorded; the third written into the files but not recorded; the rest not written
+    statuses = Counter(r.status for r in _all(store, sa.select(o.c.status)))
+    assert statuses["pending"] == queued - 14 and statuses["sent"] > 0
+    files = {p.stem for p in (directory / "email").glob("*.eml")}
+    with (directory / "print-shop.csv").open(encoding="utf-8", newline="") as fh:
+        files |= {row["outbox_key"] for row in csv.DictReader(fh)}
+    if (directory / "sms.csv").exists():
+        with (directory / "sms.csv").open(encoding="utf-8", newline="") as fh:
+            files |= {row["outbox_key"] for row in csv.DictReader(fh)}
+    pending = {r.idempotency_key for r in _all(store, sa.select(o.c.idempotency_key).where(
+        o.c.status == "pending"))}
+    assert files & pending, "the kill did not come between writing and recording"
+
+    if finish == "deliver":
+        code, _, err = run_cli(["campaign", "deliver", run.id, "--db", store, "--out", str(directory),
+                                  "--quiet"])
+        dirs = [directory]
+    else:
+        code, _, err = run_cli(["campaign", "run", "demo", "--db", store, "--now", NOW, "--out",
+                                str(tmp_path / "runs"), "--quiet"])
+        dirs = sorted(d for d in (tmp_path / "runs").iterdir() if d.is_dir())
+        assert len(dirs) == 2 and directory in dirs
+    assert code == 0, err
+    statuses = Counter(r.status for r in _all(store, sa.select(o.c.status)))
+    assert set(statuses) <= {"sent", "failed", "bounced"}
+    kinds = _delivered_once(store, *dirs)
+    assert kinds["eml"] > 0 and kinds["print"] > 0

@@ -315,7 +315,7 @@ def _twin_campaign() -> Any:
 
 
 def test_a_sensitive_purchase_seeds_nothing_and_the_rest_still_recommends(twins: Path) -> None:
-    from tactful.campaign import Customer, Recommender
+    from tactful.campaign import Customer, Recommender, open_run_store
     from tactful.policy import load_pack
     from tactful.realtime import StoreScenarioBuilder
 
@@ -323,11 +323,11 @@ def test_a_sensitive_purchase_seeds_nothing_and_the_rest_still_recommends(twins:
     campaign, pack = _twin_campaign(), load_pack(None)
     audience = {c: Customer(c, None, None) for c in sorted(("mixed", "careful", "swapper"))}
     with tempfile.TemporaryDirectory() as work:  # the run's recommendations, block by block
-        recommender = Recommender(url, campaign, pack, Path(work))
+        store = open_run_store(url, Path(work), frame=False)
         try:
-            recommender.fill(audience, StoreScenarioBuilder(pack))
+            Recommender(store, campaign, pack).fill(audience, StoreScenarioBuilder(pack))
         finally:
-            recommender.close()
+            store.con.disconnect()
     # benign: mixed's bread order seeds butter, and only that order is declared as used
     first = audience["mixed"].items[0]
     assert (first.product_id, first.seeded_by, first.implies) == ("butter", ("mixed-o1",), ())

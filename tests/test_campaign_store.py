@@ -344,6 +344,47 @@ def test_a_failed_message_keeps_its_error(store: Engine) -> None:
         assert conn.execute(sa.select(tables.touches.c.id)).first() is None  # not sent: no past touch
 
 
+def test_a_batch_of_outcomes_is_recorded_at_once(store: Engine) -> None:
+    """Delivery records a batch of outcomes in one transaction (outbox.record_outcomes): each message
+    gets its own status, the sent ones their past touch (once, however often recorded), the bounced
+    one its contact point marked; messages outside the batch are untouched."""
+    run = _run(store)
+    with store.begin() as conn:
+        outbox.enqueue(conn, [_entry(run, touch="t0"), _entry(run, touch="t1", channel=Channel.POSTAL_MAIL,
+                                                                to="home", purpose=POSTAL),
+                              _entry(run, customer="c2", touch="t2", to="mail2"), _entry(run, touch="t3"),
+                              _entry(run, touch="t4")])
+    ids = {m.key: m.id for m in outbox.pending(store, run_id=run)}
+    by_touch = {t: ids[outbox.idempotency_key("spring", c, t, "2026-11")]
+                for c, t in [("c1", "t0"), ("c1", "t1"), ("c2", "t2"), ("c1", "t3"), ("c1", "t4")]}
+    batch = [outbox.Outcome(by_touch["t0"], outbox.SENT, "eml-files", 1),
+             outbox.Outcome(by_touch["t1"], outbox.SENT, "print-shop-csv", 2),
+             outbox.Outcome(by_touch["t2"], outbox.BOUNCED, "smtp", 1, "550 no such user"),
+             outbox.Outcome(by_touch["t3"], outbox.FAILED, "smtp", 4, "connection refused")]
+    sent_at = datetime(2026, 11, 20, tzinfo=UTC)
+    for _ in range(2):  # recorded twice (a resumed delivery): the same state, one touch per message
+        with store.begin() as conn:
+            outbox.record_outcomes(conn, batch, at=sent_at)
+    o, t, cp = tables.outbox, tables.touches, tables.contact_points
+    with store.connect() as conn:
+        rows = {r.touch_id: r for r in conn.execute(sa.select(o))}
+        touches = conn.execute(sa.select(t.c.id, t.c.customer_id, t.c.channel, t.c.purpose, t.c.at,
+                                         t.c.campaign).order_by(t.c.channel)).all()
+        bounced = dict(conn.execute(sa.select(cp.c.id, cp.c.bounced)).all())
+    assert {k: (r.status, r.attempts, r.adapter, r.last_error) for k, r in rows.items()} == {
+        "t0": ("sent", 1, "eml-files", None), "t1": ("sent", 2, "print-shop-csv", None),
+        "t2": ("bounced", 1, "smtp", "550 no such user"), "t3": ("failed", 4, "smtp", "connection refused"),
+        "t4": ("pending", 0, None, None)}
+    assert [(x.customer_id, x.channel, x.purpose, x.campaign) for x in touches] == [
+        ("c1", "email", "marketing.communications.email", "spring"), ("c1", "postal_mail", POSTAL, "spring")]
+    assert {x.id for x in touches} == {f"outbox-{rows['t0'].idempotency_key}",
+                                       f"outbox-{rows['t1'].idempotency_key}"}
+    assert all((x.at if x.at.tzinfo else x.at.replace(tzinfo=UTC)) == sent_at for x in touches)
+    assert bounced == {"home": False, "mail": False, "mail2": True}
+    with pytest.raises(ValueError, match="not a delivery outcome"), store.begin() as conn:
+        outbox.record_outcomes(conn, [outbox.Outcome(by_touch["t4"], "pending", "smtp", 0)])
+
+
 def test_runs_are_recorded(store: Engine) -> None:
     run = _run(store)
     with store.begin() as conn:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import email
+import os
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -149,6 +152,115 @@ def test_an_eml_already_written_for_the_same_key_is_not_written_again(store: Eng
     assert (out / f"{pending.key}.eml").read_bytes() == before
 
 
+@pytest.mark.parametrize("cut", ["in-the-body", "in-the-key", "before-the-line-end"])
+def test_a_resumed_delivery_writes_no_complete_csv_row_again(store: Engine, tmp_path: Path, cut: str) -> None:
+    """A delivery killed after writing rows and before recording them, one row cut short at the end of
+    the file: delivering again into the directory writes only the cut row again (whole, into the next
+    file), never a row that is complete; the existing file is not touched."""
+    run = _queue(store, [("c1", "p1", Channel.POSTAL_MAIL)] * 3)
+    messages = outbox.pending(store, run_id=run)
+    out = tmp_path / "out"
+    killed = PrintShopCsv(out)
+    for m in messages:
+        killed.send(m)
+    killed.close()  # the rows reached the file; the outbox was never updated
+    sheet = out / "print-shop.csv"
+    data = sheet.read_bytes()
+    start = data.rfind(b"\r\n", 0, len(data) - 2) + 2  # where the last row begins
+    at = {"in-the-body": len(data) - 40, "in-the-key": start + 30, "before-the-line-end": len(data) - 1}[cut]
+    sheet.write_bytes(data[:at])  # the kill came while the last row was being written
+    cut = sheet.read_bytes()
+    report = deliver(store, [PrintShopCsv(out)], run_id=run, retry=FAST)
+    assert report.counts == {"sent": 3}
+    assert sheet.read_bytes() == cut
+    with (out / "print-shop-2.csv").open(encoding="utf-8", newline="") as fh:
+        again = list(csv.DictReader(fh))
+    assert [r["outbox_key"] for r in again] == [messages[-1].key]
+    assert again[0]["body"] == messages[-1].body  # whole
+    # and once everything is recorded, a third delivery has nothing to do
+    assert deliver(store, [PrintShopCsv(out)], run_id=run, retry=FAST).total == 0
+    assert not (out / "print-shop-3.csv").exists()
+
+
+def test_messages_written_by_an_earlier_delivery_elsewhere_are_not_written_again(
+        store: Engine, tmp_path: Path) -> None:
+    """A killed run wrote into its own directory; a new run delivering into another directory, told
+    where the killed run wrote (``earlier``), writes only what is not there."""
+    run = _queue(store, [("c1", "p1", Channel.POSTAL_MAIL), ("c1", "e1", Channel.EMAIL),
+                         ("c1", "p1", Channel.POSTAL_MAIL), ("c1", "e1", Channel.EMAIL)])
+    first, second, third, fourth = outbox.pending(store, run_id=run)
+    killed = tmp_path / "runs" / "killed"
+    sheet, eml = PrintShopCsv(killed), EmlDirectory(killed / "email")
+    sheet.send(first)
+    eml.send(second)
+    sheet.close()
+    eml.close()
+    rerun = tmp_path / "runs" / "rerun"
+    report = deliver(store, [PrintShopCsv(rerun, earlier=[killed]),
+                             EmlDirectory(rerun / "email", earlier=[killed / "email"])],
+                     run_id=run, retry=FAST)
+    assert report.counts == {"sent": 4}
+    with (rerun / "print-shop.csv").open(encoding="utf-8", newline="") as fh:
+        assert [r["outbox_key"] for r in csv.DictReader(fh)] == [third.key]
+    assert [p.stem for p in (rerun / "email").glob("*.eml")] == [fourth.key]
+    assert sorted(p.name for p in killed.iterdir()) == ["email", "print-shop.csv"]  # only read
+
+
+def test_a_csv_that_is_not_ours_does_not_count_as_delivered(store: Engine, tmp_path: Path) -> None:
+    """Keys in a file of another shape (someone else's print-shop.csv) are not taken as delivered."""
+    run = _queue(store, [("c1", "p1", Channel.POSTAL_MAIL)])
+    (message,) = outbox.pending(store, run_id=run)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "print-shop.csv").write_text(f"key,note\r\n{message.key},printed\r\n", encoding="utf-8")
+    assert deliver(store, [PrintShopCsv(out)], run_id=run, retry=FAST).counts == {"sent": 1}
+    with (out / "print-shop-2.csv").open(encoding="utf-8", newline="") as fh:
+        assert [r["outbox_key"] for r in csv.DictReader(fh)] == [message.key]
+
+
+def test_part_files_of_a_killed_delivery_are_removed_and_nothing_else(store: Engine, tmp_path: Path) -> None:
+    run = _queue(store, [("c1", "e1", Channel.EMAIL)])
+    (message,) = outbox.pending(store, run_id=run)
+    out = tmp_path / "eml"
+    out.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = out / f".{message.key}.eml.{int(gone.stdout)}.part"  # left by a process that was killed
+    alive = out / f".{'b' * 64}.eml.{os.getppid()}.part"  # a delivery still running
+    other = out / "notes.part"
+    for f in (dead, alive, other):
+        f.write_text("x")
+    assert deliver(store, [EmlDirectory(out)], run_id=run, retry=FAST).counts == {"sent": 1}
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".eml") == [f"{message.key}.eml"]
+
+
+def test_email_with_non_ascii_text_round_trips(store: Engine, tmp_path: Path) -> None:
+    run = _queue(store, [("c1", "e1", Channel.EMAIL)])
+    with store.begin() as conn:
+        conn.execute(tables.outbox.update().values(sender="Épicerie du Coin", subject="Pour vous, Zoë — " * 8,
+                                                   body="Bonjour Zoë,\n" + "é" * 300 + "\nÀ bientôt"))
+    deliver(store, [EmlDirectory(tmp_path / "eml", from_address="offers@shop.example")], run_id=run,
+            retry=FAST)
+    (eml,) = (tmp_path / "eml").glob("*.eml")
+    assert eml.read_bytes().isascii()  # 7-bit clean: encoded words and quoted-printable
+    assert max(len(line) for line in eml.read_bytes().splitlines()) <= 998
+    parsed = email.message_from_bytes(eml.read_bytes(), policy=email_policy.default)
+    assert parsed["From"] == "Épicerie du Coin <offers@shop.example>"
+    assert parsed["Subject"] == "Pour vous, Zoë — " * 8
+    body = parsed.get_body()
+    assert body is not None and body.get_content() == "Bonjour Zoë,\n" + "é" * 300 + "\nÀ bientôt"
+
+
+def test_a_line_break_in_a_header_fails_the_message(store: Engine, tmp_path: Path) -> None:
+    run = _queue(store, [("c1", "e1", Channel.EMAIL)])
+    with store.begin() as conn:
+        conn.execute(tables.outbox.update().values(subject="Hi\nBcc: everyone@example.org"))
+    report = deliver(store, [EmlDirectory(tmp_path / "eml")], run_id=run, retry=FAST)
+    assert report.counts == {"failed": 1} and "line break in the subject" in report.errors[0][1]
+    assert not list((tmp_path / "eml").glob("*.eml"))
+
+
 def test_html_email_bodies_go_out_as_html(store: Engine, tmp_path: Path) -> None:
     run = _queue(store, [("c1", "e1", Channel.EMAIL)], html=True)
     deliver(store, [EmlDirectory(tmp_path / "eml")], run_id=run, retry=FAST)
@@ -174,6 +286,28 @@ def test_a_long_outbox_is_delivered_page_by_page_each_message_once(store: Engine
     with store.connect() as conn:
         status = dict(conn.execute(sa.select(o.c.touch_id, o.c.status)).all())
     assert status == {"t0": "sent", "t1": "pending", "t2": "sent", "t3": "sent", "t4": "sent"}
+
+
+class _FullDisk(EmlDirectory):
+    """The .eml adapter on a disk that fills up at the third message."""
+
+    def send(self, message: Any) -> None:
+        if self.written == 2:
+            raise OSError(28, "No space left on device")
+        super().send(message)
+
+
+def test_an_adapter_error_stops_delivery_and_keeps_what_went_out(store: Engine, tmp_path: Path) -> None:
+    """An error that is not a delivery failure stops the delivery (it is not a property of one
+    message); the messages written before it are recorded as sent, the rest stay pending."""
+    run = _queue(store, [("c1", "e1", Channel.EMAIL)] * 4)
+    with pytest.raises(OSError, match="No space left"):
+        deliver(store, [_FullDisk(tmp_path / "eml")], run_id=run, retry=FAST)
+    o = tables.outbox
+    with store.connect() as conn:
+        status = dict(conn.execute(sa.select(o.c.touch_id, o.c.status)).all())
+    assert status == {"t0": "sent", "t1": "sent", "t2": "pending", "t3": "pending"}
+    assert len(list((tmp_path / "eml").glob("*.eml"))) == 2
 
 
 def test_a_channel_without_an_adapter_stays_pending(store: Engine, tmp_path: Path) -> None:
@@ -254,6 +388,35 @@ def test_smtp_sends_retries_and_records_bounces(store: Engine, smtp_server: tupl
     assert bounced == {"e1": False, "e2": True, "e3": False, "p1": False}
     assert sorted(t[0] for t in touches) == ["c1", "c3"]
     assert all(t[1].replace(tzinfo=UTC) >= started.replace(microsecond=0) for t in touches)
+
+
+def test_smtp_outcomes_are_recorded_message_by_message(store: Engine,
+                                                         smtp_server: tuple[Handler, int]) -> None:
+    """SMTP cannot be asked whether it has a message: each outcome is in the store before the next
+    message goes out, so a kill sends at most the message in flight twice (not a batch)."""
+    handler, port = smtp_server
+    run = _queue(store, [("c1", "e1", Channel.EMAIL), ("c3", "e3", Channel.EMAIL),
+                         ("c1", "e1", Channel.EMAIL)])
+    handler.flaky_tries = 2  # flaky@ is accepted at once
+    seen: list[list[str]] = []
+
+    async def handle_data(server: Any, session: Any, envelope: Any) -> str:
+        seen.append(sorted(s for s, _, _ in _statuses_by_touch(store)))
+        handler.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+    handler.handle_DATA = handle_data  # type: ignore[method-assign]
+    report = deliver(store, [Smtp("127.0.0.1", port, from_address="offers@shop.example")], run_id=run,
+                     retry=FAST)
+    assert report.counts == {"sent": 3}
+    assert seen == [["pending", "pending", "pending"], ["pending", "pending", "sent"],
+                    ["pending", "sent", "sent"]]
+
+
+def _statuses_by_touch(engine: Engine) -> list[tuple[str, str, int]]:
+    o = tables.outbox
+    with engine.connect() as conn:
+        return [(r[0], r[1], r[2]) for r in conn.execute(sa.select(o.c.status, o.c.touch_id, o.c.id))]
 
 
 def test_smtp_gives_up_after_its_retries_when_the_server_is_down(store: Engine) -> None:

@@ -163,3 +163,31 @@ def test_a_killed_runs_work_directory_is_swept_by_the_next_run(tmp_path: Path,
         assert (work / OWNER_FILE).read_text().split() == [host, str(os.getpid())]
         assert sweep_stale_workdirs("tactful-x-") == []  # the running one is kept
     assert not work.exists()
+
+
+def test_pid_alive_tells_a_running_process_from_a_gone_one() -> None:
+    """One liveness check serves the import bookkeeping, the work-directory sweep and the delivery's
+    part files: a running process is alive; a reaped one, a zombie, pid 0 and a pid no process can
+    have are not (never an exception)."""
+    import subprocess
+    import sys
+    import time
+
+    from tactful.files import pid_alive
+
+    assert pid_alive(os.getpid())
+    reaped = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                            text=True, check=True)
+    assert not pid_alive(int(reaped.stdout))
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(200):  # exited, not yet reaped: a zombie
+            with open(f"/proc/{zombie.pid}/stat", encoding="ascii") as fh:
+                if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                    break
+            time.sleep(0.05)
+        assert not pid_alive(zombie.pid)
+    finally:
+        zombie.wait()
+    assert not pid_alive(0) and not pid_alive(-1)
+    assert not pid_alive(10**30)

@@ -166,3 +166,27 @@ def test_voters_name_the_orders_a_candidate_was_recommended_from(store: Any) -> 
     ("[]", False), ("not json", True), ('{"a": 1}', True), ("[1]", True)])
 def test_a_label_that_cannot_be_read_counts_as_sensitive(label: str, sensitive: bool) -> None:
     assert rec._sensitive_label(label, _sensitive) is sensitive
+
+
+def test_the_top_cut_gives_exactly_the_candidates_of_the_full_ranking(sample_worlds: Any) -> None:
+    """Each customer's co-occurrence candidates are cut to her best scores (ties included) before they
+    are ranked (a top-n aggregate instead of sorting hundreds of voted products per customer): on a
+    sample world, the candidates, ranks, scores and sources are exactly those of the full ranking."""
+    path = sample_worlds.path(seed=7, synthetic_n=200)
+    con = connect(threads=2)
+    try:
+        store = attach_store(con, f"sqlite:///{path}")
+        basket = con.create_table("basket", rec.baskets(store.table("orders"), store.table("order_lines")))
+        settings = rec.Settings(k=3)
+        got = {}
+        for cut in (True, False):
+            frame = rec.recommend(basket, settings, spare=2, top_cut=cut).to_pyarrow()
+            got[cut] = sorted(zip(*(frame.column(c).to_pylist()
+                                    for c in ("customer_id", "rank", "product_id", "score", "source")),
+                                  strict=True))
+    finally:
+        con.disconnect()
+    assert got[True] == got[False]
+    customers = {r[0] for r in got[True]}
+    assert len(customers) > 200 and len(got[True]) == 5 * len(customers)
+    assert {r[4] for r in got[True]} == {rec.CO_OCCURRENCE, rec.POPULAR}

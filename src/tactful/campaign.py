@@ -8,9 +8,10 @@
    that voted for it; an order holding a product the pack deems sensitive votes for nothing;
 3. **decisions**: one proposed touch per customer and channel, which ``uses`` exactly the orders its
    shown products were recommended from, decided by the batch evaluator
-   (:func:`tactful.batch.run.decide_candidates`, the compiled policy; on DuckDB the feature frame is
-   built in the backend from the store read in place, the reasons filled in Python where a rule
-   fired). Channels are tried in the
+   (:func:`tactful.batch.run.decide_candidates`, the compiled policy, with the feature frame built in
+   Python; or on the in-backend path, :class:`_Eager`, every proposal of a block decided in one call
+   with the frame built in DuckDB from the run's copy of the store, the reasons filled in Python
+   afterwards). Channels are tried in the
    campaign's preference order: a customer whose touch on one channel sends nothing is proposed on
    the next. When a touch that shows a product implying a data category is not allowed as proposed,
    those products are swapped for the next acceptable candidates and the touch is decided again; the
@@ -56,6 +57,7 @@ from tactful.vocab import Channel, Depth, TouchKind, Verdict
 
 if TYPE_CHECKING:
     from tactful.batch.run import RunScenarioBuilder
+    from tactful.batch.store import AttachedStore
     from tactful.realtime import StoreScenarioBuilder
 
 #: the keys of a campaign file (docs/campaign-format.md); anything else is refused
@@ -298,59 +300,73 @@ def _customers(conn: sa.Connection, ids: Sequence[str]) -> dict[str, Customer]:
     return {i: block[i] for i in ids if i in block}  # in the block's order
 
 
-#: DuckDB's memory for the recommendations (their tables live in a DuckDB file in the run's private
-#: work directory; what does not fit spills there)
-RECOMMEND_MEMORY = "4GB"
+#: DuckDB's memory for a run (the copy of the store, the recommendations and, on the in-backend path,
+#: the feature frames live in a DuckDB file in the run's private work directory; what does not fit
+#: spills there)
+RUN_MEMORY = "4GB"
+#: the store's tables (and their columns; None: all) a run copies for its recommendations
+RECOMMEND_TABLES: dict[str, tuple[str, ...] | None] = {
+    "orders": ("id", "customer_id", "at"), "order_lines": ("order_id", "product_id"), "products": None}
+
+
+def open_run_store(url: str | None, workdir: Path, *, frame: bool) -> AttachedStore:
+    """The store's tables a run reads, copied once into a DuckDB file under ``workdir`` (the run's
+    private work directory; :data:`RUN_MEMORY`): the orders, order lines and products the
+    recommendations read, and with ``frame`` every table and column the in-backend feature frame
+    reads (:data:`tactful.batch.producers.SCOPED_TABLES`), so that deciding block after block never
+    scans the SQLite or PostgreSQL store again. Disconnect ``store.con`` when done."""
+    from tactful.batch.producers import SCOPED_TABLES
+    from tactful.batch.store import connect, copy_store
+
+    home = workdir / "duckdb"
+    home.mkdir(mode=0o700)
+    con = connect(workdir=home, memory_limit=RUN_MEMORY)
+    try:
+        # only what is ordered needs its order (the window functions use less memory without)
+        con.raw_sql("SET preserve_insertion_order = false")
+        columns: dict[str, tuple[str, ...] | None] = dict(RECOMMEND_TABLES)
+        if frame:
+            columns.update({name: cols for name, (_, cols) in SCOPED_TABLES.items()})
+        return copy_store(con, url, columns)
+    except BaseException:
+        con.disconnect()
+        raise
 
 
 class Recommender:
-    """The recommendations of a run (:mod:`tactful.recommend`, Ibis on DuckDB): the store's baskets
-    and products copied once into a DuckDB file in the run's private work directory (sorted by
-    customer), the shop-wide parts computed once (neighbours, popularity, sensitive products), and each
-    block of the audience recommended from its own customers' baskets (:meth:`fill`), so that a
-    million-customer store is never recommended in one query (nor held in memory). Sensitive purchases
-    (under ``pack``'s settings) vote for nothing and sensitive products are never popular. Close it
-    (:meth:`close`) to release the file."""
+    """The recommendations of a run (:mod:`tactful.recommend`, Ibis on DuckDB), from the run's copy of
+    the store (:func:`open_run_store`: a DuckDB file in the run's private work directory): the
+    baskets (sorted by customer), the shop-wide parts computed once (neighbours, popularity,
+    sensitive products), and each block of the audience recommended from its own customers' baskets
+    (:meth:`fill`), so that a million-customer store is never recommended in one query (nor held in
+    memory). Sensitive purchases (under ``pack``'s settings) vote for nothing and sensitive products
+    are never popular."""
 
-    def __init__(self, url: str | None, campaign: Campaign, pack: Pack, workdir: Path) -> None:
+    def __init__(self, store: AttachedStore, campaign: Campaign, pack: Pack) -> None:
         import ibis
 
         from tactful import recommend as rec
-        from tactful.batch.store import CATALOG, attach_store, connect
 
         self.campaign = campaign
         self.settings = rec.Settings(k=max(campaign.recommendations, 1))
         self.labels: dict[str, tuple[str, ...] | None] = {}  # product -> implies (None: never shown)
-        home = workdir / "recommend"
-        home.mkdir(mode=0o700)
-        self.con = con = connect(workdir=home, memory_limit=RECOMMEND_MEMORY)
-        try:
-            # only what is ordered needs its order (the window functions use less memory without)
-            con.raw_sql("SET preserve_insertion_order = false")
-            store = attach_store(con, url)
-            self.basket = con.create_table("basket", rec.baskets(
-                store.table("orders"), store.table("order_lines")).order_by("customer_id"))
-            stored = store.table("products")
-            self.products = con.create_table("products", stored.select(
-                product_id=stored.id, name=stored.name, department=stored.department,
-                category=stored.category, subcategory=stored.subcategory,
-                implies=stored.implies.cast("string")))
-            con.raw_sql(f"DETACH {CATALOG}")  # everything below reads the copy
-            self.exclude = con.create_table("exclude", rec.sensitive_products(
-                self.products.rename(id="product_id"), pack.settings.is_sensitive))
-            self.nb = con.create_table("neighbours", rec.neighbours(self.basket, self.settings))
-            self.pop = con.create_table("popularity", rec.popularity(self.basket))
-            top = self.pop.anti_join(self.exclude, "product_id").join(self.products, "product_id")
-            self.popular: list[dict[str, Any]] = top.order_by([ibis.desc("customers"), "product_id"]).limit(
-                campaign.recommendations + campaign.spare).to_pyarrow().to_pylist()
-            #: the five most popular products' names (the segment template)
-            self.popular_names = [r["name"] for r in self.popular[:5] if r["name"]]
-        except BaseException:
-            con.disconnect()
-            raise
-
-    def close(self) -> None:
-        self.con.disconnect()
+        self.con = con = store.con
+        self.basket = con.create_table("basket", rec.baskets(
+            store.table("orders"), store.table("order_lines")).order_by("customer_id"), overwrite=True)
+        stored = store.table("products")
+        self.products = con.create_table("products", stored.select(
+            product_id=stored.id, name=stored.name, department=stored.department,
+            category=stored.category, subcategory=stored.subcategory,
+            implies=stored.implies.cast("string")), overwrite=True)
+        self.exclude = con.create_table("exclude", rec.sensitive_products(
+            self.products.rename(id="product_id"), pack.settings.is_sensitive), overwrite=True)
+        self.nb = con.create_table("neighbours", rec.neighbours(self.basket, self.settings), overwrite=True)
+        self.pop = con.create_table("popularity", rec.popularity(self.basket), overwrite=True)
+        top = self.pop.anti_join(self.exclude, "product_id").join(self.products, "product_id")
+        self.popular: list[dict[str, Any]] = top.order_by([ibis.desc("customers"), "product_id"]).limit(
+            campaign.recommendations + campaign.spare).to_pyarrow().to_pylist()
+        #: the five most popular products' names (the segment template)
+        self.popular_names = [r["name"] for r in self.popular[:5] if r["name"]]
 
     def item(self, r: Mapping[str, Any], builder: StoreScenarioBuilder) -> Item | None:
         """A candidate row as an :class:`Item`, None for a product whose label cannot be read (never
@@ -380,9 +396,11 @@ class Recommender:
         seed = self.con.create_table("seed", rec.seeds(b, self.settings, exclude=self.exclude),
                                      temp=True, overwrite=True)
         try:
+            co = self.con.create_table("co", rec.co_scores(b, self.settings, exclude=self.exclude, nb=self.nb,
+                                                           seed=seed), temp=True, overwrite=True)
             cands = self.con.create_table("cands", rec.recommend(
                 b, self.settings, spare=self.campaign.spare, exclude=self.exclude, nb=self.nb, seed=seed,
-                pop=self.pop), temp=True, overwrite=True)
+                pop=self.pop, co=co), temp=True, overwrite=True)
             cands = cands.left_join(rec.voters(seed, self.nb, cands), ["customer_id", "product_id"]).select(
                 "customer_id", "product_id", "rank", "orders")
             cands = cands.join(self.products, "product_id").order_by(["customer_id", "rank"])
@@ -398,7 +416,7 @@ class Recommender:
                 if cust is not None and r["name"]:
                     cust.history.append(r["name"])
         finally:
-            for name in ("seed", "cands"):
+            for name in ("seed", "co", "cands"):
                 self.con.drop_table(name, force=True)
         shop_wide = [it for it in (self.item(r, builder) for r in self.popular) if it is not None]
         for cust in block.values():
@@ -482,36 +500,19 @@ def _decision(row: Mapping[str, Any], pack: Pack, explained: Sequence[Reason] | 
 
 
 def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db: str | None,
-            backend: str, now: datetime,
-            progress: Callable[[int], None] | None, builder: RunScenarioBuilder,
-            reference: bool = False, split: dict[str, float] | None = None,
-            samples: int | None = None) -> list[Judged]:
-    """Decide the proposals with the batch evaluator (an Arrow candidates table): on a backend
-    that builds the feature frame (DuckDB), inside it from the store read in place, the touches'
-    reasons then filled in Python only for the rows where a rule fired; otherwise, or with
-    ``reference``, the Python-built frame (``tactful batch decide --reference``). ``split`` receives
-    the batch evaluator's own step times (wall), summed over calls."""
-    from tactful.batch.backends import BACKENDS
+            backend: str, now: datetime, builder: RunScenarioBuilder,
+            split: dict[str, float] | None = None) -> list[Judged]:
+    """Decide the proposals on the reference path of the batch evaluator (an Arrow candidates table;
+    each touch's scenario built from the store and its features derived in Python, with the reasons
+    in plain words; the compiled policy run by ``backend``). ``split`` receives the batch evaluator's
+    own step times (wall), summed over calls. (The in-backend path: :class:`_Eager`.)"""
     from tactful.batch.run import decide_candidates
 
     if not proposals:
         return []
-    rows = []
-    for p in proposals:
-        used = _used(p.items)
-        rows.append({
-            "customer_id": p.customer_id, "touch_id": p.touch_id, "kind": campaign.kind.value,
-            "purpose": campaign.purpose, "channel": p.channel.value,
-            "to": p.contact_point_id, "to_kind": None if p.contact_point_id else CONTACT_KIND[p.channel],
-            "sender_implies": ";".join(campaign.sender_implies) or None,
-            # exactly the purchases the shown products were recommended from (none for popular ones)
-            "uses": json.dumps([{"id": o} for o in used]) if used else None,
-            "shows_items": ";".join(i[0] for i in p.items) or None,
-            "depth": campaign.proposed_depth.value, "named": "true",
-        })
+    rows = [_candidate(campaign, p) for p in proposals]
     result = decide_candidates(pa.Table.from_pylist(rows), pack, db=db, backend=backend, now=now,
-                               progress=progress, builder=builder, explain=samples or True,
-                               reference=reference or not BACKENDS[backend].builds_features,
+                               builder=builder, explain=True, reference=True,
                                source=f"{campaign.source}: {proposals[0].channel.value} proposals")
     if split is not None:
         for name, sec in result.seconds.items():
@@ -522,6 +523,70 @@ def _decide(proposals: Sequence[Proposal], campaign: Campaign, pack: Pack, *, db
     explained = result.reasons or [None] * len(out)
     return [Judged(p, _decision(r, pack, e), r["input_hash"])
             for p, r, e in zip(proposals, out, explained, strict=True)]
+
+
+def _candidate(campaign: Campaign, p: Proposal) -> dict[str, Any]:
+    """A proposal as a row of the batch evaluator's candidates table (docs/batch.md)."""
+    used = _used(p.items)
+    return {
+        "customer_id": p.customer_id, "touch_id": p.touch_id, "kind": campaign.kind.value,
+        "purpose": campaign.purpose, "channel": p.channel.value,
+        "to": p.contact_point_id, "to_kind": None if p.contact_point_id else CONTACT_KIND[p.channel],
+        "sender_implies": ";".join(campaign.sender_implies) or None,
+        # exactly the purchases the shown products were recommended from (none for popular ones)
+        "uses": json.dumps([{"id": o} for o in used]) if used else None,
+        "shows_items": ";".join(i[0] for i in p.items) or None,
+        "depth": campaign.proposed_depth.value, "named": "true",
+    }
+
+
+def _fits_id(value: str) -> bool:
+    """Whether ``value`` is an id a touch file accepts as it is (:data:`tactful.model.Id`: 1 to 200
+    characters, no surrounding white space, which the touch model would strip)."""
+    return 1 <= len(value) <= 200 and value == value.strip()
+
+
+class _TypedRows:
+    """A campaign's proposals as rows of the typed candidates table the in-backend frame reads
+    (:data:`tactful.batch.producers.CANDIDATE_SCHEMA`), without validating each one as a touch: the
+    proposals of a run differ only in the customer, the contact point, the orders used and the
+    products shown, so one touch per channel (and recipient form) is validated
+    (:func:`tactful.realtime.parse_touch`) and typed, and each proposal's row is that row with its own
+    ids. A proposal whose ids a touch would not take as they are goes through the validating path
+    (:meth:`row` returns None for it). tests/test_campaign_typed.py checks that every row equals the
+    validating path's."""
+
+    def __init__(self, campaign: Campaign, now: datetime) -> None:
+        self.campaign, self.now = campaign, now
+        self.templates: dict[tuple[Channel, bool], tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def _template(self, channel: Channel, to: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        from tactful.batch.candidates import touch_document
+        from tactful.batch.producers import candidate_row
+        from tactful.realtime import parse_touch
+
+        key = (channel, to)
+        if key not in self.templates:
+            probe = Proposal("c", channel, (Item("p", "p", None, (), ("o",)),), "cp" if to else None)
+            touch = parse_touch(touch_document(_candidate(self.campaign, probe)),
+                                source=f"{self.campaign.source}: {channel.value} proposals")
+            row = candidate_row(0, "c", touch.touch, self.now)
+            self.templates[key] = (row, row["uses"][0])
+        return self.templates[key]
+
+    def row(self, n: int, p: Proposal) -> dict[str, Any] | None:
+        used = _used(p.items)
+        shown = [i[0] for i in p.items]
+        if not all(_fits_id(x) for x in (*used, *shown, p.contact_point_id or "-")):
+            return None
+        template, selector = self._template(p.channel, p.contact_point_id is not None)
+        row = dict(template)
+        row["row"], row["customer_id"] = n, p.customer_id
+        if p.contact_point_id is not None:
+            row["to"] = p.contact_point_id
+        row["uses"] = [{**selector, "id": o} for o in used]
+        row["shows_items"] = shown
+        return row
 
 
 def _used(items: Sequence[Item]) -> list[str]:
@@ -602,7 +667,7 @@ BLOCK = 50_000
 #: from this audience size on, a run decides with the feature frame built inside the backend and keeps
 #: the fact-naming reasons for a sample of each rule's decisions (the others: the rule's title)
 LARGE_AUDIENCE = 50_000
-#: with sampled reasons: the decisions per rule and batch call whose reasons name the facts
+#: with sampled reasons: the logged decisions per rule and block whose reasons name the facts
 REASON_SAMPLES = 5
 
 
@@ -631,12 +696,40 @@ class _Block:
     swaps: int
 
 
-def _decide_block(block: dict[str, Customer], campaign: Campaign, pack: Pack, popular: Sequence[str], *,
-                  db: str | None, backend: str, now: datetime, builder: RunScenarioBuilder,
-                  reference: bool, samples: int | None, clock: _Clock, split: dict[str, float]) -> _Block:
+def _first(block: Mapping[str, Customer], cid: str, channel: Channel, k: int) -> Proposal:
+    """A customer's proposal on ``channel``: its first ``k`` candidates, to its best contact point."""
+    cust = block[cid]
+    return Proposal(cid, channel, tuple(cust.items[:k]), cust.contacts.get(CONTACT_KIND[channel]))
+
+
+def _swap(proposal: Proposal, items: Sequence[Item], k: int) -> Proposal | None:
+    """The proposal again with its revealing products swapped for the next acceptable candidates (None
+    when it shows none, or there are too few clean ones to fill the message)."""
+    if not any(i[3] for i in proposal.items):
+        return None
+    clean = [i for i in items if not i[3]][:k]
+    if not clean or len(clean) != min(k, len(items)):
+        return None
+    swapped = sum(1 for i in proposal.items if i[3])
+    return Proposal(proposal.customer_id, proposal.channel, tuple(clean), proposal.contact_point_id, swapped)
+
+
+Judge = Callable[[Sequence[Proposal]], list[Judged]]
+
+
+def _compose(campaign: Campaign, cust: Customer, j: Judged, popular: Sequence[str]) -> Message | Withheld:
+    return compose(campaign.messages.templates, j.decision,
+                   _message_data(campaign, cust, j.proposal.items, popular), channel=j.proposal.channel,
+                   proposed_depth=campaign.proposed_depth, sender=campaign.messages.shop,
+                   neutral_sender=campaign.messages.neutral_sender,
+                   sender_reveals=bool(campaign.sender_implies))
+
+
+def _decide_block(block: dict[str, Customer], campaign: Campaign, popular: Sequence[str], judge: Judge, *,
+                  clock: _Clock) -> _Block:
     """Decide and compose one block of customers, channel by channel in the campaign's order of
     preference (a customer whose touch on one channel sends nothing is proposed on the next), with
-    the swap of revealing products (module doc)."""
+    the swap of revealing products (module doc). ``judge`` decides a list of proposals."""
     outcomes = {cid: Outcome(c) for cid, c in block.items()}
     pending_ids = list(block)
     swaps = 0
@@ -645,27 +738,14 @@ def _decide_block(block: dict[str, Customer], campaign: Campaign, pack: Pack, po
         if not pending_ids:
             break
         with clock("candidates"):
-            props = [Proposal(cid, channel, tuple(block[cid].items[:k]),
-                              block[cid].contacts.get(CONTACT_KIND[channel])) for cid in pending_ids]
+            props = [_first(block, cid, channel, k) for cid in pending_ids]
         with clock("features and policy"):
-            judged = _decide(props, campaign, pack, db=db, backend=backend, now=now,
-                             progress=None, builder=builder, reference=reference, split=split,
-                             samples=samples)
+            judged = judge(props)
             # a touch not allowed as proposed that shows revealing products: swap them and try again
-            retry: list[Proposal] = []
-            for j in judged:
-                if j.decision.verdict is Verdict.ALLOW or not any(i[3] for i in j.proposal.items):
-                    continue
-                items = block[j.proposal.customer_id].items
-                clean = [i for i in items if not i[3]][:k]
-                if clean and len(clean) == min(k, len(items)):
-                    swapped = sum(1 for i in j.proposal.items if i[3])
-                    retry.append(Proposal(j.proposal.customer_id, channel, tuple(clean),
-                                          j.proposal.contact_point_id, swapped))
+            retry = [s for j in judged if j.decision.verdict is not Verdict.ALLOW
+                     and (s := _swap(j.proposal, block[j.proposal.customer_id].items, k)) is not None]
             if retry:
-                again = {j.proposal.customer_id: j for j in _decide(
-                    retry, campaign, pack, db=db, backend=backend, now=now,
-                    progress=None, builder=builder, reference=reference, split=split, samples=samples)}
+                again = {j.proposal.customer_id: j for j in judge(retry)}
                 judged = [again[j.proposal.customer_id]
                           if j.proposal.customer_id in again
                           and _better(j.decision, again[j.proposal.customer_id].decision) else j
@@ -674,18 +754,13 @@ def _decide_block(block: dict[str, Customer], campaign: Campaign, pack: Pack, po
             still: list[str] = []
             for j in judged:
                 cust = block[j.proposal.customer_id]
-                data = _message_data(campaign, cust, j.proposal.items, popular)
-                sender = campaign.messages.shop
-                composed = compose(campaign.messages.templates, j.decision, data, channel=channel,
-                                   proposed_depth=campaign.proposed_depth, sender=sender,
-                                   neutral_sender=campaign.messages.neutral_sender,
-                                   sender_reveals=bool(campaign.sender_implies))
+                composed = _compose(campaign, cust, j, popular)
                 out = outcomes[cust.id]
                 if out.proposed is None:
                     out.proposed = preview(campaign.messages.templates,
                                            _message_data(campaign, cust, cust.items, popular),
                                            channel=channel, depth=campaign.proposed_depth, named=True,
-                                           sender=sender)
+                                           sender=campaign.messages.shop)
                 out.tried.append((j, composed))
                 if isinstance(composed, Message):
                     swaps += j.proposal.swapped
@@ -693,6 +768,124 @@ def _decide_block(block: dict[str, Customer], campaign: Campaign, pack: Pack, po
                     still.append(cust.id)
             pending_ids = still
     return _Block(outcomes, swaps)
+
+
+#: the cells of a decisions-table row that :func:`_decision` reads (without explained reasons)
+_DECISION_CELLS = ("verdict", "max_depth", "named", "fired_rules", "failed_rules", "error")
+
+
+class _Eager:
+    """The in-backend path of a run: every proposal a block may need — each customer on each channel,
+    and the swapped variant of each that shows a revealing product — decided in one batch call over
+    the run's copy of the store (one feature frame per block, however many channels and swaps), then
+    served to :func:`_decide_block` as it asks. Deciding a touch never depends on another touch of the
+    same run (nothing is logged as a past touch before delivery), so this gives exactly the decisions
+    of one call per channel and swap (tests/test_campaign_run.py), at a ninth of the planning.
+
+    The reasons that name facts are derived afterwards for the decisions the run keeps
+    (:meth:`explain`)."""
+
+    def __init__(self, campaign: Campaign, pack: Pack, store: AttachedStore, now: datetime,
+                 split: dict[str, float]) -> None:
+        from tactful.policy.compile import compile_pack
+
+        self.campaign, self.pack, self.store, self.now, self.split = campaign, pack, store, now, split
+        self.compiled = compile_pack(pack)
+        self.typed = _TypedRows(campaign, now)
+        self.judged: dict[Proposal, Judged] = {}
+        self.rows: dict[Proposal, dict[str, Any]] = {}  # its decisions-table row
+        self.decisions: dict[tuple[Any, ...], Decision] = {}
+
+    def decide(self, block: Mapping[str, Customer]) -> None:
+        """Decide every proposal the block may need, in one batch call."""
+        import ibis
+
+        from tactful.batch.candidates import candidates
+        from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row
+        from tactful.batch.run import decide_typed_rows
+
+        self.judged.clear()
+        self.rows.clear()
+        k = self.campaign.recommendations
+        props: list[Proposal] = []
+        for channel in self.campaign.channels:
+            for cid, cust in block.items():
+                first = _first(block, cid, channel, k)
+                props.append(first)
+                if (swapped := _swap(first, cust.items, k)) is not None:
+                    props.append(swapped)
+        typed: list[dict[str, Any]] = []
+        kept: list[Proposal] = []
+        source = f"{self.campaign.source}: proposals"
+        for p in props:
+            n = len(typed) + 1
+            row = self.typed.row(n, p)
+            if row is None:  # an id a touch would not take as it is: the validating path says why
+                cand = next(candidates(pa.Table.from_pylist([_candidate(self.campaign, p)]), source))
+                if cand.touch is None:
+                    self._store(p, {"verdict": Verdict.BLOCK.value, "max_depth": Depth.NONE.value,
+                                    "named": False, "fired_rules": EVALUATION_ERROR, "failed_rules": "",
+                                    "input_hash": None, "error": cand.error})
+                    continue
+                row = candidate_row(n, p.customer_id, cand.touch.touch, self.now)
+            typed.append(row)
+            kept.append(p)
+        if not typed:
+            return
+        seconds: dict[str, float] = {}
+        table = pa.Table.from_pylist(typed, schema=ibis.schema(CANDIDATE_SCHEMA).to_pyarrow())
+        out = decide_typed_rows(self.store.con, self.store, table, self.pack, self.compiled, seconds,
+                                touch_ids=[p.touch_id for p in kept])
+        for name, sec in seconds.items():
+            self.split[name] = self.split.get(name, 0.0) + sec
+        for p, r in zip(kept, out.to_pylist(), strict=True):
+            self._store(p, r)
+
+    def _store(self, p: Proposal, row: dict[str, Any]) -> None:
+        self.rows[p] = row
+        # the decision (with the rules' titles as reasons) depends on these cells only: one frozen
+        # object per distinct combination, shared (a block has ~250,000 rows, a few hundred kinds)
+        key = tuple(row.get(c) for c in _DECISION_CELLS)
+        decision = self.decisions.get(key)
+        if decision is None:
+            decision = self.decisions[key] = _decision(row, self.pack)
+        self.judged[p] = Judged(p, decision, row["input_hash"])
+
+    def judge(self, proposals: Sequence[Proposal]) -> list[Judged]:
+        return [self.judged[p] for p in proposals]
+
+    def explain(self, done: _Block, popular: Sequence[str], *, samples: int | None, db: str | None,
+                builder: StoreScenarioBuilder) -> None:
+        """Fill the fact-naming reasons of the decisions the block keeps (every one where a rule
+        fired, or with ``samples`` the first ``samples`` of each rule), in Python from the store, and
+        compose their messages again (a withheld message quotes them)."""
+        from tactful.batch.candidates import candidates
+        from tactful.batch.run import DECISIONS_SCHEMA, explain_candidates
+
+        seen: dict[str, int] = defaultdict(int)
+        chosen: list[tuple[Outcome, int]] = []
+        for out in done.outcomes.values():
+            for n, (j, _) in enumerate(out.tried):
+                fired = [reason.rule for reason in j.decision.reasons]
+                if not fired or self.rows[j.proposal].get("error"):
+                    continue
+                if samples is None or any(seen[rule] < samples for rule in fired):
+                    chosen.append((out, n))
+                    for rule in fired:
+                        seen[rule] += 1
+        if not chosen:
+            return
+        props = [out.tried[n][0].proposal for out, n in chosen]
+        cands = list(candidates(pa.Table.from_pylist([_candidate(self.campaign, p) for p in props]),
+                                f"{self.campaign.source}: proposals"))
+        rows = [self.rows[p] for p in props]  # decisions-table rows (a row with an error is not chosen)
+        decisions = pa.Table.from_pylist(rows, schema=DECISIONS_SCHEMA)
+        reasons = explain_candidates(cands, decisions, self.pack, db=db, now=self.now, builder=builder)
+        for (out, n), p, row, why in zip(chosen, props, rows, reasons, strict=True):
+            if why is None:  # the scenario could not be rebuilt: the rules' titles stand
+                continue
+            j = Judged(p, _decision(row, self.pack, why), row["input_hash"])
+            out.tried[n] = (j, _compose(self.campaign, out.customer, j, popular))
 
 
 def _log_batches(outcomes: Mapping[str, Outcome], campaign: Campaign, run_id: str, period: str,
@@ -720,6 +913,20 @@ def _log_batches(outcomes: Mapping[str, Outcome], campaign: Campaign, run_id: st
     return [b for b in batches if b]
 
 
+def _earlier_dirs(engine: sa.Engine, campaign: str, period: str, run_id: str, base: Path) -> list[Path]:
+    """The directories under ``base`` of the other runs of ``campaign`` in ``period`` (a killed run's
+    delivery may have written messages there that the store still says are pending): the file
+    adapters count a message found complete there as delivered (docs/campaign-format.md, "A killed
+    delivery")."""
+    r = tables.campaign_runs
+    with engine.connect() as conn:
+        ids = [str(x) for x in conn.execute(sa.select(r.c.id).where(
+            r.c.campaign == campaign, r.c.period == period, r.c.id != run_id).order_by(r.c.started_at))
+            .scalars()]
+    # a run id is one name under ``base`` (an odd one is skipped: nothing outside ``base`` is read)
+    return [base / i for i in ids if Path(i).name == i and i not in (".", "..") and (base / i).is_dir()]
+
+
 def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "duckdb",
                  dry_run: bool = False, now: datetime | None = None, out_dir: Path | None = None,
                  resume: str | None = None, deliver: bool = True,
@@ -737,8 +944,8 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
     at the demo's size the reference path is about twice as fast (docs/performance.md).
 
     ``sampled_reasons``: on the in-backend path, the reasons that name the customer's facts are
-    derived (in Python, from the store) for the first :data:`REASON_SAMPLES` decisions of each rule
-    in each batch call only, the others logging each fired rule's title; ``None`` samples from
+    derived (in Python, from the store) for the first :data:`REASON_SAMPLES` logged decisions of each
+    rule in each block only, the others logging each fired rule's title; ``None`` samples from
     :data:`LARGE_AUDIENCE` customers on. The reference path always logs the fact-naming reasons."""
     from tactful import report as rpt
     from tactful.batch.backends import BACKENDS, check_backend
@@ -757,7 +964,8 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
     check_backend(backend, db=db)
     period = campaign.period_key(when)
     clock = _Clock()
-    for name in ("audience", "recommendations", "candidates", "features and policy", "compose",
+    for name in ("audience", "copy of the store", "recommendations", "candidates", "features and policy",
+                 "compose",
                  "decision log and outbox", "delivery", "report"):
         clock.seconds[name] = clock.cpu[name] = 0.0
     engine = open_store(db)
@@ -783,14 +991,14 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
         run_dir = base / run_id
         with _private_tempdir() as work, ExitStack() as closing:
             recs: Recommender | None = None
-            with clock("recommendations"):
-                if campaign.recommendations and ids:
-                    tick = step("recommending", None)
+            eager: _Eager | None = None
+            with clock("copy of the store"):
+                if (campaign.recommendations or not reference) and ids:
                     engine.dispose()  # no connection of ours open while DuckDB reads the store (below)
-                    recs = Recommender(db, campaign, pack, work)
-                    closing.callback(recs.close)  # before the work directory goes
-                    popular = recs.popular_names
-                    tick(1)
+                    copied = open_run_store(db, work, frame=not reference)
+                    closing.callback(copied.con.disconnect)  # before the work directory goes
+                    if not reference:
+                        eager = _Eager(campaign, pack, copied, when, split)
                     # DuckDB read the SQLite store above with its own copy of SQLite; closing its file
                     # handles dropped this process's POSIX locks on the store, including the lock that
                     # tells other processes a connection is open (SQLite's "multiple copies of SQLite"
@@ -798,6 +1006,12 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                     # writes ("database disk image is malformed", found by the kill test). Fresh
                     # connections take their locks again: the pool is emptied after every DuckDB read.
                     engine.dispose()
+            with clock("recommendations"):
+                if campaign.recommendations and ids:
+                    tick = step("recommending", None)
+                    recs = Recommender(copied, campaign, pack)
+                    popular = recs.popular_names
+                    tick(1)
             if not dry_run:
                 with engine.begin() as conn:
                     run_id = outbox.start_run(conn, campaign=campaign.name, period=period,
@@ -822,11 +1036,22 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                             with engine.connect() as conn:
                                 builder.prefetch_orders(conn, {o for c in customers.values()
                                                                for i in c.items for o in i.seeded_by})
-                    engine.dispose()
-                    done = _decide_block(customers, campaign, pack, popular, db=db, backend=backend,
-                                         now=when, builder=builder, reference=reference,
-                                         samples=samples, clock=clock, split=split)
-                    engine.dispose()  # DuckDB read the store: fresh connections (see above)
+                    if eager is None:
+                        engine.dispose()
+
+                        def judge(props: Sequence[Proposal], builder: RunScenarioBuilder = builder
+                                  ) -> list[Judged]:
+                            return _decide(props, campaign, pack, db=db, backend=backend, now=when,
+                                           builder=builder, split=split)
+
+                        done = _decide_block(customers, campaign, popular, judge, clock=clock)
+                        engine.dispose()  # DuckDB read the store: fresh connections (see above)
+                    else:
+                        with clock("features and policy"):
+                            eager.decide(customers)
+                        done = _decide_block(customers, campaign, popular, eager.judge, clock=clock)
+                        with clock("features and policy"):
+                            eager.explain(done, popular, samples=samples, db=db, builder=builder)
                     decided(len(part))
                     swaps += done.swaps
                     with clock("decision log and outbox"):
@@ -860,8 +1085,13 @@ def run_campaign(campaign: Campaign, *, db: str | None = None, backend: str = "d
                 # (a killed run's queued messages go out with the rerun)
                 with clock("delivery"):
                     if not dry_run and deliver:
-                        adapters: list[Adapter] = [PrintShopCsv(run_dir), SmsCsv(run_dir), EmlDirectory(
-                            run_dir / "email", from_address=campaign.from_address)]
+                        # a killed run of the same campaign and period may have written some of
+                        # these messages into its own directory before recording them
+                        earlier = _earlier_dirs(engine, campaign.name, period, run_id, base)
+                        adapters: list[Adapter] = [
+                            PrintShopCsv(run_dir, earlier=earlier), SmsCsv(run_dir, earlier=earlier),
+                            EmlDirectory(run_dir / "email", from_address=campaign.from_address,
+                                         earlier=[d / "email" for d in earlier])]
                         deliver_outbox(engine, adapters, campaign=campaign.name, period=period)
                         delivery = {**outbox.counts(engine, run_id)}
                 with clock("report"):

@@ -25,6 +25,7 @@ message is withheld with the error, never sent half-rendered.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -203,6 +204,10 @@ class TemplateSet:
     templates: Mapping[str, Template]
     html: bool
     source: str = "<templates>"
+    #: :meth:`choose`'s answers by (depth, named), remembered (a campaign asks the same few thousands
+    #: of times)
+    _chosen: dict[tuple[Depth, bool], Template | None] = field(default_factory=dict, init=False,
+                                                                 repr=False, compare=False)
 
     @classmethod
     def load(cls, data: Mapping[str, Any], *, html: bool, source: str = "<templates>") -> TemplateSet:
@@ -246,6 +251,12 @@ class TemplateSet:
 
     def choose(self, depth: Depth, named: bool) -> Template | None:
         """The deepest template whose derived reveal fits ``depth`` and ``named``; None if none fits."""
+        key = (depth, named)
+        if key not in self._chosen:
+            self._chosen[key] = self._choose(depth, named)
+        return self._chosen[key]
+
+    def _choose(self, depth: Depth, named: bool) -> Template | None:
         best: Template | None = None
         for slot in DEPTH_SLOTS:
             t = self.templates.get(slot.value)
@@ -263,7 +274,14 @@ class TemplateSet:
 def clean_text(value: object, limit: int = MAX_VALUE_CHARS) -> str:
     """A value from the data as safe, bounded text: control and bidi characters removed, whitespace
     collapsed, cut at ``limit`` characters with an ellipsis."""
-    text = unicodedata.normalize("NFC", "" if value is None else str(value))
+    return _clean_str("" if value is None else str(value), limit)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _clean_str(text: str, limit: int) -> str:
+    """:func:`clean_text` of a text, remembered: a campaign cleans the same shop, product and first
+    names for many customers."""
+    text = unicodedata.normalize("NFC", text)
     text = _CONTROL.sub("", text)
     text = " ".join(text.split())
     if len(text) > limit:
@@ -342,7 +360,8 @@ def render(template: Template, data: MessageData, *, channel: Channel, named: bo
         return Withheld("template-error", f"the {template.slot} template needs {', '.join(missing)}, which "
                         "this customer's data does not have; nothing was sent")
     try:
-        subject = _render(template._subject, values, MAX_SUBJECT_CHARS)
+        # an empty subject (a letter's) renders to itself
+        subject = _render(template._subject, values, MAX_SUBJECT_CHARS) if template.subject else ""
         body_tpl = template._body_html if html and template._body_html is not None else template._body
         body = _render(body_tpl, values, MAX_BODY_CHARS)
     except (jinja2.TemplateError, CampaignError, ArithmeticError, TypeError, ValueError, LookupError,

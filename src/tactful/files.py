@@ -59,14 +59,24 @@ def private_workdir(prefix: str) -> Iterator[Path]:
         yield path
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether the process ``pid`` of this host still runs (one owned by another user counts; a zombie,
+    killed but not yet reaped, does not; a pid no process can have does not)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # it exists, owned by someone else
+    except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    except (OSError, OverflowError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return True
 
 
 def sweep_stale_workdirs(prefix: str) -> list[Path]:
@@ -81,7 +91,7 @@ def sweep_stale_workdirs(prefix: str) -> list[Path]:
             if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
             owner_host, pid = (path / OWNER_FILE).read_text(encoding="utf-8").split()[:2]
-            if owner_host != host or _alive(int(pid)):
+            if owner_host != host or pid_alive(int(pid)):
                 continue
         except (OSError, ValueError):
             continue

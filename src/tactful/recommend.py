@@ -148,9 +148,30 @@ def neighbours(basket: Any, settings: Settings = Settings()) -> Any:
         product_id=_.a, neighbour=_.b, similarity=_.similarity)
 
 
+def co_scores(basket: Any, settings: Settings = Settings(), *, exclude: Any | None = None,
+              nb: Any | None = None, seed: Any | None = None) -> Any:
+    """(customer_id, product_id, score): every product a customer's seeds vote for and she has not
+    bought, with the sum of the votes' similarities (``nb``, ``seed`` and ``exclude`` as for
+    :func:`recommend`)."""
+    bought = basket.select("customer_id", "product_id").distinct()
+    seed = seed if seed is not None else seeds(basket, settings, exclude=exclude)
+    nb = nb if nb is not None else neighbours(basket, settings)
+    votes = seed.join(nb, "product_id").select("customer_id", product_id=_.neighbour, similarity=_.similarity)
+    # rounded: a float sum's last bits depend on the order DuckDB's threads add in, and the ranking
+    # must not (the same store gives the same candidates)
+    co = votes.group_by(["customer_id", "product_id"]).aggregate(score=_.similarity.sum().round(9))
+    return co.anti_join(bought, ["customer_id", "product_id"])
+
+
+@ibis.udf.agg.builtin(name="max")  # type: ignore[untyped-decorator]
+def _top_values(x: float, n: int) -> list[float]:  # type: ignore[empty-body]
+    """The ``n`` largest values of ``x`` (DuckDB's ``max(x, n)``: a top-n aggregate, no sort)."""
+
+
 def recommend(basket: Any, settings: Settings = Settings(), *, spare: int = 0,
               use_co_occurrence: bool = True, exclude: Any | None = None, nb: Any | None = None,
-              seed: Any | None = None, pop: Any | None = None) -> Any:
+              seed: Any | None = None, pop: Any | None = None, top_cut: bool = True,
+              co: Any | None = None) -> Any:
     """(customer_id, product_id, rank, score, source): ``settings.k + spare`` candidates per customer who
     has a basket, best first (rank 0 first). ``spare`` extra candidates let a campaign replace one the
     policy refuses by the next acceptable one. ``use_co_occurrence=False`` gives popularity alone.
@@ -159,7 +180,10 @@ def recommend(basket: Any, settings: Settings = Settings(), *, spare: int = 0,
     computed (and cached) by the caller for the same basket, settings and ``exclude``. ``pop``:
     :func:`popularity` of the whole shop when ``basket`` holds only some customers' baskets (a campaign
     recommends block by block of its audience: the customers' parts read their own baskets, the
-    shop-wide parts the whole shop's)."""
+    shop-wide parts the whole shop's). ``top_cut`` (DuckDB: its ``max(x, n)``) keeps only each
+    customer's best co-occurrence scores before ranking; the candidates are the same without it
+    (tests/test_recommend.py), only slower. ``co``: :func:`co_scores` already computed (and kept as a
+    table: the cut reads it twice) for the same arguments."""
     want = settings.k + spare
     bought = basket.select("customer_id", "product_id").distinct()
     pop = pop if pop is not None else popularity(basket)
@@ -182,14 +206,15 @@ def recommend(basket: Any, settings: Settings = Settings(), *, spare: int = 0,
                                score=(-fallback.pop_rank).cast("float64"), source=ibis.literal(POPULAR))
     parts = [fallback]
     if use_co_occurrence:
-        seed = seed if seed is not None else seeds(basket, settings, exclude=exclude)
-        nb = nb if nb is not None else neighbours(basket, settings)
-        votes = seed.join(nb, "product_id").select("customer_id", product_id=_.neighbour,
-                                                   similarity=_.similarity)
-        # rounded: a float sum's last bits depend on the order DuckDB's threads add in, and the ranking
-        # must not (the same store gives the same candidates)
-        co = votes.group_by(["customer_id", "product_id"]).aggregate(score=_.similarity.sum().round(9))
-        co = co.anti_join(bought, ["customer_id", "product_id"])
+        co = co if co is not None else co_scores(basket, settings, exclude=exclude, nb=nb, seed=seed)
+        if top_cut:
+            # only a customer's best ``want`` scores (ties included) can make the final list (every
+            # co-occurrence candidate ranks before every popular one): the rest are dropped before the
+            # rankings below sort what is left (a customer has hundreds of voted products)
+            cut = co.group_by("customer_id").aggregate(best=_top_values(co.score, want))
+            cut = cut.select(cut_customer="customer_id", cut=cut.best.mins())
+            co = co.join(cut, co.customer_id == cut.cut_customer)
+            co = co.filter(co.score >= co.cut).select("customer_id", "product_id", "score")
         parts.insert(0, co.select("customer_id", "product_id", priority=ibis.literal(0), score=_.score,
                                   source=ibis.literal(CO_OCCURRENCE)))
     union = ibis.union(*parts) if len(parts) > 1 else parts[0]

@@ -13,6 +13,7 @@ never calls out. Every value from the data is HTML-escaped (Jinja2 autoescape).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from collections import Counter, defaultdict
@@ -319,18 +320,37 @@ def from_store(engine: Any, run_id: str) -> tuple[RunInfo, Tally, dict[str, str]
     r, d = tables.campaign_runs, tables.decisions
     personas = {p.customer_id: p.title for p in PERSONAS}
     tally = Tally()  # given the rules' titles once the run is read
+    # Decisions read back, by what was logged: many customers' decisions log the same reasons (a
+    # large run logs most reasons as the rule's title), and a Decision is immutable, so each distinct
+    # one is checked (validated) once and shared; bounded, so a run of all-different reasons does not
+    # grow it without end.
+    decisions: dict[tuple[Any, ...], Decision] = {}
+
+    def json_of(text: str | None) -> Any:
+        return None if text is None else json.loads(text)
+
+    def decision_of(last: Any) -> Decision:
+        key = (last.verdict, last.max_depth, bool(last.named), last.reasons, last.policy_name,
+               last.policy_version)
+        decision = decisions.get(key)
+        if decision is None:
+            reasons = tuple(Reason.model_validate(x) for x in (json_of(last.reasons) or []))
+            decision = Decision(verdict=Verdict(last.verdict), max_depth=Depth(last.max_depth),
+                                named=bool(last.named), reasons=reasons,
+                                policy=PolicyRef(name=last.policy_name, version=last.policy_version))
+            if len(decisions) >= 10_000:
+                decisions.clear()
+            decisions[key] = decision
+        return decision
 
     def add(customer_id: str, tried: list[Any]) -> None:
         last = tried[-1]
         try:
-            final = audit.composed_from_record(last.message)
-            proposed = next((p for p in (audit.composed_from_record(t.proposed) for t in tried)
+            final = audit.composed_from_record(json_of(last.message))
+            proposed = next((p for p in (audit.composed_from_record(json_of(t.proposed)) for t in tried)
                              if p is not None), None)
-            reasons = tuple(Reason.model_validate(x) for x in (last.reasons or []))
-            decision = Decision(verdict=Verdict(last.verdict), max_depth=Depth(last.max_depth),
-                                named=bool(last.named), reasons=reasons,
-                                policy=PolicyRef(name=last.policy_name, version=last.policy_version))
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+            decision = decision_of(last)
+        except ValueError as exc:  # pydantic's ValidationError and JSONDecodeError are ValueErrors too
             raise StoreError(f"run {run_id}: logged decision {last.seq} (customer {customer_id}) cannot "
                               f"be read back: {' '.join(str(exc).split())[:300]}") from None
         if final is None:
@@ -351,8 +371,13 @@ def from_store(engine: Any, run_id: str) -> tuple[RunInfo, Tally, dict[str, str]
             tally.titles = {str(k): str(v) for k, v in run.rules.items()}
         current: str | None = None
         tried: list[Any] = []
+        # the logged JSON as its text, read into Python only where the page needs it (the last
+        # decision's reasons and message, the first proposed message), not for every row
+        columns = (d.c.seq, d.c.customer_id, d.c.channel, d.c.verdict, d.c.max_depth, d.c.named,
+                   d.c.policy_name, d.c.policy_version, d.c.proposed_depth,
+                   *(sa.cast(d.c[k], sa.Text).label(k) for k in ("reasons", "proposed", "message")))
         for row in conn.execution_options(yield_per=5000).execute(
-                sa.select(d).where(d.c.run_id == run_id).order_by(d.c.seq)):
+                sa.select(*columns).where(d.c.run_id == run_id).order_by(d.c.seq)):
             if row.customer_id != current and tried:
                 add(str(current), tried)
                 tried = []

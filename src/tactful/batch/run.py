@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -224,7 +225,7 @@ def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = Non
                       now: datetime | None = None, threads: int | None = None,
                       progress: Callable[[int], None] | None = None,
                       builder: StoreScenarioBuilder | None = None,
-                      reference: bool | None = None, explain: bool | int = False,
+                      reference: bool | None = None, explain: bool = False,
                       source: str | None = None, memory_limit: str | None = None) -> RunResult:
     """Decide every candidate of the file at ``path``, or of an Arrow table of the same columns (a
     caller that made the candidates itself hands them over without a file; ``source`` names them in
@@ -237,9 +238,7 @@ def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = Non
     With ``explain``, the result also carries each decision's reasons in plain words
     (:func:`tactful.policy.evaluate.explain_fired` on the Python features of the row: the reference
     path keeps those it derived; the in-backend path derives them, with ``builder`` when given, for
-    the rows where a rule fired, since the messages name facts the frame does not carry). An integer
-    ``explain`` N derives them on the in-backend path for the first N rows of each fired rule only:
-    the other rows' reasons are None (the caller names those rules by their titles).
+    the rows where a rule fired, since the messages name facts the frame does not carry).
 
     ``threads`` and ``memory_limit`` (e.g. ``"3GB"``) bound DuckDB; the in-backend path works in a
     database file of a private temporary directory and spills there past the limit."""
@@ -260,7 +259,7 @@ def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = Non
     failed: dict[int, str] = {c.row: c.error or "invalid candidate" for c in rows if c.touch is None}
     good = [c for c in rows if c.touch is not None]
     seconds: dict[str, float] = {}
-    kept: dict[int, Features] | None = {} if explain is not False else None  # row -> its features
+    kept: dict[int, Features] | None = {} if explain else None  # row -> its features
     if reference:
         result, failed_more, scenario_hashes = _reference(name, good, pack, compiled, db, backend, now,
                                                           t0, threads, progress, builder, kept)
@@ -280,8 +279,7 @@ def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = Non
     reasons = None
     if kept is not None:
         started = time.perf_counter()
-        samples = None if explain is True else int(explain)
-        reasons = _explain(rows, decisions, pack, kept, db, now, t0, builder, samples)
+        reasons = _explain(rows, decisions, pack, kept, db, now, t0, builder)
         seconds["reasons"] = time.perf_counter() - started
     return RunResult(decisions, backend, seconds, hashes, "reference" if reference else "backend",
                      reasons)
@@ -289,27 +287,15 @@ def decide_candidates(path: Path | pa.Table, pack: Pack, *, db: str | None = Non
 
 def _explain(rows: Sequence[Candidate], decisions: pa.Table, pack: Pack,
              kept: dict[int, Features], db: str | None, now: datetime | None, t0: datetime,
-             builder: StoreScenarioBuilder | None, samples: int | None = None,
-             ) -> list[tuple[Reason, ...] | None]:
+             builder: StoreScenarioBuilder | None) -> list[tuple[Reason, ...] | None]:
     """Each decision's reasons in plain words (None for a row that could not be judged). A row whose
-    features ``kept`` lacks (the in-backend path) and where a rule fired has them derived here; with
-    ``samples``, only the first ``samples`` such rows of each fired rule (the others: None)."""
+    features ``kept`` lacks (the in-backend path) and where a rule fired has them derived here."""
 
     fired_col = decisions.column("fired_rules").to_pylist()
     failed_col = decisions.column("failed_rules").to_pylist()
     errors = decisions.column("error").to_pylist()
     need = [c for c, f, e in zip(rows, fired_col, errors, strict=True)
             if e is None and f and c.row not in kept and c.touch is not None]
-    if samples is not None and need:
-        fired_of = {c.row: f for c, f in zip(rows, fired_col, strict=True)}
-        seen: Counter[str] = Counter()
-        chosen = []
-        for cand in need:
-            rules = [r for r in fired_of[cand.row].split(RULE_SEPARATOR) if r]
-            if any(seen[r] < samples for r in rules):
-                chosen.append(cand)
-                seen.update(rules)
-        need = chosen
     if need:
         for cand, _, derived in _derived(need, pack, db, now, t0, builder):
             if not isinstance(derived, Exception):  # else the decision stands; its reasons fall
@@ -429,6 +415,46 @@ def _in_backend(typed: pa.Table, pack: Pack, compiled: CompiledPack, db: str | N
             return decide_typed(con, store, con.table("tactful_candidates"), pack, compiled, seconds)
         finally:
             con.disconnect()
+
+
+def decide_typed_rows(con: Any, store: AttachedStore, typed: pa.Table, pack: Pack,
+                      compiled: CompiledPack | None = None, seconds: dict[str, float] | None = None,
+                      *, touch_ids: Sequence[str] | None = None) -> pa.Table:
+    """Decide a typed candidates table (:data:`~tactful.batch.producers.CANDIDATE_SCHEMA`, rows
+    numbered 1..N in ``row``) on an open DuckDB connection and store — a caller that made the typed
+    rows itself from touches it built (a campaign), and reads the store many times (a store copied
+    once: :func:`tactful.batch.store.copy_store`). Returns the decisions table in row order, each row's
+    ``touch_id`` from ``touch_ids`` (default: the channel). The tables the frame materializes on
+    ``con`` are dropped afterwards, so a run can call this block after block on one connection."""
+    compiled = compiled or compile_pack(pack)
+    before = set(con.list_tables())
+    name = f"tactful_typed_{uuid.uuid4().hex}"
+    con.con.register(name, typed)
+    try:
+        decided = decide_typed(con, store, con.table(name), pack, compiled, seconds)
+    finally:
+        con.con.unregister(name)
+        for table in set(con.list_tables()) - before:
+            if table.startswith("tactful_"):  # the frame's (Ibis keeps its memtables as views)
+                con.drop_table(table, force=True)
+    ids = typed.column("customer_id").to_pylist()
+    touches = list(touch_ids) if touch_ids is not None else typed.column("channel").to_pylist()
+    rows = [Candidate(n, cid, str(t), None, None)
+            for n, (cid, t) in enumerate(zip(ids, touches, strict=True), start=1)]
+    t0 = time.perf_counter()
+    out = assemble(rows, {}, decided, compiled, pack)
+    if seconds is not None:
+        seconds["decisions"] = seconds.get("decisions", 0.0) + time.perf_counter() - t0
+    return out
+
+
+def explain_candidates(cands: Sequence[Candidate], decisions: pa.Table, pack: Pack, *, db: str | None,
+                       now: datetime, builder: StoreScenarioBuilder | None = None,
+                       ) -> list[tuple[Reason, ...] | None]:
+    """The reasons in plain words of already decided candidates (``decisions`` in the same order):
+    each one's scenario built from the store and its features derived in Python, the fired rules'
+    messages filled from them; None for a row that could not be judged or rebuilt."""
+    return _explain(cands, decisions, pack, {}, db, now, now, builder)
 
 
 def _derived(cands: Sequence[Candidate], pack: Pack, db: str | None, now: datetime | None, t0: datetime,

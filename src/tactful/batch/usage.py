@@ -381,7 +381,12 @@ def fact_usage(candidates: Any, store: Any, settings: Settings,
     def matched(selectors: Any) -> Any:
         """Each (selector, pool fact) pair of a customer, narrowed to what the steps below read, and
         whether the fact matches the selector (NULL: it cannot be told)."""
-        pairs = selectors.join(pp, selectors.customer_id == pp.p_customer)
+        # a selector naming a fact by id can match only that fact: it is paired with it alone (an
+        # equi-join), the others with the customer's whole pool; a pair left out had match FALSE
+        ided = selectors.filter(selectors.sid2.notnull())
+        free = selectors.filter(selectors.sid2.isnull())
+        pairs = ided.join(pp, [ided.customer_id == pp.p_customer, ided.sid2 == pp.fid]).union(
+            free.join(pp, free.customer_id == pp.p_customer))
         match = ((pairs.sid2.isnull() | (pairs.fid == pairs.sid2))
                  & (pairs.skind.isnull() | (pairs.kind == pairs.skind))
                  & (pairs.scat.isnull() | _covers(pairs.scat, pairs.category))

@@ -57,8 +57,9 @@ def register(app: typer.Typer) -> None:
                  "never split. A killed run keeps every batch it committed.")] = 500,
         in_backend: Annotated[bool | None, typer.Option(
             "--in-backend/--reference",
-            help="--in-backend builds the feature frame inside the backend (DuckDB) from the store "
-                 "read in place; --reference builds it in Python per customer. Same decisions. "
+            help="--in-backend builds the feature frame inside DuckDB from the run's copy of the "
+                 "store, every proposal of a block at once; --reference builds it in Python per "
+                 "customer. Same decisions. "
                  "Default: the Python frame below 50,000 customers (faster at the demo's size), the "
                  "in-backend frame from 50,000 on (then only a sample of each rule's decisions gets "
                  "reasons naming the customer's facts; the others the rule's title).",

@@ -3,10 +3,16 @@
 :func:`deliver` reads the pending messages, hands each to the adapter for its channel, retries
 temporary failures with exponential back-off (tenacity), and records every outcome in the store: sent
 messages become past touches, bounces mark the contact point, failures keep their error.
+
+Outcomes are recorded in batches (:data:`BATCH` messages, one transaction, set-wise statements) for
+the adapters that are idempotent (the CSV and .eml files: a message already written whole is not
+written again when a killed delivery is resumed); the outcome of a message sent through an adapter
+that cannot tell (SMTP, mbox) is recorded right after it, with the batch before it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +65,8 @@ class DeliveryReport:
 
 #: pending messages read from the outbox at a time
 PAGE = 5_000
+#: outcomes recorded per transaction (idempotent adapters): what a kill can leave sent but unrecorded
+BATCH = 1_000
 
 
 def _adapter_for(adapters: Sequence[Adapter], channel: str) -> Adapter | None:
@@ -70,20 +78,40 @@ def _adapter_for(adapters: Sequence[Adapter], channel: str) -> Adapter | None:
 
 def deliver(engine: Engine, adapters: Sequence[Adapter], *, run_id: str | None = None,
             retry: RetryPolicy | None = None, show_progress: bool = False,
-            campaign: str | None = None, period: str | None = None) -> DeliveryReport:
+            campaign: str | None = None, period: str | None = None, batch: int = BATCH) -> DeliveryReport:
     """Deliver the pending messages (of ``run_id``, of one ``campaign`` and ``period``, or all) and
     record each outcome in the store.
 
     A message whose channel has no adapter stays pending (counted as ``no-adapter``). A message to a
-    contact point already marked bounced is not sent again (``failed``). Adapters are closed at the end.
+    contact point already marked bounced is not sent again (``failed``). Outcomes are recorded in
+    batches of ``batch`` messages (every adapter flushed first), right after the message for an adapter
+    that is not ``idempotent``. Adapters are closed at the end.
     """
     if not adapters:
         raise DeliveryError("no delivery adapter was given", hint="give files (--out DIR) or SMTP")
+    if batch < 1:
+        raise DeliveryError(f"batch: expected a positive number of messages, got {batch}")
     policy = retry or RetryPolicy()
+    retrying = Retrying(stop=stop_after_attempt(policy.attempts), reraise=True,
+                        wait=wait_exponential(multiplier=policy.initial, max=policy.maximum),
+                        retry=retry_if_exception_type(TemporaryFailure))
+    by_channel = {c.value: _adapter_for(adapters, c.value) for a in adapters for c in a.channels}
     report = DeliveryReport()
     total = outbox.count_pending(engine, run_id=run_id, campaign=campaign, period=period)
     progress = Progress(TextColumn("delivering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         disable=not show_progress, transient=True)
+    done: list[outbox.Outcome] = []
+
+    def record() -> None:
+        """Flush every adapter, then record the outcomes so far in one transaction."""
+        if not done:
+            return
+        for adapter in adapters:
+            adapter.flush()
+        with engine.begin() as conn:
+            outbox.record_outcomes(conn, done)
+        done.clear()
+
     try:
         with progress:
             task = progress.add_task("deliver", total=total)
@@ -92,51 +120,52 @@ def deliver(engine: Engine, adapters: Sequence[Adapter], *, run_id: str | None =
                 messages = outbox.pending(engine, run_id=run_id, campaign=campaign, period=period,
                                           after=last, limit=PAGE)
                 for message in messages:
-                    _deliver_one(engine, adapters, message, policy, report)
+                    adapter = by_channel.get(message.channel)
+                    if adapter is None:
+                        report.counts["no-adapter"] += 1
+                    else:
+                        done.append(_deliver_one(adapter, message, retrying, report))
+                        if not adapter.idempotent or len(done) >= batch:
+                            record()
                     progress.advance(task)
+                record()
                 if len(messages) < PAGE:
                     break
                 last = messages[-1].id
+    except BaseException:
+        # an adapter or the store failed (a full disk, a lost connection) or the user interrupted: the
+        # outcomes so far are still recorded when that works, else the next delivery finds the
+        # messages in the files (idempotent adapters) and does not write them again
+        with contextlib.suppress(Exception):
+            record()
+        raise
     finally:
         for adapter in adapters:
             adapter.close()
     return report
 
 
-def _deliver_one(engine: Engine, adapters: Sequence[Adapter], message: outbox.Pending, policy: RetryPolicy,
-                 report: DeliveryReport) -> None:
-    adapter = _adapter_for(adapters, message.channel)
-    if adapter is None:
-        report.counts["no-adapter"] += 1
-        return
+def _deliver_one(adapter: Adapter, message: outbox.Pending, retrying: Retrying,
+                 report: DeliveryReport) -> outbox.Outcome:
+    """Send one message (retrying temporary failures) and say what came of it."""
     if message.address_bounced:
-        with engine.begin() as conn:
-            outbox.mark_failed(conn, message.id, adapter=adapter.name, attempts=0,
-                               error="the contact point has bounced before; not sent again")
         report.counts["failed"] += 1
-        return
+        return outbox.Outcome(message.id, outbox.FAILED, adapter.name, 0,
+                              "the contact point has bounced before; not sent again")
     tries = 0
-    retrying = Retrying(stop=stop_after_attempt(policy.attempts), reraise=True,
-                        wait=wait_exponential(multiplier=policy.initial, max=policy.maximum),
-                        retry=retry_if_exception_type(TemporaryFailure))
     try:
         for attempt in retrying:
             with attempt:
                 tries = attempt.retry_state.attempt_number
                 adapter.send(message)
     except Bounce as exc:
-        with engine.begin() as conn:
-            outbox.mark_bounced(conn, message.id, adapter=adapter.name, attempts=tries, error=str(exc))
         report.counts["bounced"] += 1
         report.errors.append((message.customer_id, f"bounced: {exc}"))
-        return
+        return outbox.Outcome(message.id, outbox.BOUNCED, adapter.name, tries, str(exc))
     except DeliveryFailure as exc:
-        with engine.begin() as conn:
-            outbox.mark_failed(conn, message.id, adapter=adapter.name, attempts=tries,
-                               error=f"{exc} (after {tries} attempt(s))")
         report.counts["failed"] += 1
         report.errors.append((message.customer_id, str(exc)))
-        return
-    with engine.begin() as conn:
-        outbox.mark_sent(conn, message.id, adapter=adapter.name, attempts=tries)
+        return outbox.Outcome(message.id, outbox.FAILED, adapter.name, tries,
+                              f"{exc} (after {tries} attempt(s))")
     report.counts["sent"] += 1
+    return outbox.Outcome(message.id, outbox.SENT, adapter.name, tries)

@@ -35,11 +35,21 @@ class PermanentFailure(DeliveryFailure):
 
 
 class Adapter(Protocol):
+    """``idempotent``: sending a message again that the adapter may already have sent (a delivery
+    killed before it recorded the outcome, then resumed) does not deliver it twice, so the loop may
+    record the outcomes of many messages at once. An adapter that cannot tell (SMTP: the server
+    accepted the message, then the process died) has its outcomes recorded message by message."""
+
     name: str
     channels: frozenset[Channel]
+    idempotent: bool
 
     def send(self, message: Pending) -> None:
         """Deliver one message, or raise a :class:`DeliveryFailure`."""
+
+    def flush(self) -> None:
+        """Make what ``send`` delivered so far durable enough to be recorded as sent (written to the
+        operating system); called before each batch of outcomes is recorded."""
 
     def close(self) -> None:
         """Flush and release what the adapter holds (files, connections)."""

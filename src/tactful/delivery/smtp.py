@@ -26,6 +26,9 @@ def _text(value: bytes | str) -> str:
 class Smtp:
     name = "smtp"
     channels = frozenset({Channel.EMAIL})
+    #: a server that accepted a message cannot be asked whether it has it: each outcome is recorded
+    #: right after the message went out, so a kill sends at most the message in flight twice
+    idempotent = False
 
     def __init__(self, host: str, port: int = 25, *, from_address: str, starttls: bool = False,
                  username: str | None = None, password: str | None = None, timeout: float = 10.0) -> None:
@@ -84,6 +87,9 @@ class Smtp:
         if refused:  # pragma: no cover - a single recipient is either accepted or raises above
             raise Bounce(str(refused))
         self.sent += 1
+
+    def flush(self) -> None:
+        """Nothing to do: the server has each message once ``send`` returns."""
 
     def _reset(self) -> None:
         try:

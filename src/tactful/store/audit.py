@@ -36,9 +36,14 @@ _HASHED = ("seq", "run_id", "customer_id", "touch_id", "channel", "verdict", "ma
 _HASHED_IF_SET = ("proposed", "message")  # schema 0004: hashed when not null (older rows have neither)
 
 
+#: what ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)``
+#: builds on every call, built once (json.dumps makes a new encoder per call with these arguments)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces: the same data always gives the same text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _CANONICAL.encode(value)
 
 
 def input_hash(scenario: Scenario) -> str:
@@ -96,7 +101,11 @@ def row_hash(prev_hash: str, row: dict[str, Any], reasons_json: str | None = Non
         if row.get(k) is not None:
             content[k] = row[k]
     reasons = canonical_json(row["reasons"]) if reasons_json is None else reasons_json
-    return hashlib.sha256(f"{prev_hash}{canonical_json(content)}\n{reasons}".encode()).hexdigest()
+    return _chain_hash(prev_hash, content, reasons)
+
+
+def _chain_hash(prev_hash: str, content: dict[str, Any], reasons_json: str) -> str:
+    return hashlib.sha256(f"{prev_hash}{_CANONICAL.encode(content)}\n{reasons_json}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -146,8 +155,13 @@ def append(conn: Connection, run_id: str, items: Sequence[LoggedDecision],
     last = conn.execute(sa.select(d.c.seq, d.c.row_hash).order_by(d.c.seq.desc()).limit(1)).first()
     seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
     when = at or datetime.now(UTC)
+    when_text = _time(when)  # the hashed form of decided_at: one per call
     rows: list[dict[str, Any]] = []
-    dumped: dict[int, tuple[list[dict[str, Any]], str]] = {}  # one dump per distinct decision object
+    # the reasons dumped once per distinct decision object, and once per distinct reasons: decisions
+    # built apart from one another often give equal reasons (a rule's title); equal fields (the
+    # frozen models' values, their types) dump to equal JSON
+    dumped: dict[int, tuple[list[dict[str, Any]], str]] = {}
+    by_value: dict[tuple[Any, ...], tuple[list[dict[str, Any]], str]] = {}
     for item in items:
         key = (item.customer_id, item.touch_id)
         if key in seqs:
@@ -155,21 +169,37 @@ def append(conn: Connection, run_id: str, items: Sequence[LoggedDecision],
         seq += 1
         dec = item.decision
         if id(dec) not in dumped:
-            reasons = [r.model_dump(mode="json") for r in dec.reasons]
-            dumped[id(dec)] = (reasons, canonical_json(reasons))
+            value = tuple((type(r), *r.__dict__.values()) for r in dec.reasons)
+            if value not in by_value:
+                dumps = [r.model_dump(mode="json") for r in dec.reasons]
+                by_value[value] = (dumps, canonical_json(dumps))
+            dumped[id(dec)] = by_value[value]
         reasons, reasons_json = dumped[id(dec)]
-        row: dict[str, Any] = {
+        proposed, message = composed_record(item.proposed), composed_record(item.message)
+        verdict, max_depth = dec.verdict.value, dec.max_depth.value
+        policy_name, policy_version = dec.policy.name, dec.policy.version
+        # what row_hash hashes for this row (tests/test_audit_exact.py pins that the two agree)
+        content: dict[str, Any] = {
+            "seq": int(seq), "run_id": run_id, "customer_id": item.customer_id, "touch_id": item.touch_id,
+            "channel": item.channel, "verdict": verdict, "max_depth": max_depth, "named": bool(dec.named),
+            "policy_name": policy_name, "policy_version": policy_version, "input_hash": item.input_hash,
+            "proposed_depth": item.proposed_depth, "withheld": item.withheld, "decided_at": when_text,
+        }
+        if proposed is not None:
+            content["proposed"] = proposed
+        if message is not None:
+            content["message"] = message
+        digest = _chain_hash(prev, content, reasons_json)
+        rows.append({
             "seq": seq, "run_id": run_id, "customer_id": item.customer_id, "touch_id": item.touch_id,
-            "channel": item.channel, "verdict": dec.verdict.value, "max_depth": dec.max_depth.value,
+            "channel": item.channel, "verdict": verdict, "max_depth": max_depth,
             "named": dec.named, "reasons": reasons,
-            "policy_name": dec.policy.name, "policy_version": dec.policy.version,
+            "policy_name": policy_name, "policy_version": policy_version,
             "input_hash": item.input_hash, "proposed_depth": item.proposed_depth,
             "withheld": item.withheld, "decided_at": when,
-            "proposed": composed_record(item.proposed), "message": composed_record(item.message),
-        }
-        row["prev_hash"] = prev
-        row["row_hash"] = prev = row_hash(prev, row, reasons_json)
-        rows.append(row)
+            "proposed": proposed, "message": message, "prev_hash": prev, "row_hash": digest,
+        })
+        prev = digest
         seqs[key] = seq
         if fresh is not None:
             fresh.add(key)

@@ -33,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
+from tactful.files import pid_alive
 from tactful.store import tables
 
 #: A running import on another host whose heartbeat is older than this is reported as interrupted.
@@ -58,25 +59,6 @@ def owner() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": this_host()}
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    # a zombie (killed, not yet reaped by its parent) is no longer running
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-    except OSError:
-        return True
-
-
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -87,7 +69,7 @@ def owner_alive(pid: int | None, host: str | None, heartbeat_at: datetime | None
                 now: datetime | None = None) -> bool:
     """Whether the process that owns a running import (or a mark) may still be running."""
     if host == this_host() and pid is not None:
-        return _pid_alive(pid)
+        return pid_alive(pid)
     beat = _aware(heartbeat_at)
     if beat is None:
         return False

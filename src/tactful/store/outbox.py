@@ -135,15 +135,25 @@ def enqueue(conn: Connection, entries: Sequence[OutboxEntry], at: datetime | Non
     if not entries:
         return 0
     when = at or datetime.now(UTC)
-    rows = [{
+    return _insert_new(conn, [_outbox_row(e, e.decision_seq, when) for e in entries])
+
+
+def _outbox_row(e: OutboxEntry, decision_seq: int | None, when: datetime) -> dict[str, Any]:
+    return {
         "idempotency_key": e.key, "campaign": e.campaign, "customer_id": e.customer_id,
-        "touch_id": e.touch_id, "period": e.period, "run_id": e.run_id, "decision_seq": e.decision_seq,
+        "touch_id": e.touch_id, "period": e.period, "run_id": e.run_id, "decision_seq": decision_seq,
         "touch_kind": e.touch_kind, "message_kind": e.message.kind, "purpose": e.purpose,
         "channel": e.message.channel.value, "contact_point_id": e.contact_point_id,
         "depth": e.message.depth.value, "named": e.message.named, "sender": e.message.sender,
         "subject": e.message.subject, "body": e.message.body, "html": e.message.html,
         "status": PENDING, "attempts": 0, "created_at": when,
-    } for e in entries]
+    }
+
+
+def _insert_new(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert outbox rows, skipping those whose key is already there; returns how many were new."""
+    if not rows:
+        return 0
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -217,38 +227,89 @@ def _row(conn: Connection, outbox_id: int) -> sa.Row[Any]:
     return row
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What delivery did with one outbox message: ``status`` is :data:`SENT`, :data:`BOUNCED` or
+    :data:`FAILED`; ``error`` says why it did not go out."""
+
+    outbox_id: int
+    status: str
+    adapter: str
+    attempts: int
+    error: str | None = None
+
+
+_OUTCOME_UPDATE = (tables.outbox.update().where(tables.outbox.c.id == sa.bindparam("oid"))
+                   .values(status=sa.bindparam("st"), adapter=sa.bindparam("ad"), attempts=sa.bindparam("n"),
+                           last_error=sa.bindparam("err"), sent_at=sa.bindparam("at")))
+
+
+#: outbox ids per IN (...) list: well under SQLite's 32,766 bound parameters
+_IDS_PER_STATEMENT = 5_000
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], at: datetime | None = None) -> None:
+    """Record what delivery did with a batch of messages, set-wise in the caller's transaction: the
+    outbox rows' status (one executemany), the past touch of each sent message (one INSERT ... SELECT
+    from the outbox, a touch already there kept), and the contact points of bounced messages (one
+    UPDATE). A crash keeps all of the batch or none of it."""
+    if not outcomes:
+        return
+    for out in outcomes:
+        if out.status not in (SENT, BOUNCED, FAILED):
+            raise ValueError(f"not a delivery outcome: {out.status!r}")
+    when = at or datetime.now(UTC)
+    o, t = tables.outbox, tables.touches
+    conn.execute(_OUTCOME_UPDATE, [
+        {"oid": out.outbox_id, "st": out.status, "ad": out.adapter, "n": out.attempts,
+         "err": None if out.status == SENT else out.error, "at": when if out.status == SENT else None}
+        for out in outcomes])
+    sent = sorted({out.outbox_id for out in outcomes if out.status == SENT})
+    for i in range(0, len(sent), _IDS_PER_STATEMENT):
+        # each sent message becomes a past touch (frequency caps), named by its outbox key: recording a
+        # message twice adds one touch; a permission request counts like the touch it asks about
+        source = (sa.select((sa.literal("outbox-") + o.c.idempotency_key).label("id"), o.c.customer_id,
+                            o.c.touch_kind, o.c.purpose, o.c.channel, o.c.contact_point_id, o.c.sent_at,
+                            o.c.campaign, o.c.sent_at.label("written_at"))
+                  .where(o.c.id.in_(sent[i:i + _IDS_PER_STATEMENT]), o.c.status == SENT))
+        conn.execute(_insert_ignoring_duplicates(conn, t).from_select(
+            ["id", "customer_id", "kind", "purpose", "channel", "contact_point_id", "at", "campaign",
+             "written_at"], source).on_conflict_do_nothing(index_elements=["id"]))
+    bounced = sorted({out.outbox_id for out in outcomes if out.status == BOUNCED})
+    for i in range(0, len(bounced), _IDS_PER_STATEMENT):
+        points = sa.select(o.c.contact_point_id).where(o.c.id.in_(bounced[i:i + _IDS_PER_STATEMENT]),
+                                                       o.c.contact_point_id.is_not(None))
+        conn.execute(tables.contact_points.update().where(tables.contact_points.c.id.in_(points))
+                     .values(bounced=True, written_at=datetime.now(UTC)))
+
+
 def mark_sent(conn: Connection, outbox_id: int, *, adapter: str, attempts: int,
               at: datetime | None = None) -> None:
     """The message went out: record it and add it to the customer's past touches (frequency caps)."""
-    when = at or datetime.now(UTC)
-    row = _row(conn, outbox_id)
-    conn.execute(tables.outbox.update().where(tables.outbox.c.id == outbox_id).values(
-        status=SENT, sent_at=when, adapter=adapter, attempts=attempts, last_error=None))
-    touch_id = f"outbox-{row.idempotency_key}"
-    exists = conn.execute(sa.select(tables.touches.c.id).where(tables.touches.c.id == touch_id)).first()
-    if exists is None:
-        conn.execute(tables.touches.insert().values(
-            id=touch_id, customer_id=row.customer_id,
-            kind=row.touch_kind,  # a permission request counts like the touch it asks about
-            purpose=row.purpose, channel=row.channel, contact_point_id=row.contact_point_id, at=when,
-            campaign=row.campaign, written_at=when))
+    _row(conn, outbox_id)
+    record_outcomes(conn, [Outcome(outbox_id, SENT, adapter, attempts)], at=at)
 
 
 def mark_bounced(conn: Connection, outbox_id: int, *, adapter: str, attempts: int, error: str) -> None:
     """The address refused the message for good: the contact point is marked bounced for the next run."""
-    row = _row(conn, outbox_id)
-    conn.execute(tables.outbox.update().where(tables.outbox.c.id == outbox_id).values(
-        status=BOUNCED, adapter=adapter, attempts=attempts, last_error=error))
-    if row.contact_point_id is not None:
-        conn.execute(tables.contact_points.update()
-                     .where(tables.contact_points.c.id == row.contact_point_id)
-                     .values(bounced=True, written_at=datetime.now(UTC)))
+    _row(conn, outbox_id)
+    record_outcomes(conn, [Outcome(outbox_id, BOUNCED, adapter, attempts, error)])
 
 
 def mark_failed(conn: Connection, outbox_id: int, *, adapter: str, attempts: int, error: str) -> None:
     """Delivery gave up after its retries; the message stays in the outbox as ``failed``."""
-    conn.execute(tables.outbox.update().where(tables.outbox.c.id == outbox_id).values(
-        status=FAILED, adapter=adapter, attempts=attempts, last_error=error))
+    _row(conn, outbox_id)
+    record_outcomes(conn, [Outcome(outbox_id, FAILED, adapter, attempts, error)])
 
 
 def count_pending(engine: Engine, *, run_id: str | None = None, campaign: str | None = None,
@@ -288,9 +349,10 @@ def record(conn: Connection, run_id: str, batch: Sequence[Decided]) -> tuple[int
     beside a logged decision that says otherwise."""
     fresh: set[tuple[str, str]] = set()
     seqs = audit.append(conn, run_id, [d.logged for d in batch], fresh=fresh)
-    entries = []
-    for d in batch:
-        if d.entry is not None and (d.logged.customer_id, d.logged.touch_id) in fresh:
-            seq = seqs[(d.logged.customer_id, d.logged.touch_id)]
-            entries.append(OutboxEntry(**{**d.entry.__dict__, "decision_seq": seq}))
-    return len(seqs), enqueue(conn, entries)
+    when = datetime.now(UTC)
+    rows = []
+    for d in batch:  # each message queued with the seq of the decision it was composed for
+        key = (d.logged.customer_id, d.logged.touch_id)
+        if d.entry is not None and key in fresh:
+            rows.append(_outbox_row(d.entry, seqs[key], when))
+    return len(seqs), _insert_new(conn, rows)
