@@ -66,3 +66,32 @@ def test_an_id_a_touch_would_not_take_goes_through_the_validating_path() -> None
         assert fast.row(1, Proposal("c-1", Channel.EMAIL, (bad,), None)) is None
     assert fast.row(1, Proposal("c-1", Channel.EMAIL, (), " cp")) is None
     assert fast.row(1, Proposal("c-1", Channel.EMAIL, (Item("p" * 200, "x", None, ()),), None)) is not None
+
+
+@pytest.mark.parametrize("sender_implies", [False, True])
+def test_the_columnar_table_equals_the_rows(sender_implies: bool) -> None:
+    """A block's proposals are typed column by column (``_TypedRows.table``): the table must equal the
+    one made from the rows, and leave out (in order) exactly the proposals the rows refuse."""
+    import ibis
+
+    from tactful.batch.producers import CANDIDATE_SCHEMA
+
+    campaign = demo_campaign()
+    if sender_implies:
+        doc = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+        doc.update({"purpose": "marketing.advertising", "channels": ["email", "postal_mail"],
+                    "sender_implies": ["user.sexual_life"], "content": {"recommendations": 2}})
+        campaign = campaign_from_mapping(doc, source="t.yaml")
+    refused = Proposal("c-9", Channel.EMAIL, (Item(" p-1", "x", None, ()),), None)
+    proposals = _proposals()
+    proposals = [*proposals[:3], refused, *proposals[3:]]
+    fast = _TypedRows(campaign, NOW)
+    table, kept = fast.table(proposals, start=5)
+    assert kept == [p for p in proposals if p is not refused]
+    rows = [fast.row(n, p) for n, p in enumerate(kept, start=5)]
+    expected = pa.Table.from_pylist(rows, schema=ibis.schema(CANDIDATE_SCHEMA).to_pyarrow())
+    assert table.schema == expected.schema
+    assert table.to_pylist() == expected.to_pylist()
+    assert table.equals(expected)
+    empty, none = fast.table([])
+    assert none == [] and empty.num_rows == 0 and empty.schema == expected.schema

@@ -349,7 +349,8 @@ class Recommender:
 
         self.campaign = campaign
         self.settings = rec.Settings(k=max(campaign.recommendations, 1))
-        self.labels: dict[str, tuple[str, ...] | None] = {}  # product -> implies (None: never shown)
+        #: product -> its Item without orders (None: its label cannot be read, never shown)
+        self.bases: dict[str, Item | None] = {}
         self.con = con = store.con
         self.basket = con.create_table("basket", rec.baskets(
             store.table("orders"), store.table("order_lines")).order_by("customer_id"), overwrite=True)
@@ -369,19 +370,24 @@ class Recommender:
         self.popular_names = [r["name"] for r in self.popular[:5] if r["name"]]
 
     def item(self, r: Mapping[str, Any], builder: StoreScenarioBuilder) -> Item | None:
-        """A candidate row as an :class:`Item`, None for a product whose label cannot be read (never
-        shown: fail closed)."""
+        """A candidate row (its product's columns and the ``orders`` that voted) as an :class:`Item`,
+        None for a product whose label cannot be read (never shown: fail closed)."""
         pid = str(r["product_id"])
-        if pid not in self.labels:
-            try:  # what the engine will see for a shown product: the stored label and the mapping's
-                self.labels[pid] = builder.product_implies(_ProductRow(**{k: r[k] for k in _PRODUCT_COLUMNS}))
-            except TactfulError:
-                self.labels[pid] = None
-        implies = self.labels[pid]
-        if implies is None:
-            return None
-        orders = tuple(sorted(set(r.get("orders") or ())))
-        return Item(pid, r["name"] or pid, r["category"], implies, orders)
+        self._label(pid, r, builder)
+        base = self.bases[pid]
+        return None if base is None else base._replace(seeded_by=tuple(sorted(set(r.get("orders") or ()))))
+
+    def _label(self, pid: str, r: Mapping[str, Any], builder: StoreScenarioBuilder) -> None:
+        """Remember product ``pid`` (``r``: its products row) as an :class:`Item` without orders, or None
+        when its label cannot be read."""
+        if pid in self.bases:
+            return
+        try:  # what the engine will see for a shown product: the stored label and the mapping's
+            implies = builder.product_implies(_ProductRow(**{k: r[k] for k in _PRODUCT_COLUMNS}))
+        except TactfulError:
+            self.bases[pid] = None
+            return
+        self.bases[pid] = Item(pid, r["name"] or pid, r["category"], implies)
 
     def fill(self, block: Mapping[str, Customer], builder: StoreScenarioBuilder) -> None:
         """Each customer of ``block`` (ids sorted by code point, as DuckDB compares text) gets its
@@ -401,20 +407,28 @@ class Recommender:
             cands = self.con.create_table("cands", rec.recommend(
                 b, self.settings, spare=self.campaign.spare, exclude=self.exclude, nb=self.nb, seed=seed,
                 pop=self.pop, co=co), temp=True, overwrite=True)
-            cands = cands.left_join(rec.voters(seed, self.nb, cands), ["customer_id", "product_id"]).select(
-                "customer_id", "product_id", "rank", "orders")
-            cands = cands.join(self.products, "product_id").order_by(["customer_id", "rank"])
-            for r in cands.to_pyarrow().to_pylist():
-                cust = block.get(r["customer_id"])
-                if cust is not None and (it := self.item(r, builder)) is not None:
-                    cust.items.append(it)
+            # the products shown (each labelled once per run), then every candidate by its columns
+            # (a block has ~650,000 candidate rows: no dict per row)
+            shown = self.products.semi_join(cands.select("product_id"), "product_id")
+            for r in shown.to_pyarrow().to_pylist():
+                self._label(str(r["product_id"]), r, builder)
+            voted = cands.left_join(rec.voters(seed, self.nb, cands), ["customer_id", "product_id"]).select(
+                "customer_id", "product_id", "rank", "orders").order_by(["customer_id", "rank"]).to_pyarrow()
+            for cid, pid, orders in zip(*(voted.column(c).to_pylist() for c in ("customer_id", "product_id",
+                                                                                "orders")), strict=True):
+                cust = block.get(cid)
+                base = self.bases.get(pid)  # absent: not in the products table (never shown either)
+                if cust is not None and base is not None:
+                    cust.items.append(base._replace(seeded_by=tuple(sorted(set(orders or ())))))
             # the recent purchases a "because you bought" message may name: the most recent seeds,
             # never a sensitive purchase
             recent = seed.filter(seed.h < 3).join(self.products, "product_id").order_by(["customer_id", "h"])
-            for r in recent.select("customer_id", "name").to_pyarrow().to_pylist():
-                cust = block.get(r["customer_id"])
-                if cust is not None and r["name"]:
-                    cust.history.append(r["name"])
+            recent = recent.select("customer_id", "name").to_pyarrow()
+            for cid, name in zip(recent.column("customer_id").to_pylist(), recent.column("name").to_pylist(),
+                                 strict=True):
+                cust = block.get(cid)
+                if cust is not None and name:
+                    cust.history.append(name)
         finally:
             for name in ("seed", "co", "cands"):
                 self.con.drop_table(name, force=True)
@@ -574,11 +588,21 @@ class _TypedRows:
             self.templates[key] = (row, row["uses"][0])
         return self.templates[key]
 
-    def row(self, n: int, p: Proposal) -> dict[str, Any] | None:
+    @staticmethod
+    def _ids(p: Proposal) -> tuple[list[str], list[str]] | None:
+        """The proposal's orders used and products shown, None when a touch would not take one of
+        its ids as it is."""
         used = _used(p.items)
         shown = [i[0] for i in p.items]
         if not all(_fits_id(x) for x in (*used, *shown, p.contact_point_id or "-")):
             return None
+        return used, shown
+
+    def row(self, n: int, p: Proposal) -> dict[str, Any] | None:
+        ids = self._ids(p)
+        if ids is None:
+            return None
+        used, shown = ids
         template, selector = self._template(p.channel, p.contact_point_id is not None)
         row = dict(template)
         row["row"], row["customer_id"] = n, p.customer_id
@@ -587,6 +611,68 @@ class _TypedRows:
         row["uses"] = [{**selector, "id": o} for o in used]
         row["shows_items"] = shown
         return row
+
+    def table(self, proposals: Sequence[Proposal], start: int = 1) -> tuple[pa.Table, list[Proposal]]:
+        """The typed rows of ``proposals`` as one Arrow table (rows numbered from ``start``), built
+        column by column — a block has ~250,000 proposals; equal to ``pa.Table.from_pylist`` of
+        :meth:`row`'s rows (tests/test_campaign_typed.py) — and the proposals it holds, in order: a
+        proposal :meth:`row` refuses is left out (the caller types it on the validating path)."""
+        import ibis
+
+        from tactful.batch.producers import CANDIDATE_SCHEMA
+
+        schema = ibis.schema(CANDIDATE_SCHEMA).to_pyarrow()
+        keys: dict[tuple[Channel, bool], int] = {}
+        which: list[int] = []  # each row's template
+        kept: list[Proposal] = []
+        customers: list[str] = []
+        to: list[str | None] = []
+        used_at, used_ids, used_of = [0], [], []  # the uses lists, flattened, and each id's template
+        shown_at, shown_ids = [0], []
+        for p in proposals:
+            ids = self._ids(p)
+            if ids is None:
+                continue
+            used, shown = ids
+            key = (p.channel, p.contact_point_id is not None)
+            t = keys.get(key)
+            if t is None:
+                self._template(*key)
+                t = keys[key] = len(keys)
+            which.append(t)
+            kept.append(p)
+            customers.append(p.customer_id)
+            to.append(p.contact_point_id)
+            used_ids.extend(used)
+            used_of.extend([t] * len(used))
+            used_at.append(len(used_ids))
+            shown_ids.extend(shown)
+            shown_at.append(len(shown_ids))
+        templates = [self.templates[key] for key in keys]  # in template-index order
+        take = pa.array(which, pa.int32())
+        columns: dict[str, pa.Array] = {}
+        for name in schema.names:
+            kind = schema.field(name).type
+            if name == "row":
+                columns[name] = pa.array(range(start, start + len(kept)), kind)
+            elif name == "customer_id":
+                columns[name] = pa.array(customers, kind)
+            elif name == "to":  # the proposal's contact point (none: the template's ``to_kind`` says whose)
+                columns[name] = pa.array(to, kind)
+            elif name == "uses":
+                selector = kind.value_type
+                of = pa.array(used_of, pa.int32())
+                fields = [pa.array(used_ids, selector.field("id").type) if f.name == "id" else
+                          pa.array([s[f.name] for _, s in templates], f.type).take(of) for f in selector]
+                columns[name] = pa.ListArray.from_arrays(
+                    pa.array(used_at, pa.int32()), pa.StructArray.from_arrays(fields, fields=list(selector)),
+                    type=kind)
+            elif name == "shows_items":
+                columns[name] = pa.ListArray.from_arrays(
+                    pa.array(shown_at, pa.int32()), pa.array(shown_ids, kind.value_type), type=kind)
+            else:  # the same for every proposal of a channel and recipient form
+                columns[name] = pa.array([row[name] for row, _ in templates], kind).take(take)
+        return pa.Table.from_arrays(list(columns.values()), schema=schema), kept
 
 
 def _used(items: Sequence[Item]) -> list[str]:
@@ -798,10 +884,8 @@ class _Eager:
 
     def decide(self, block: Mapping[str, Customer]) -> None:
         """Decide every proposal the block may need, in one batch call."""
-        import ibis
-
         from tactful.batch.candidates import candidates
-        from tactful.batch.producers import CANDIDATE_SCHEMA, candidate_row
+        from tactful.batch.producers import candidate_row
         from tactful.batch.run import decide_typed_rows
 
         self.judged.clear()
@@ -814,26 +898,25 @@ class _Eager:
                 props.append(first)
                 if (swapped := _swap(first, cust.items, k)) is not None:
                     props.append(swapped)
-        typed: list[dict[str, Any]] = []
-        kept: list[Proposal] = []
+        table, kept = self.typed.table(props)
+        # a proposal with an id a touch would not take as it is: the validating path says why
+        odd: list[dict[str, Any]] = []
         source = f"{self.campaign.source}: proposals"
-        for p in props:
-            n = len(typed) + 1
-            row = self.typed.row(n, p)
-            if row is None:  # an id a touch would not take as it is: the validating path says why
-                cand = next(candidates(pa.Table.from_pylist([_candidate(self.campaign, p)]), source))
-                if cand.touch is None:
-                    self._store(p, {"verdict": Verdict.BLOCK.value, "max_depth": Depth.NONE.value,
-                                    "named": False, "fired_rules": EVALUATION_ERROR, "failed_rules": "",
-                                    "input_hash": None, "error": cand.error})
-                    continue
-                row = candidate_row(n, p.customer_id, cand.touch.touch, self.now)
-            typed.append(row)
+        refused = [p for p in props if self.typed.row(0, p) is None] if len(kept) < len(props) else []
+        for p in refused:
+            cand = next(candidates(pa.Table.from_pylist([_candidate(self.campaign, p)]), source))
+            if cand.touch is None:
+                self._store(p, {"verdict": Verdict.BLOCK.value, "max_depth": Depth.NONE.value,
+                                "named": False, "fired_rules": EVALUATION_ERROR, "failed_rules": "",
+                                "input_hash": None, "error": cand.error})
+                continue
+            odd.append(candidate_row(len(kept) + len(odd) + 1, p.customer_id, cand.touch.touch, self.now))
             kept.append(p)
-        if not typed:
+        if odd:
+            table = pa.concat_tables([table, pa.Table.from_pylist(odd, schema=table.schema)])
+        if not kept:
             return
         seconds: dict[str, float] = {}
-        table = pa.Table.from_pylist(typed, schema=ibis.schema(CANDIDATE_SCHEMA).to_pyarrow())
         out = decide_typed_rows(self.store.con, self.store, table, self.pack, self.compiled, seconds,
                                 touch_ids=[p.touch_id for p in kept])
         for name, sec in seconds.items():
