@@ -506,3 +506,36 @@ def test_sampled_reasons_name_the_facts_for_a_few_and_the_rule_for_the_rest(worl
     naming = {r["rule"] for row in full for r in json.loads(row[6]) if r["message"] != titles.get(r["rule"])}
     assert naming and naming <= set(per_rule), naming - set(per_rule)
     assert REASON_SAMPLES >= 1
+
+
+def test_ids_a_touch_would_not_take_as_they_are_decide_as_on_the_reference_path(world: Path,
+                                                                                tmp_path: Path) -> None:
+    """Products whose ids end in a space (a touch strips it, and then names a product the store does
+    not hold) are typed on the validating path by the in-backend run, beside the block's other
+    proposals (``_Eager.decide``, numbered after them): every proposal showing one is blocked (the
+    reference path: "could not be judged"; the frame: the rules whose inputs are missing), and every
+    other proposal is logged exactly as the reference path logs it."""
+    import sqlite3
+
+    logs = []
+    for reference in (False, True):
+        url = copy_world(world, tmp_path, name=f"odd-{reference}.db")
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as con:  # some much bought products
+            top = [r[0] for r in con.execute(
+                "SELECT product_id FROM order_lines GROUP BY product_id ORDER BY count(*) DESC, product_id "
+                "LIMIT 8")]
+            for pid in top:
+                con.execute("UPDATE products SET id = ? WHERE id = ?", (pid + " ", pid))
+                con.execute("UPDATE order_lines SET product_id = ? WHERE product_id = ?", (pid + " ", pid))
+        summary = run_campaign(demo_campaign(), db=url, now=NOW, out_dir=tmp_path / f"odd-runs-{reference}",
+                               reference=reference)
+        assert summary.customers > 200 and summary.decisions > summary.customers
+        logs.append({r[:3]: r for r in _logged(url)})
+    in_backend, reference_log = logs
+    assert in_backend.keys() == reference_log.keys()
+    odd = {key for key, r in reference_log.items() if "evaluation-error" in r[6]}
+    assert len(odd) > 20  # many proposals show one of those products
+    assert all(in_backend[key][3] == "block" for key in odd)
+    same = {key: r for key, r in in_backend.items() if key not in odd}
+    assert same == {key: r for key, r in reference_log.items() if key not in odd}
+    assert {r[3] for r in same.values()} >= {"allow", "block"}

@@ -910,10 +910,11 @@ class _Eager:
                                 "named": False, "fired_rules": EVALUATION_ERROR, "failed_rules": "",
                                 "input_hash": None, "error": cand.error})
                 continue
-            odd.append(candidate_row(len(kept) + len(odd) + 1, p.customer_id, cand.touch.touch, self.now))
+            odd.append(candidate_row(0, p.customer_id, cand.touch.touch, self.now))  # numbered below
             kept.append(p)
-        if odd:
+        if odd:  # after the others, and every row numbered again: 1..N in the table's order
             table = pa.concat_tables([table, pa.Table.from_pylist(odd, schema=table.schema)])
+            table = table.set_column(0, table.schema.field(0), pa.array(range(1, len(kept) + 1), pa.int64()))
         if not kept:
             return
         seconds: dict[str, float] = {}
