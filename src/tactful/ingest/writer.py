@@ -160,16 +160,10 @@ class TargetPlan:
 def upsert_statement(table: sa.Table, columns: Sequence[str], dialect: Dialect) -> tuple[str, list[str]]:
     """The SQL of ``INSERT ... ON CONFLICT (pk) DO UPDATE`` for ``columns`` (as :func:`db.upsert`
     builds it) and the order of its positional parameters (empty for named parameters)."""
+    from tactful.store.db import conflict_insert
+
     pk = [c.name for c in table.primary_key.columns]
-    stmt: Any
-    if dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table)
+    stmt = conflict_insert(table, dialect)
     update = {c: stmt.excluded[c] for c in columns if c not in pk}
     stmt = stmt.on_conflict_do_update(index_elements=pk, set_=update) if update else \
         stmt.on_conflict_do_nothing(index_elements=pk)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Dialect, Engine
 
 from tactful import __version__
 from tactful.errors import StoreError
@@ -373,6 +373,20 @@ def open_store(url: str | None = None, *, allow_incomplete: bool = False) -> Eng
     return engine
 
 
+def conflict_insert(table: sa.Table, dialect: Dialect) -> Any:
+    """``INSERT INTO table`` in ``dialect``'s own form, the one that takes ``ON CONFLICT ... DO
+    NOTHING / DO UPDATE`` (SQLite and PostgreSQL: the store's two backends)."""
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    if dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    raise StoreError(f"inserting with ON CONFLICT is not supported on {dialect.name}")
+
+
 def upsert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert ``rows`` into ``table``, replacing rows with the same primary key. Returns the count.
 
@@ -382,16 +396,7 @@ def upsert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]])
     if not rows:
         return 0
     pk = [c.name for c in table.primary_key.columns]
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(table)
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table)
-    else:  # pragma: no cover - only the two supported backends reach here
-        raise StoreError(f"upsert is not supported on {conn.dialect.name}")
+    stmt = conflict_insert(table, conn.dialect)
     cols = list(rows[0].keys())
     if all(k in cols for k in pk):  # key order: concurrent writers lock shared rows in one order
         rows = key_ordered({tuple(r[k] for k in pk): r for r in rows})

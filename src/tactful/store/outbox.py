@@ -25,6 +25,7 @@ from tactful import __version__
 from tactful.compose import Message
 from tactful.errors import CampaignError, NotFoundError
 from tactful.store import audit, bookkeeping, tables
+from tactful.store.db import conflict_insert
 
 PENDING, SENT, BOUNCED, FAILED = "pending", "sent", "bounced", "failed"
 #: a run's status: running, finished, failed (it stopped on an error), interrupted (its process is gone:
@@ -154,14 +155,7 @@ def _insert_new(conn: Connection, rows: list[dict[str, Any]]) -> int:
     """Insert outbox rows, skipping those whose key is already there; returns how many were new."""
     if not rows:
         return 0
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(tables.outbox)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(tables.outbox)
+    stmt = conflict_insert(tables.outbox, conn.dialect)
     # RETURNING gives back only the rows actually inserted: an exact count of new messages on both backends
     stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(tables.outbox.c.id)
     return len(conn.execute(stmt, rows).all())
@@ -248,16 +242,6 @@ _OUTCOME_UPDATE = (tables.outbox.update().where(tables.outbox.c.id == sa.bindpar
 _IDS_PER_STATEMENT = 5_000
 
 
-def _insert_ignoring_duplicates(conn: Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
-
-
 def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], at: datetime | None = None) -> None:
     """Record what delivery did with a batch of messages, set-wise in the caller's transaction: the
     outbox rows' status (one executemany), the past touch of each sent message (one INSERT ... SELECT
@@ -282,7 +266,7 @@ def record_outcomes(conn: Connection, outcomes: Sequence[Outcome], at: datetime 
                             o.c.touch_kind, o.c.purpose, o.c.channel, o.c.contact_point_id, o.c.sent_at,
                             o.c.campaign, o.c.sent_at.label("written_at"))
                   .where(o.c.id.in_(sent[i:i + _IDS_PER_STATEMENT]), o.c.status == SENT))
-        conn.execute(_insert_ignoring_duplicates(conn, t).from_select(
+        conn.execute(conflict_insert(t, conn.dialect).from_select(
             ["id", "customer_id", "kind", "purpose", "channel", "contact_point_id", "at", "campaign",
              "written_at"], source).on_conflict_do_nothing(index_elements=["id"]))
     bounced = sorted({out.outbox_id for out in outcomes if out.status == BOUNCED})
