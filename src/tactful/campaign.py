@@ -567,7 +567,7 @@ class _TypedRows:
     products shown, so one touch per channel (and recipient form) is validated
     (:func:`tactful.realtime.parse_touch`) and typed, and each proposal's row is that row with its own
     ids. A proposal whose ids a touch would not take as they are goes through the validating path
-    (:meth:`row` returns None for it). tests/test_campaign_typed.py checks that every row equals the
+    (:meth:`table` leaves it out). tests/test_campaign_typed.py checks that every row equals the
     validating path's."""
 
     def __init__(self, campaign: Campaign, now: datetime) -> None:
@@ -598,25 +598,12 @@ class _TypedRows:
             return None
         return used, shown
 
-    def row(self, n: int, p: Proposal) -> dict[str, Any] | None:
-        ids = self._ids(p)
-        if ids is None:
-            return None
-        used, shown = ids
-        template, selector = self._template(p.channel, p.contact_point_id is not None)
-        row = dict(template)
-        row["row"], row["customer_id"] = n, p.customer_id
-        if p.contact_point_id is not None:
-            row["to"] = p.contact_point_id
-        row["uses"] = [{**selector, "id": o} for o in used]
-        row["shows_items"] = shown
-        return row
-
-    def table(self, proposals: Sequence[Proposal], start: int = 1) -> tuple[pa.Table, list[Proposal]]:
-        """The typed rows of ``proposals`` as one Arrow table (rows numbered from ``start``), built
-        column by column — a block has ~250,000 proposals; equal to ``pa.Table.from_pylist`` of
-        :meth:`row`'s rows (tests/test_campaign_typed.py) — and the proposals it holds, in order: a
-        proposal :meth:`row` refuses is left out (the caller types it on the validating path)."""
+    def table(self, proposals: Sequence[Proposal]) -> tuple[pa.Table, list[Proposal], list[Proposal]]:
+        """The typed rows of ``proposals`` as one Arrow table (rows numbered from 1), built column by
+        column — a block has ~250,000 proposals — equal to what the validating path types
+        (tests/test_campaign_typed.py); the proposals it holds, in order; and those it leaves out, in
+        order: a touch would not take one of their ids as it is (the caller types them on the
+        validating path)."""
         import ibis
 
         from tactful.batch.producers import CANDIDATE_SCHEMA
@@ -625,6 +612,7 @@ class _TypedRows:
         keys: dict[tuple[Channel, bool], int] = {}
         which: list[int] = []  # each row's template
         kept: list[Proposal] = []
+        refused: list[Proposal] = []
         customers: list[str] = []
         to: list[str | None] = []
         used_at, used_ids, used_of = [0], [], []  # the uses lists, flattened, and each id's template
@@ -632,6 +620,7 @@ class _TypedRows:
         for p in proposals:
             ids = self._ids(p)
             if ids is None:
+                refused.append(p)
                 continue
             used, shown = ids
             key = (p.channel, p.contact_point_id is not None)
@@ -654,7 +643,7 @@ class _TypedRows:
         for name in schema.names:
             kind = schema.field(name).type
             if name == "row":
-                columns[name] = pa.array(range(start, start + len(kept)), kind)
+                columns[name] = pa.array(range(1, len(kept) + 1), kind)
             elif name == "customer_id":
                 columns[name] = pa.array(customers, kind)
             elif name == "to":  # the proposal's contact point (none: the template's ``to_kind`` says whose)
@@ -672,7 +661,7 @@ class _TypedRows:
                     pa.array(shown_at, pa.int32()), pa.array(shown_ids, kind.value_type), type=kind)
             else:  # the same for every proposal of a channel and recipient form
                 columns[name] = pa.array([row[name] for row, _ in templates], kind).take(take)
-        return pa.Table.from_arrays(list(columns.values()), schema=schema), kept
+        return pa.Table.from_arrays(list(columns.values()), schema=schema), kept, refused
 
 
 def _used(items: Sequence[Item]) -> list[str]:
@@ -898,11 +887,10 @@ class _Eager:
                 props.append(first)
                 if (swapped := _swap(first, cust.items, k)) is not None:
                     props.append(swapped)
-        table, kept = self.typed.table(props)
+        table, kept, refused = self.typed.table(props)
         # a proposal with an id a touch would not take as it is: the validating path says why
         odd: list[dict[str, Any]] = []
         source = f"{self.campaign.source}: proposals"
-        refused = [p for p in props if self.typed.row(0, p) is None] if len(kept) < len(props) else []
         for p in refused:
             cand = next(candidates(pa.Table.from_pylist([_candidate(self.campaign, p)]), source))
             if cand.touch is None:
@@ -910,11 +898,10 @@ class _Eager:
                                 "named": False, "fired_rules": EVALUATION_ERROR, "failed_rules": "",
                                 "input_hash": None, "error": cand.error})
                 continue
-            odd.append(candidate_row(0, p.customer_id, cand.touch.touch, self.now))  # numbered below
-            kept.append(p)
-        if odd:  # after the others, and every row numbered again: 1..N in the table's order
+            kept.append(p)  # numbered on after the others: rows 1..N in the table's order
+            odd.append(candidate_row(len(kept), p.customer_id, cand.touch.touch, self.now))
+        if odd:
             table = pa.concat_tables([table, pa.Table.from_pylist(odd, schema=table.schema)])
-            table = table.set_column(0, table.schema.field(0), pa.array(range(1, len(kept) + 1), pa.int64()))
         if not kept:
             return
         seconds: dict[str, float] = {}
