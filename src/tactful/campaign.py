@@ -369,25 +369,18 @@ class Recommender:
         #: the five most popular products' names (the segment template)
         self.popular_names = [r["name"] for r in self.popular[:5] if r["name"]]
 
-    def item(self, r: Mapping[str, Any], builder: StoreScenarioBuilder) -> Item | None:
-        """A candidate row (its product's columns and the ``orders`` that voted) as an :class:`Item`,
-        None for a product whose label cannot be read (never shown: fail closed)."""
+    def product(self, r: Mapping[str, Any], builder: StoreScenarioBuilder) -> Item | None:
+        """A products row (``product_id``, ``name``, ``department``, ``category``, ``subcategory``,
+        ``implies``) as an :class:`Item` without orders, remembered for the run; None for a product
+        whose label cannot be read (never shown: fail closed)."""
         pid = str(r["product_id"])
-        self._label(pid, r, builder)
-        base = self.bases[pid]
-        return None if base is None else base._replace(seeded_by=tuple(sorted(set(r.get("orders") or ()))))
-
-    def _label(self, pid: str, r: Mapping[str, Any], builder: StoreScenarioBuilder) -> None:
-        """Remember product ``pid`` (``r``: its products row) as an :class:`Item` without orders, or None
-        when its label cannot be read."""
-        if pid in self.bases:
-            return
-        try:  # what the engine will see for a shown product: the stored label and the mapping's
-            implies = builder.product_implies(_ProductRow(**{k: r[k] for k in _PRODUCT_COLUMNS}))
-        except TactfulError:
-            self.bases[pid] = None
-            return
-        self.bases[pid] = Item(pid, r["name"] or pid, r["category"], implies)
+        if pid not in self.bases:
+            try:  # what the engine will see for a shown product: the stored label and the mapping's
+                implies = builder.product_implies(_ProductRow(**{k: r[k] for k in _PRODUCT_COLUMNS}))
+                self.bases[pid] = Item(pid, r["name"] or pid, r["category"], implies)
+            except TactfulError:
+                self.bases[pid] = None
+        return self.bases[pid]
 
     def fill(self, block: Mapping[str, Customer], builder: StoreScenarioBuilder) -> None:
         """Each customer of ``block`` (ids sorted by code point, as DuckDB compares text) gets its
@@ -411,7 +404,7 @@ class Recommender:
             # (a block has ~650,000 candidate rows: no dict per row)
             shown = self.products.semi_join(cands.select("product_id"), "product_id")
             for r in shown.to_pyarrow().to_pylist():
-                self._label(str(r["product_id"]), r, builder)
+                self.product(r, builder)
             voted = cands.left_join(rec.voters(seed, self.nb, cands), ["customer_id", "product_id"]).select(
                 "customer_id", "product_id", "rank", "orders").order_by(["customer_id", "rank"]).to_pyarrow()
             for cid, pid, orders in zip(*(voted.column(c).to_pylist() for c in ("customer_id", "product_id",
@@ -432,7 +425,7 @@ class Recommender:
         finally:
             for name in ("seed", "co", "cands"):
                 self.con.drop_table(name, force=True)
-        shop_wide = [it for it in (self.item(r, builder) for r in self.popular) if it is not None]
+        shop_wide = [it for it in (self.product(r, builder) for r in self.popular) if it is not None]
         for cust in block.values():
             if not cust.items:
                 cust.items.extend(shop_wide)
